@@ -1,0 +1,118 @@
+/// A client-facing error in OpenAI's shape, with the HTTP status it is sent with.
+///
+/// Messages are written for the client: they never carry upstream hostnames, file paths or stack traces.
+public struct APIError: Error, Sendable, Equatable {
+    public var status: Int
+    public var type: String
+    public var code: String
+    public var message: String
+    public var param: String?
+    /// Seconds a client should wait before retrying, sent as `Retry-After`.
+    public var retryAfter: Int?
+
+    public init(status: Int, type: String, code: String, message: String, param: String? = nil, retryAfter: Int? = nil) {
+        self.status = status
+        self.type = type
+        self.code = code
+        self.message = message
+        self.param = param
+        self.retryAfter = retryAfter
+    }
+
+    /// The wire body: `{"error":{"message":…,"type":…,"param":…,"code":…}}`.
+    public var body: ErrorBody { ErrorBody(error: .init(message: message, type: type, param: param, code: code)) }
+}
+
+/// The JSON envelope OpenAI clients parse error responses from.
+public struct ErrorBody: Codable, Sendable, Equatable {
+    public struct Detail: Codable, Sendable, Equatable {
+        public var message: String
+        public var type: String
+        public var param: String?
+        public var code: String?
+
+        public init(message: String, type: String, param: String?, code: String?) {
+            self.message = message
+            self.type = type
+            self.param = param
+            self.code = code
+        }
+
+        // `param` and `code` are always present, as null when unset, as OpenAI sends them.
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(message, forKey: .message)
+            try c.encode(type, forKey: .type)
+            try c.encode(param, forKey: .param)
+            try c.encode(code, forKey: .code)
+        }
+    }
+
+    public var error: Detail
+}
+
+extension APIError {
+    public static func invalidJSON(_ detail: String) -> APIError {
+        APIError(status: 400, type: "invalid_request_error", code: "invalid_json", message: "Invalid JSON body: \(detail)")
+    }
+
+    public static func invalidType(_ field: String, expected: String) -> APIError {
+        APIError(
+            status: 400, type: "invalid_request_error", code: "invalid_type",
+            message: "Invalid type for '\(field)': expected \(expected).", param: field)
+    }
+
+    public static func missingField(_ field: String) -> APIError {
+        APIError(
+            status: 400, type: "invalid_request_error", code: "missing_field",
+            message: "Missing required parameter: '\(field)'.", param: field)
+    }
+
+    public static func invalidValue(_ field: String, _ message: String) -> APIError {
+        APIError(
+            status: 400, type: "invalid_request_error", code: "invalid_value",
+            message: "Invalid value for '\(field)': \(message)", param: field)
+    }
+
+    public static func modelNotFound(_ model: String) -> APIError {
+        APIError(
+            status: 404, type: "invalid_request_error", code: "model_not_found",
+            message: "The model '\(model)' does not exist or is not served by any upstream.", param: "model")
+    }
+
+    public static func notFound(_ path: String) -> APIError {
+        APIError(status: 404, type: "invalid_request_error", code: "not_found", message: "Unknown route: \(path)")
+    }
+
+    public static func methodNotAllowed(_ method: String, _ path: String) -> APIError {
+        APIError(
+            status: 405, type: "invalid_request_error", code: "method_not_allowed",
+            message: "Method \(method) is not allowed on \(path).")
+    }
+
+    public static func bodyTooLarge(limit: Int) -> APIError {
+        APIError(
+            status: 413, type: "invalid_request_error", code: "request_too_large",
+            message: "Request body is larger than the limit of \(limit) bytes.")
+    }
+
+    public static func upstreamUnavailable() -> APIError {
+        APIError(status: 502, type: "upstream_error", code: "upstream_unavailable", message: "The upstream server could not be reached.")
+    }
+
+    public static func upstreamFailed(_ message: String = "The upstream server failed to answer the request.") -> APIError {
+        APIError(status: 502, type: "upstream_error", code: "upstream_error", message: message)
+    }
+
+    public static func upstreamTimeout() -> APIError {
+        APIError(status: 504, type: "upstream_error", code: "upstream_timeout", message: "The upstream server did not answer in time.")
+    }
+
+    public static func noUpstream(_ message: String = "No upstream is ready to serve this request.") -> APIError {
+        APIError(status: 503, type: "upstream_error", code: "no_upstream", message: message)
+    }
+
+    public static func internalError() -> APIError {
+        APIError(status: 500, type: "server_error", code: "internal_error", message: "Internal gateway error.")
+    }
+}

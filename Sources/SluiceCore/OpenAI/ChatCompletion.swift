@@ -1,0 +1,364 @@
+/// `POST /v1/chat/completions` request: the fields Sluice validates, translates or keys on.
+///
+/// Fields it does not know are not decoded here; for OpenAI upstreams the original bytes are forwarded,
+/// so they reach the upstream untouched.
+public struct ChatCompletionRequest: Codable, Sendable, Equatable {
+    public var model: String
+    public var messages: [ChatMessage]
+    public var stream: Bool?
+    public var streamOptions: StreamOptions?
+    public var temperature: Double?
+    public var topP: Double?
+    public var maxTokens: Int?
+    public var maxCompletionTokens: Int?
+    public var n: Int?
+    public var stop: StopSequences?
+    public var seed: Int?
+    public var presencePenalty: Double?
+    public var frequencyPenalty: Double?
+    public var tools: [Tool]?
+    public var toolChoice: JSONValue?
+    public var responseFormat: ResponseFormat?
+    public var user: String?
+
+    public init(model: String, messages: [ChatMessage], stream: Bool? = nil) {
+        self.model = model
+        self.messages = messages
+        self.stream = stream
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case model, messages, stream, temperature, n, stop, seed, tools, user
+        case streamOptions = "stream_options"
+        case topP = "top_p"
+        case maxTokens = "max_tokens"
+        case maxCompletionTokens = "max_completion_tokens"
+        case presencePenalty = "presence_penalty"
+        case frequencyPenalty = "frequency_penalty"
+        case toolChoice = "tool_choice"
+        case responseFormat = "response_format"
+    }
+
+    public var isStreaming: Bool { stream ?? false }
+    public var includeUsage: Bool { streamOptions?.includeUsage ?? false }
+    /// The token cap the client asked for, under either of OpenAI's names.
+    public var tokenLimit: Int? { maxCompletionTokens ?? maxTokens }
+}
+
+/// `stream_options` of a chat or completion request.
+public struct StreamOptions: Codable, Sendable, Equatable {
+    public var includeUsage: Bool?
+    public init(includeUsage: Bool?) { self.includeUsage = includeUsage }
+    enum CodingKeys: String, CodingKey { case includeUsage = "include_usage" }
+}
+
+/// `stop`: one string or a list of strings.
+public enum StopSequences: Codable, Sendable, Equatable {
+    case one(String)
+    case many([String])
+
+    public var values: [String] {
+        switch self {
+        case .one(let s): [s]
+        case .many(let a): a
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) {
+            self = .one(s)
+        } else {
+            self = .many(try c.decode([String].self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .one(let s): try c.encode(s)
+        case .many(let a): try c.encode(a)
+        }
+    }
+}
+
+/// `response_format`: `text`, `json_object` or `json_schema` (with its schema).
+public struct ResponseFormat: Codable, Sendable, Equatable {
+    public var type: String
+    public var jsonSchema: JSONValue?
+    public init(type: String, jsonSchema: JSONValue? = nil) {
+        self.type = type
+        self.jsonSchema = jsonSchema
+    }
+    enum CodingKeys: String, CodingKey {
+        case type
+        case jsonSchema = "json_schema"
+    }
+}
+
+/// A tool the model may call; only `function` tools exist today.
+public struct Tool: Codable, Sendable, Equatable {
+    public var type: String
+    public var function: FunctionDefinition
+
+    public init(function: FunctionDefinition) {
+        self.type = "function"
+        self.function = function
+    }
+}
+
+/// A callable function's name, description and JSON-Schema parameters.
+public struct FunctionDefinition: Codable, Sendable, Equatable {
+    public var name: String
+    public var description: String?
+    public var parameters: JSONValue?
+    public var strict: Bool?
+
+    public init(name: String, description: String? = nil, parameters: JSONValue? = nil) {
+        self.name = name
+        self.description = description
+        self.parameters = parameters
+    }
+}
+
+/// One message of a conversation.
+public struct ChatMessage: Codable, Sendable, Equatable {
+    public var role: String
+    public var content: MessageContent?
+    public var name: String?
+    public var toolCalls: [ToolCall]?
+    public var toolCallID: String?
+
+    public init(role: String, content: MessageContent?, toolCalls: [ToolCall]? = nil, toolCallID: String? = nil) {
+        self.role = role
+        self.content = content
+        self.toolCalls = toolCalls
+        self.toolCallID = toolCallID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case role, content, name
+        case toolCalls = "tool_calls"
+        case toolCallID = "tool_call_id"
+    }
+
+    // `content` is always written, as null when absent: OpenAI clients expect the key.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(role, forKey: .role)
+        try c.encode(content, forKey: .content)
+        try c.encodeIfPresent(name, forKey: .name)
+        try c.encodeIfPresent(toolCalls, forKey: .toolCalls)
+        try c.encodeIfPresent(toolCallID, forKey: .toolCallID)
+    }
+}
+
+/// Message content: a plain string, or a list of typed parts (text, image_url, ...).
+public enum MessageContent: Codable, Sendable, Equatable {
+    case text(String)
+    case parts([ContentPart])
+
+    /// The text of the content, parts joined by newlines.
+    public var text: String {
+        switch self {
+        case .text(let s): s
+        case .parts(let parts): parts.compactMap(\.text).joined(separator: "\n")
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) {
+            self = .text(s)
+        } else {
+            self = .parts(try c.decode([ContentPart].self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .text(let s): try c.encode(s)
+        case .parts(let p): try c.encode(p)
+        }
+    }
+}
+
+/// A typed part of a message's content.
+public struct ContentPart: Codable, Sendable, Equatable {
+    public var type: String
+    public var text: String?
+    public var imageURL: ImageURL?
+
+    /// `image_url.url`: an http(s) URL or a `data:` URL.
+    public struct ImageURL: Codable, Sendable, Equatable {
+        public var url: String
+        public var detail: String?
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type, text
+        case imageURL = "image_url"
+    }
+}
+
+/// A function call the assistant asked for; `arguments` is a JSON document in a string, as OpenAI sends it.
+public struct ToolCall: Codable, Sendable, Equatable {
+    public var id: String
+    public var type: String
+    public var function: FunctionCall
+
+    public init(id: String, name: String, arguments: String) {
+        self.id = id
+        self.type = "function"
+        self.function = FunctionCall(name: name, arguments: arguments)
+    }
+}
+
+/// The function name and JSON-encoded arguments of a tool call.
+public struct FunctionCall: Codable, Sendable, Equatable {
+    public var name: String
+    public var arguments: String
+    public init(name: String, arguments: String) {
+        self.name = name
+        self.arguments = arguments
+    }
+}
+
+/// Token counts of one call.
+public struct Usage: Codable, Sendable, Equatable {
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var totalTokens: Int
+
+    public init(promptTokens: Int, completionTokens: Int) {
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.totalTokens = promptTokens + completionTokens
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case promptTokens = "prompt_tokens"
+        case completionTokens = "completion_tokens"
+        case totalTokens = "total_tokens"
+    }
+}
+
+/// A complete (non-streamed) chat completion.
+public struct ChatCompletionResponse: Codable, Sendable, Equatable {
+    public var id: String
+    public var object: String = "chat.completion"
+    public var created: Int
+    public var model: String
+    public var choices: [Choice]
+    public var usage: Usage?
+
+    /// One alternative answer.
+    public struct Choice: Codable, Sendable, Equatable {
+        public var index: Int
+        public var message: ChatMessage
+        public var finishReason: String?
+
+        public init(index: Int, message: ChatMessage, finishReason: String?) {
+            self.index = index
+            self.message = message
+            self.finishReason = finishReason
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case index, message
+            case finishReason = "finish_reason"
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index)
+            try c.encode(message, forKey: .message)
+            try c.encode(finishReason, forKey: .finishReason)
+        }
+    }
+
+    public init(id: String, created: Int, model: String, choices: [Choice], usage: Usage?) {
+        self.id = id
+        self.created = created
+        self.model = model
+        self.choices = choices
+        self.usage = usage
+    }
+}
+
+/// One `data:` event of a streamed chat completion.
+public struct ChatCompletionChunk: Codable, Sendable, Equatable {
+    public var id: String
+    public var object: String = "chat.completion.chunk"
+    public var created: Int
+    public var model: String
+    public var choices: [Choice]
+    public var usage: Usage?
+
+    /// The change one choice went through in this chunk.
+    public struct Choice: Codable, Sendable, Equatable {
+        public var index: Int
+        public var delta: Delta
+        public var finishReason: String?
+
+        public init(index: Int = 0, delta: Delta, finishReason: String? = nil) {
+            self.index = index
+            self.delta = delta
+            self.finishReason = finishReason
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case index, delta
+            case finishReason = "finish_reason"
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index)
+            try c.encode(delta, forKey: .delta)
+            try c.encode(finishReason, forKey: .finishReason)
+        }
+    }
+
+    /// New content, role or tool-call fragments.
+    public struct Delta: Codable, Sendable, Equatable {
+        public var role: String?
+        public var content: String?
+        public var toolCalls: [ToolCallDelta]?
+
+        public init(role: String? = nil, content: String? = nil, toolCalls: [ToolCallDelta]? = nil) {
+            self.role = role
+            self.content = content
+            self.toolCalls = toolCalls
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case role, content
+            case toolCalls = "tool_calls"
+        }
+    }
+
+    /// A tool call, or a fragment of one, inside a streamed delta.
+    public struct ToolCallDelta: Codable, Sendable, Equatable {
+        public var index: Int
+        public var id: String?
+        public var type: String?
+        public var function: FunctionCall?
+
+        public init(index: Int, id: String?, type: String?, function: FunctionCall?) {
+            self.index = index
+            self.id = id
+            self.type = type
+            self.function = function
+        }
+    }
+
+    public init(id: String, created: Int, model: String, choices: [Choice], usage: Usage? = nil) {
+        self.id = id
+        self.created = created
+        self.model = model
+        self.choices = choices
+        self.usage = usage
+    }
+}

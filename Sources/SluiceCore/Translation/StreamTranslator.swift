@@ -1,0 +1,305 @@
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+
+/// Turns an upstream's streamed body into the client's stream, chunk by chunk, and watches it for usage and its end.
+///
+/// Translators never buffer more than one incomplete line: every complete upstream event is written out
+/// as soon as it arrives.
+public protocol StreamTranslator: Sendable {
+    /// The client stream's content type.
+    var contentType: String { get }
+    /// Token counts seen so far (final once the stream is complete).
+    var usage: Usage? { get }
+    /// Feeds upstream bytes and appends what the client should get now.
+    mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError)
+    /// The upstream body ended: appends trailing bytes, or throws if the stream ended before its terminator.
+    mutating func finish(into output: inout ByteBuffer) throws(APIError)
+    /// The bytes that end a client stream which failed after it started.
+    func failureFrame(for error: APIError) -> ByteBuffer
+}
+
+/// Failure frame of OpenAI-style SSE streams: an `error` event with the error body, and no `[DONE]`.
+public func sseFailureFrame(for error: APIError) -> ByteBuffer {
+    var buffer = ByteBuffer()
+    let json = (try? JSONEncoder().encode(error.body)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    SSEEncoder.write(ServerSentEvent(event: "error", data: json), into: &buffer)
+    return buffer
+}
+
+/// Failure frame of Ollama-style NDJSON streams: a last `{"error":"…"}` line.
+public func ndjsonFailureFrame(for error: APIError) -> ByteBuffer {
+    var buffer = ByteBuffer()
+    let data = (try? JSONEncoder().encode(Ollama.ErrorResponse(error: error.message))) ?? Data("{}".utf8)
+    buffer.writeBytes(data)
+    buffer.writeString("\n")
+    return buffer
+}
+
+extension APIError {
+    static let truncatedStream = APIError.upstreamFailed("The upstream stream ended before it was complete.")
+    static let malformedStream = APIError.upstreamFailed("The upstream sent a stream that could not be read.")
+}
+
+/// Ollama `/api/chat` NDJSON lines in, OpenAI `chat.completion.chunk` SSE events out.
+public struct OllamaChatStreamTranslator: StreamTranslator {
+    public let contentType = "text/event-stream"
+    public private(set) var usage: Usage?
+    private let identity: ResponseIdentity
+    private let model: String
+    private let includeUsage: Bool
+    private var lines = LineSplitter()
+    private var sentRole = false
+    private var toolCallCount = 0
+    private var done = false
+    private let encoder = JSONEncoder()
+
+    public init(model: String, identity: ResponseIdentity, includeUsage: Bool) {
+        self.model = model
+        self.identity = identity
+        self.includeUsage = includeUsage
+        self.encoder.outputFormatting = .withoutEscapingSlashes
+    }
+
+    public mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
+        lines.append(input)
+        do {
+            while let line = try lines.nextLine() {
+                try handle(line, into: &output)
+            }
+        } catch {
+            throw .malformedStream
+        }
+    }
+
+    public mutating func finish(into output: inout ByteBuffer) throws(APIError) {
+        if let rest = lines.remainder() {
+            try handle(rest, into: &output)
+        }
+        if !done { throw .truncatedStream }
+    }
+
+    public func failureFrame(for error: APIError) -> ByteBuffer { sseFailureFrame(for: error) }
+
+    private mutating func handle(_ line: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
+        guard !done, line.readableBytesView.contains(where: { $0 != 0x20 }) else { return }
+        let response: Ollama.ChatResponse
+        do {
+            response = try JSONDecoder().decode(Ollama.ChatResponse.self, from: line)
+        } catch {
+            throw .malformedStream
+        }
+        if let message = response.error {
+            throw .upstreamFailed("The upstream failed mid-stream: \(message)")
+        }
+        var delta = ChatCompletionChunk.Delta()
+        if !sentRole {
+            delta.role = "assistant"
+            sentRole = true
+        }
+        if let content = response.message?.content, !content.isEmpty {
+            delta.content = content
+        }
+        if let calls = OllamaResponseTranslation.openAIToolCalls(response.message?.toolCalls, identity: identity, offset: toolCallCount) {
+            delta.toolCalls = calls.enumerated().map { i, call in
+                .init(index: toolCallCount + i, id: call.id, type: call.type, function: call.function)
+            }
+            toolCallCount += calls.count
+        }
+        if delta != ChatCompletionChunk.Delta() || !response.done {
+            if delta.role != nil, delta.content == nil, delta.toolCalls == nil { delta.content = "" }
+            try write(ChatCompletionChunk(id: identity.id, created: identity.created, model: model, choices: [.init(delta: delta)]), into: &output)
+        }
+        guard response.done else { return }
+        done = true
+        usage = OllamaResponseTranslation.usage(prompt: response.promptEvalCount, completion: response.evalCount)
+        let reason = OllamaResponseTranslation.finishReason(response.doneReason, hasToolCalls: toolCallCount > 0)
+        try write(
+            ChatCompletionChunk(
+                id: identity.id, created: identity.created, model: model,
+                choices: [.init(delta: .init(), finishReason: reason)]), into: &output)
+        if includeUsage {
+            try write(
+                ChatCompletionChunk(
+                    id: identity.id, created: identity.created, model: model, choices: [],
+                    usage: usage ?? Usage(promptTokens: 0, completionTokens: 0)), into: &output)
+        }
+        SSEEncoder.writeDone(into: &output)
+    }
+
+    private func write(_ chunk: ChatCompletionChunk, into output: inout ByteBuffer) throws(APIError) {
+        do {
+            try SSEEncoder.writeData(encoder.encodeAsByteBuffer(chunk, allocator: ByteBufferAllocator()), into: &output)
+        } catch {
+            throw .internalError()
+        }
+    }
+}
+
+/// Ollama `/api/generate` NDJSON lines in, OpenAI `text_completion` SSE events out.
+public struct OllamaGenerateStreamTranslator: StreamTranslator {
+    public let contentType = "text/event-stream"
+    public private(set) var usage: Usage?
+    private let identity: ResponseIdentity
+    private let model: String
+    private let includeUsage: Bool
+    private var lines = LineSplitter()
+    private var done = false
+    private let encoder = JSONEncoder()
+
+    public init(model: String, identity: ResponseIdentity, includeUsage: Bool) {
+        self.model = model
+        self.identity = identity
+        self.includeUsage = includeUsage
+        self.encoder.outputFormatting = .withoutEscapingSlashes
+    }
+
+    public mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
+        lines.append(input)
+        do {
+            while let line = try lines.nextLine() {
+                try handle(line, into: &output)
+            }
+        } catch {
+            throw .malformedStream
+        }
+    }
+
+    public mutating func finish(into output: inout ByteBuffer) throws(APIError) {
+        if let rest = lines.remainder() {
+            try handle(rest, into: &output)
+        }
+        if !done { throw .truncatedStream }
+    }
+
+    public func failureFrame(for error: APIError) -> ByteBuffer { sseFailureFrame(for: error) }
+
+    private mutating func handle(_ line: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
+        guard !done, line.readableBytesView.contains(where: { $0 != 0x20 }) else { return }
+        let response: Ollama.GenerateResponse
+        do {
+            response = try JSONDecoder().decode(Ollama.GenerateResponse.self, from: line)
+        } catch {
+            throw .malformedStream
+        }
+        if let message = response.error {
+            throw .upstreamFailed("The upstream failed mid-stream: \(message)")
+        }
+        let finish: String? =
+            response.done ? OllamaResponseTranslation.finishReason(response.doneReason, hasToolCalls: false) : nil
+        if !response.response.isEmpty || response.done {
+            try write(
+                CompletionResponse(
+                    id: identity.id, created: identity.created, model: model,
+                    choices: [.init(text: response.response, index: 0, finishReason: finish)], usage: nil),
+                into: &output)
+        }
+        guard response.done else { return }
+        done = true
+        usage = OllamaResponseTranslation.usage(prompt: response.promptEvalCount, completion: response.evalCount)
+        if includeUsage {
+            try write(
+                CompletionResponse(
+                    id: identity.id, created: identity.created, model: model, choices: [],
+                    usage: usage ?? Usage(promptTokens: 0, completionTokens: 0)), into: &output)
+        }
+        SSEEncoder.writeDone(into: &output)
+    }
+
+    private func write(_ chunk: CompletionResponse, into output: inout ByteBuffer) throws(APIError) {
+        do {
+            try SSEEncoder.writeData(encoder.encodeAsByteBuffer(chunk, allocator: ByteBufferAllocator()), into: &output)
+        } catch {
+            throw .internalError()
+        }
+    }
+}
+
+/// OpenAI SSE in and out untouched; watched for the usage chunk and the `[DONE]` terminator.
+public struct OpenAIStreamPassthrough: StreamTranslator {
+    public let contentType = "text/event-stream"
+    public private(set) var usage: Usage?
+    private var decoder = SSEDecoder()
+    private var complete = false
+
+    public init() {}
+
+    private struct UsageProbe: Decodable {
+        var usage: Usage?
+    }
+
+    public mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
+        var input = input
+        let events: [ServerSentEvent]
+        do {
+            events = try decoder.feed(input)
+        } catch {
+            throw .malformedStream
+        }
+        output.writeBuffer(&input)
+        for event in events {
+            if event.data == "[DONE]" || event.event == "error" {
+                complete = true
+            } else if event.data.contains("\"usage\""),
+                let probe = try? JSONDecoder().decode(UsageProbe.self, from: Data(event.data.utf8)), let u = probe.usage
+            {
+                usage = u
+            }
+        }
+    }
+
+    public mutating func finish(into output: inout ByteBuffer) throws(APIError) {
+        if !complete { throw .truncatedStream }
+    }
+
+    public func failureFrame(for error: APIError) -> ByteBuffer { sseFailureFrame(for: error) }
+}
+
+/// Ollama NDJSON in and out untouched; watched for the final `done` line and its token counts.
+public struct OllamaStreamPassthrough: StreamTranslator {
+    public let contentType = "application/x-ndjson"
+    public private(set) var usage: Usage?
+    private var lines = LineSplitter()
+    private var complete = false
+
+    public init() {}
+
+    private struct Probe: Decodable {
+        var done: Bool?
+        var error: String?
+        var promptEvalCount: Int?
+        var evalCount: Int?
+        enum CodingKeys: String, CodingKey {
+            case done, error
+            case promptEvalCount = "prompt_eval_count"
+            case evalCount = "eval_count"
+        }
+    }
+
+    public mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
+        lines.append(input)
+        var input = input
+        output.writeBuffer(&input)
+        do {
+            while let line = try lines.nextLine() { observe(line) }
+        } catch {
+            throw .malformedStream
+        }
+    }
+
+    public mutating func finish(into output: inout ByteBuffer) throws(APIError) {
+        if let rest = lines.remainder() { observe(rest) }
+        if !complete { throw .truncatedStream }
+    }
+
+    public func failureFrame(for error: APIError) -> ByteBuffer { ndjsonFailureFrame(for: error) }
+
+    private mutating func observe(_ line: ByteBuffer) {
+        guard let probe = try? JSONDecoder().decode(Probe.self, from: line) else { return }
+        if probe.error != nil { complete = true }
+        if probe.done == true {
+            complete = true
+            usage = OllamaResponseTranslation.usage(prompt: probe.promptEvalCount, completion: probe.evalCount)
+        }
+    }
+}

@@ -1,0 +1,285 @@
+import Foundation
+import Logging
+import SluiceCore
+import SluiceUpstream
+import Yams
+
+/// A configuration that cannot be used, with a message naming the option and where its value came from.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Builds a `GatewayConfiguration` from its layers: flag > environment > config file > `.env` > default.
+public struct ConfigurationLoader: Sendable {
+    /// Options set on the command line, by kebab-case name (`max-body-bytes`).
+    public var flags: [String: String]
+    public var environment: [String: String]
+    /// Where `.env` is read from; nil skips it.
+    public var dotEnvPath: String?
+
+    public init(flags: [String: String] = [:], environment: [String: String] = ProcessInfo.processInfo.environment, dotEnvPath: String? = ".env") {
+        self.flags = flags
+        self.environment = environment
+        self.dotEnvPath = dotEnvPath
+    }
+
+    /// Every option a layer may set, by kebab-case name.
+    public static let optionNames: [String] = [
+        "host", "port", "upstream", "upstream-kind", "upstream-api-key", "database", "master-key", "auth", "allow-insecure",
+        "rate-limit-rps", "rate-limit-burst", "ip-rate-limit-rpm", "trusted-proxies", "cache-ttl", "cache-max-bytes",
+        "max-body-bytes", "upstream-timeout", "connect-timeout", "idle-timeout", "cors-origins", "log-level", "log-file",
+        "log-bodies", "store-bodies", "tls-cert", "tls-key", "shutdown-grace",
+    ]
+    /// Keys only a config file can hold.
+    static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases"]
+
+    static func envName(_ option: String) -> String {
+        "SLUICE_" + option.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+
+    public func load() throws(ConfigurationError) -> GatewayConfiguration {
+        let dotEnv = try readDotEnv()
+        let configPath = flags["config"] ?? environment["SLUICE_CONFIG"] ?? dotEnv["SLUICE_CONFIG"]
+        let file = try configPath.map { path throws(ConfigurationError) in try Self.readConfigFile(path) } ?? ConfigFile()
+
+        var raw: [String: (value: String, source: String)] = [:]
+        for name in Self.optionNames {
+            let env = Self.envName(name)
+            if let v = flags[name] {
+                raw[name] = (v, "--\(name)")
+            } else if let v = environment[env] {
+                raw[name] = (v, env)
+            } else if let v = file.options[name] {
+                raw[name] = (v, "\(name) in \(configPath ?? "config file")")
+            } else if let v = dotEnv[env] {
+                raw[name] = (v, "\(env) in .env")
+            }
+        }
+        var config = try Self.parse(raw)
+        // A list of upstreams in the file stands unless a flag or the environment names a single one.
+        if let list = file.upstreams, !list.isEmpty, flags["upstream"] == nil, environment[Self.envName("upstream")] == nil {
+            config.upstreams = list
+        }
+        try Self.validate(config)
+        return config
+    }
+
+    /// A config file's options as strings, and its structured `upstreams` list.
+    struct ConfigFile {
+        var options: [String: String] = [:]
+        var upstreams: [UpstreamEndpoint]?
+    }
+
+    private func readDotEnv() throws(ConfigurationError) -> [String: String] {
+        guard let path = dotEnvPath, FileManager.default.fileExists(atPath: path) else { return [:] }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigurationError("cannot read \(path)")
+        }
+        return DotEnv.parse(text)
+    }
+
+    /// Reads a YAML or JSON config file into option strings; `upstreams` is kept aside.
+    static func readConfigFile(_ path: String) throws(ConfigurationError) -> ConfigFile {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigurationError("cannot read config file \(path)")
+        }
+        let document: Any?
+        do {
+            document = try Yams.load(yaml: text)
+        } catch {
+            throw ConfigurationError("config file \(path) is not valid YAML or JSON: \(error)")
+        }
+        guard let map = document as? [String: Any] else {
+            if document == nil { return ConfigFile() }
+            throw ConfigurationError("config file \(path) must hold a mapping of options")
+        }
+        var out: [String: String] = [:]
+        var upstreams: [UpstreamEndpoint]?
+        for (key, value) in map {
+            let name = key.replacingOccurrences(of: "_", with: "-")
+            if name == "upstreams" {
+                upstreams = try parseUpstreams(value, path: path)
+                continue
+            }
+            if fileOnlyKeys.contains(name) { continue }
+            guard optionNames.contains(name) else {
+                throw ConfigurationError("unknown option '\(key)' in config file \(path)")
+            }
+            switch value {
+            case let list as [Any]: out[name] = list.map { "\($0)" }.joined(separator: ",")
+            case is [String: Any]: throw ConfigurationError("option '\(key)' in \(path) must be a single value")
+            default: out[name] = "\(value)"
+            }
+        }
+        return ConfigFile(options: out, upstreams: upstreams)
+    }
+
+    static func parseUpstreams(_ value: Any, path: String) throws(ConfigurationError) -> [UpstreamEndpoint] {
+        guard let list = value as? [[String: Any]] else {
+            throw ConfigurationError("'upstreams' in \(path) must be a list of mappings with url, kind, api_key, models, weight")
+        }
+        var out: [UpstreamEndpoint] = []
+        for (i, item) in list.enumerated() {
+            guard let url = item["url"] as? String else {
+                throw ConfigurationError("upstreams[\(i)] in \(path) needs a 'url'")
+            }
+            let kindText = (item["kind"] as? String) ?? "ollama"
+            guard let kind = UpstreamKind(rawValue: kindText) else {
+                throw ConfigurationError("upstreams[\(i)].kind in \(path) must be ollama or openai, not '\(kindText)'")
+            }
+            let models = (item["models"] as? [Any])?.map { "\($0)" } ?? []
+            let weight = (item["weight"] as? Int) ?? 1
+            let name = (item["name"] as? String) ?? "upstream-\(i)"
+            out.append(UpstreamEndpoint(name: name, baseURL: url, kind: kind, apiKey: item["api_key"] as? String, models: models, weight: weight))
+        }
+        return out
+    }
+
+    static func parse(_ raw: [String: (value: String, source: String)]) throws(ConfigurationError) -> GatewayConfiguration {
+        var c = GatewayConfiguration()
+        func value(_ name: String) -> (value: String, source: String)? { raw[name] }
+        func fail(_ name: String, _ expected: String) -> ConfigurationError {
+            let r = raw[name]!
+            return ConfigurationError("invalid \(name) '\(r.value)' (from \(r.source)): expected \(expected)")
+        }
+        func int(_ name: String, _ range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+            guard let r = value(name) else { return nil }
+            guard let v = Int(r.value.trimmingCharacters(in: .whitespaces)), range.contains(v) else {
+                throw fail(name, "an integer in \(range.lowerBound)...\(range.upperBound)")
+            }
+            return v
+        }
+        func duration(_ name: String) throws(ConfigurationError) -> Duration? {
+            guard let r = value(name) else { return nil }
+            guard let d = ValueParsing.duration(r.value) else { throw fail(name, "a duration like 30s, 250ms or 5m") }
+            return d
+        }
+        func bytes(_ name: String) throws(ConfigurationError) -> Int? {
+            guard let r = value(name) else { return nil }
+            guard let b = ValueParsing.bytes(r.value) else { throw fail(name, "a size like 4MiB or 1048576") }
+            return b
+        }
+        func bool(_ name: String) throws(ConfigurationError) -> Bool? {
+            guard let r = value(name) else { return nil }
+            guard let b = ValueParsing.bool(r.value) else { throw fail(name, "true or false") }
+            return b
+        }
+        func string(_ name: String) -> String? {
+            guard let v = value(name)?.value.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
+            return v
+        }
+
+        if let v = string("host") { c.host = v }
+        if let v = try int("port", 0...65535) { c.port = v }
+        var kind = UpstreamKind.ollama
+        if let k = string("upstream-kind") {
+            guard let parsed = UpstreamKind(rawValue: k.lowercased()) else { throw fail("upstream-kind", "ollama or openai") }
+            kind = parsed
+        }
+        let url = string("upstream") ?? "http://127.0.0.1:11434"
+        c.upstreams = [UpstreamEndpoint(name: "default", baseURL: url, kind: kind, apiKey: string("upstream-api-key"))]
+        if let v = string("database") { c.database = v }
+        c.masterKey = string("master-key")
+        if let a = string("auth") {
+            guard let mode = GatewayConfiguration.AuthMode(rawValue: a.lowercased()) else { throw fail("auth", "auto, required or off") }
+            c.auth = mode
+        }
+        if let v = try bool("allow-insecure") { c.allowInsecure = v }
+        if let r = value("rate-limit-rps") {
+            guard let v = Double(r.value), v >= 0 else { throw fail("rate-limit-rps", "a number >= 0") }
+            c.rateLimitRPS = v
+        }
+        if let v = try int("rate-limit-burst", 0...1_000_000) { c.rateLimitBurst = v }
+        if let v = try int("ip-rate-limit-rpm", 0...10_000_000) { c.ipRateLimitRPM = v }
+        if let v = string("trusted-proxies") { c.trustedProxies = ValueParsing.list(v) }
+        if let v = try duration("cache-ttl") { c.cacheTTL = v }
+        if let v = try bytes("cache-max-bytes") { c.cacheMaxBytes = v }
+        if let v = try bytes("max-body-bytes") { c.maxBodyBytes = v }
+        if let v = try duration("upstream-timeout") { c.upstreamTimeout = v }
+        if let v = try duration("connect-timeout") { c.connectTimeout = v }
+        if let v = try duration("idle-timeout") { c.idleTimeout = v }
+        if let v = string("cors-origins") { c.corsOrigins = ValueParsing.list(v) }
+        if let l = string("log-level") {
+            guard let level = Logger.Level(rawValue: l.lowercased()) else {
+                throw fail("log-level", "one of trace, debug, info, notice, warning, error, critical")
+            }
+            c.logLevel = level
+        }
+        c.logFile = string("log-file")
+        if let v = try bool("log-bodies") { c.logBodies = v }
+        if let v = try bool("store-bodies") { c.storeBodies = v }
+        c.tlsCert = string("tls-cert")
+        c.tlsKey = string("tls-key")
+        if let v = try duration("shutdown-grace") { c.shutdownGrace = v }
+        return c
+    }
+
+    static func validate(_ c: GatewayConfiguration) throws(ConfigurationError) {
+        for upstream in c.upstreams {
+            guard let url = URL(string: upstream.baseURL), let scheme = url.scheme?.lowercased(),
+                scheme == "http" || scheme == "https", url.host != nil
+            else {
+                throw ConfigurationError("invalid upstream URL for '\(upstream.name)': expected http(s)://host[:port]")
+            }
+        }
+        if c.maxBodyBytes < 1 { throw ConfigurationError("invalid max-body-bytes: must be at least 1 byte") }
+        for (name, d) in [("upstream-timeout", c.upstreamTimeout), ("connect-timeout", c.connectTimeout), ("idle-timeout", c.idleTimeout)]
+        where d <= .zero {
+            throw ConfigurationError("invalid \(name): must be greater than 0")
+        }
+        guard c.database.hasPrefix("sqlite:") || c.database.hasPrefix("postgres://") || c.database.hasPrefix("postgresql://") else {
+            throw ConfigurationError("invalid database: expected sqlite:PATH or postgres://user:pass@host:port/db")
+        }
+        if (c.tlsCert == nil) != (c.tlsKey == nil) {
+            throw ConfigurationError("tls-cert and tls-key must be set together")
+        }
+        for path in [c.tlsCert, c.tlsKey].compactMap({ $0 }) where !FileManager.default.isReadableFile(atPath: path) {
+            throw ConfigurationError("cannot read TLS file \(path)")
+        }
+        let authOff = c.auth == .off || (c.auth == .auto && c.masterKey == nil)
+        if authOff, !isLoopback(c.host), !c.allowInsecure {
+            throw ConfigurationError(
+                "refusing to listen on \(c.host) with authentication off: set a master key or keys, bind 127.0.0.1, or pass --allow-insecure")
+        }
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+    }
+}
+
+extension GatewayConfiguration {
+    /// The effective configuration as JSON-ready values, secrets masked.
+    public var redactedSummary: [String: JSONValue] {
+        func mask(_ s: String?) -> JSONValue { s == nil ? .null : "********" }
+        return [
+            "host": .string(host), "port": .int(port),
+            "upstreams": .array(
+                upstreams.map {
+                    .object([
+                        "name": .string($0.name), "url": .string($0.baseURL), "kind": .string($0.kind.rawValue),
+                        "api_key": mask($0.apiKey), "models": .array($0.models.map { .string($0) }), "weight": .int($0.weight),
+                    ])
+                }),
+            "database": .string(Self.maskPassword(database)), "master_key": mask(masterKey), "auth": .string(auth.rawValue),
+            "allow_insecure": .bool(allowInsecure), "rate_limit_rps": .double(rateLimitRPS), "rate_limit_burst": .int(rateLimitBurst),
+            "ip_rate_limit_rpm": .int(ipRateLimitRPM), "trusted_proxies": .array(trustedProxies.map { .string($0) }),
+            "cache_ttl": .string("\(cacheTTL)"), "cache_max_bytes": .int(cacheMaxBytes), "max_body_bytes": .int(maxBodyBytes),
+            "upstream_timeout": .string("\(upstreamTimeout)"), "connect_timeout": .string("\(connectTimeout)"),
+            "idle_timeout": .string("\(idleTimeout)"), "cors_origins": .array(corsOrigins.map { .string($0) }),
+            "log_level": .string(logLevel.rawValue), "log_file": logFile.map { .string($0) } ?? .null,
+            "log_bodies": .bool(logBodies), "store_bodies": .bool(storeBodies),
+            "tls_cert": tlsCert.map { .string($0) } ?? .null, "tls_key": tlsKey.map { .string($0) } ?? .null,
+            "shutdown_grace": .string("\(shutdownGrace)"),
+        ]
+    }
+
+    /// `postgres://user:secret@host/db` with the password replaced.
+    static func maskPassword(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url.range(of: "@", range: scheme.upperBound..<url.endIndex),
+            let colon = url.range(of: ":", range: scheme.upperBound..<at.lowerBound)
+        else { return url }
+        return url.replacingCharacters(in: colon.upperBound..<at.lowerBound, with: "********")
+    }
+}

@@ -1,0 +1,52 @@
+import Logging
+import NIOCore
+import SluiceCore
+import SluiceUpstream
+
+/// The validated settings of one gateway process.
+public struct GatewayConfiguration: Sendable {
+    /// How API keys are enforced.
+    public enum AuthMode: String, Sendable, CaseIterable {
+        case auto, required, off
+    }
+
+    public var host = "127.0.0.1"
+    public var port = 8080
+    public var upstreams: [UpstreamEndpoint] = [UpstreamEndpoint(name: "default", baseURL: "http://127.0.0.1:11434", kind: .ollama)]
+    public var database = "sqlite:./sluice.db"
+    public var masterKey: String?
+    public var auth = AuthMode.auto
+    public var allowInsecure = false
+    public var rateLimitRPS = 0.0
+    public var rateLimitBurst = 0
+    public var ipRateLimitRPM = 0
+    public var trustedProxies: [String] = []
+    public var cacheTTL = Duration.seconds(300)
+    public var cacheMaxBytes = 64 * 1024 * 1024
+    public var maxBodyBytes = 4 * 1024 * 1024
+    public var upstreamTimeout = Duration.seconds(300)
+    public var connectTimeout = Duration.seconds(5)
+    public var idleTimeout = Duration.seconds(60)
+    public var corsOrigins: [String] = []
+    public var logLevel = Logger.Level.info
+    public var logFile: String?
+    public var logBodies = false
+    public var storeBodies = false
+    public var tlsCert: String?
+    public var tlsKey: String?
+    public var shutdownGrace = Duration.seconds(10)
+
+    public init() {}
+
+    /// Upstream time limits in the form the HTTP client takes.
+    public var upstreamTimeouts: UpstreamTimeouts {
+        UpstreamTimeouts(total: .init(upstreamTimeout), idle: .init(idleTimeout), connect: .init(connectTimeout))
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

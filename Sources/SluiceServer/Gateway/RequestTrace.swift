@@ -1,0 +1,32 @@
+import Synchronization
+import SluiceCore
+
+/// What the handlers of one request learned about it, for logs, metrics and the usage record.
+///
+/// A reference type because the context is copied down the middleware chain, while the outer
+/// middleware must see what the inner handlers wrote.
+public final class RequestTrace: Sendable {
+    /// The annotations; all optional because a request can fail before any is known.
+    public struct Fields: Sendable {
+        public var route: String?
+        public var model: String?
+        public var upstream: String?
+        public var stream = false
+        public var usage: Usage?
+        public var errorCode: String?
+        /// Set when a stream ended abnormally after its 200 status was sent.
+        public var streamFailed = false
+        public var clientDisconnected = false
+        public var firstByteAt: ContinuousClock.Instant?
+    }
+
+    private let fields = Mutex(Fields())
+
+    public init() {}
+
+    public func update(_ body: (inout Fields) -> Void) {
+        fields.withLock { body(&$0) }
+    }
+
+    public var snapshot: Fields { fields.withLock { $0 } }
+}

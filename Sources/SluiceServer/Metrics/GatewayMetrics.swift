@@ -1,0 +1,54 @@
+import CoreMetrics
+import Prometheus
+
+/// The gateway's Prometheus metrics, all named `sluice_…`.
+///
+/// Owned per application rather than bootstrapped globally, so tests can build many apps in one process.
+public final class GatewayMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    let factory: PrometheusMetricsFactory
+    let streamsInFlight: Meter
+    let requestsInFlight: Meter
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(500), .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+            .seconds(30), .seconds(60),
+        ]
+        self.factory = factory
+        self.streamsInFlight = Meter(label: "sluice_streams_in_flight", dimensions: [], factory: factory)
+        self.requestsInFlight = Meter(label: "sluice_http_requests_in_flight", dimensions: [], factory: factory)
+    }
+
+    func requestFinished(route: String, method: String, status: Int, nanoseconds: Int64) {
+        Counter(label: "sluice_http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(status))], factory: factory)
+            .increment()
+        Timer(label: "sluice_http_request_duration_seconds", dimensions: [("route", route)], factory: factory)
+            .recordNanoseconds(nanoseconds)
+    }
+
+    func upstreamError(upstream: String, code: String) {
+        Counter(label: "sluice_upstream_errors_total", dimensions: [("upstream", upstream), ("code", code)], factory: factory).increment()
+    }
+
+    func upstreamLatency(upstream: String, nanoseconds: Int64) {
+        Timer(label: "sluice_upstream_duration_seconds", dimensions: [("upstream", upstream)], factory: factory)
+            .recordNanoseconds(nanoseconds)
+    }
+
+    func tokens(model: String, prompt: Int, completion: Int) {
+        Counter(label: "sluice_tokens_total", dimensions: [("model", model), ("kind", "prompt")], factory: factory).increment(by: prompt)
+        Counter(label: "sluice_tokens_total", dimensions: [("model", model), ("kind", "completion")], factory: factory).increment(by: completion)
+    }
+
+    /// The exposition text for `/metrics`.
+    public func render() -> [UInt8] {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(8 * 1024)
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import NIOFoundationCompat
+import SluiceCore
+
+/// Turns every error into OpenAI's error JSON with the right status, and logs it with the request ID.
+public struct ErrorMiddleware: RouterMiddleware {
+    public typealias Context = SluiceRequestContext
+    /// Paths that exist, so a wrong method gets 405 instead of 404.
+    let knownPaths: Set<String>
+    let knownPrefixes: [String]
+    let maxBodyBytes: Int
+
+    public init(knownPaths: Set<String>, knownPrefixes: [String], maxBodyBytes: Int) {
+        self.knownPaths = knownPaths
+        self.knownPrefixes = knownPrefixes
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let apiError = map(error, request: request, context: context)
+            context.trace.update { $0.errorCode = apiError.code }
+            if apiError.status >= 500 {
+                context.logger.error("request failed", metadata: ["status": "\(apiError.status)", "code": "\(apiError.code)"])
+            } else {
+                context.logger.info("request rejected", metadata: ["status": "\(apiError.status)", "code": "\(apiError.code)", "param": "\(apiError.param ?? "")"])
+            }
+            return apiError.response()
+        }
+    }
+
+    func map(_ error: any Error, request: Request, context: Context) -> APIError {
+        switch error {
+        case let apiError as APIError:
+            return apiError
+        case let httpError as any HTTPResponseError:
+            switch httpError.status {
+            case .notFound:
+                let path = request.uri.path
+                if knownPaths.contains(path) || knownPrefixes.contains(where: { path.hasPrefix($0) }) {
+                    return .methodNotAllowed(request.method.rawValue, path)
+                }
+                return .notFound(path)
+            case .contentTooLarge:
+                return .bodyTooLarge(limit: maxBodyBytes)
+            case .methodNotAllowed:
+                return .methodNotAllowed(request.method.rawValue, request.uri.path)
+            default:
+                let status = Int(httpError.status.code)
+                return APIError(
+                    status: status, type: status >= 500 ? "server_error" : "invalid_request_error",
+                    code: httpError.status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_"),
+                    message: httpError.status.reasonPhrase)
+            }
+        default:
+            context.logger.error("unexpected error", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+            return .internalError()
+        }
+    }
+}
+
+extension APIError {
+    private static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = .withoutEscapingSlashes
+        return e
+    }()
+
+    /// The JSON error response.
+    public func response() -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        let buffer = (try? Self.encoder.encodeAsByteBuffer(body, allocator: ByteBufferAllocator())) ?? ByteBuffer(string: "{}")
+        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: buffer))
+    }
+}

@@ -1,0 +1,89 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Logging
+import SluiceCore
+
+/// When a request's response is fully written: one access log line, the request metrics, and the usage record.
+public struct ObservabilityMiddleware: RouterMiddleware {
+    public typealias Context = SluiceRequestContext
+    let metrics: GatewayMetrics
+    let recorder: any UsageRecorder
+    let now: @Sendable () -> Double
+
+    public init(metrics: GatewayMetrics, recorder: any UsageRecorder, now: @escaping @Sendable () -> Double) {
+        self.metrics = metrics
+        self.recorder = recorder
+        self.now = now
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let wallStart = now()
+        metrics.requestsInFlight.increment()
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            // ErrorMiddleware sits inside this one; reaching here means an error escaped it.
+            metrics.requestsInFlight.decrement()
+            throw error
+        }
+        let status = Int(response.status.code)
+        let method = request.method.rawValue
+        let path = request.uri.path
+        response.body = response.body.onCompletion { [metrics, recorder] in
+            metrics.requestsInFlight.decrement()
+            let elapsed = ContinuousClock.now - start
+            let fields = context.trace.snapshot
+            // Unmatched paths share one label so scanners cannot blow up the metric's cardinality.
+            let route = fields.route ?? context.endpointPath ?? "unmatched"
+            let recordedStatus = fields.clientDisconnected ? 499 : status
+            metrics.requestFinished(route: route, method: method, status: recordedStatus, nanoseconds: elapsed.nanoseconds)
+            var metadata: Logger.Metadata = [
+                "method": .string(method), "path": .string(path), "status": .stringConvertible(recordedStatus),
+                "duration_ms": .stringConvertible(elapsed.milliseconds),
+            ]
+            if let ip = context.clientIP { metadata["client_ip"] = .string(ip) }
+            if let model = fields.model { metadata["model"] = .string(model) }
+            if let code = fields.errorCode { metadata["error_code"] = .string(code) }
+            if let usage = fields.usage {
+                metadata["prompt_tokens"] = .stringConvertible(usage.promptTokens)
+                metadata["completion_tokens"] = .stringConvertible(usage.completionTokens)
+                if let model = fields.model {
+                    metrics.tokens(model: model, prompt: usage.promptTokens, completion: usage.completionTokens)
+                }
+            }
+            context.logger.info("request completed", metadata: metadata)
+            guard fields.route != nil else { return }
+            recorder.record(
+                RequestRecord(
+                    time: wallStart, requestID: context.requestID, keyID: nil, clientIP: context.clientIP, route: route,
+                    model: fields.model, upstream: fields.upstream, status: recordedStatus, errorCode: fields.errorCode,
+                    stream: fields.stream, cacheHit: false, promptTokens: fields.usage?.promptTokens ?? 0,
+                    completionTokens: fields.usage?.completionTokens ?? 0, latencyMs: elapsed.milliseconds,
+                    timeToFirstTokenMs: fields.firstByteAt.map { ($0 - start).milliseconds }))
+        }
+        return response
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (s, atto) = components
+        return s * 1_000_000_000 + atto / 1_000_000_000
+    }
+
+    var milliseconds: Double { Double(nanoseconds) / 1_000_000 }
+}
+
+extension ResponseBody {
+    /// Calls `completion` once the body has been written or has failed; Hummingbird's own version is package-internal.
+    func onCompletion(_ completion: @escaping @Sendable () -> Void) -> ResponseBody {
+        let body = self
+        return ResponseBody(contentLength: body.contentLength) { writer in
+            defer { completion() }
+            try await body.write(writer)
+        }
+    }
+}

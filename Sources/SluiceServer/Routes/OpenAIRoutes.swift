@@ -1,0 +1,68 @@
+import Foundation
+import NIOFoundationCompat
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import SluiceCore
+
+/// `/v1/*`: the OpenAI-compatible API.
+struct OpenAIRoutes {
+    let gateway: Gateway
+
+    static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"]
+
+    func addRoutes(to group: RouterGroup<SluiceRequestContext>) {
+        group.post("chat/completions") { request, context in try await gateway.chatCompletions(request, context: context) }
+        group.post("completions") { request, context in try await gateway.completions(request, context: context) }
+        group.post("embeddings") { request, context in try await gateway.embeddings(request, context: context) }
+        group.get("models") { _, context in
+            try await JSONResponse(gateway.listModels(context: context))
+        }
+        group.get("models/{id}") { _, context in
+            let id = try context.parameters.require("id")
+            return try await JSONResponse(gateway.model(id: id, context: context))
+        }
+    }
+}
+
+/// `/api/*`: Ollama's native API, proxied.
+struct NativeRoutes {
+    let gateway: Gateway
+
+    /// Native paths, and whether each streams unless the body says `"stream": false`.
+    static let postPaths: [(path: String, streams: Bool)] = [
+        ("/api/chat", true), ("/api/generate", true), ("/api/embed", false), ("/api/embeddings", false), ("/api/show", false),
+    ]
+    static let getPaths = ["/api/tags", "/api/version", "/api/ps"]
+    static var paths: Set<String> { Set(postPaths.map(\.path) + getPaths) }
+
+    func addRoutes(to router: Router<SluiceRequestContext>) {
+        for (path, streams) in Self.postPaths {
+            router.post(RouterPath(path)) { request, context in
+                try await gateway.native(request, context: context, path: path, streamsByDefault: streams)
+            }
+        }
+        for path in Self.getPaths {
+            router.get(RouterPath(path)) { request, context in
+                try await gateway.native(request, context: context, path: path, streamsByDefault: false)
+            }
+        }
+    }
+}
+
+/// A `Codable` value sent as `application/json` with compact, slash-preserving output.
+struct JSONResponse<Value: Encodable & Sendable>: ResponseGenerator {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        try response(status: .ok)
+    }
+
+    func response(status: HTTPResponse.Status) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        let buffer = try encoder.encodeAsByteBuffer(value, allocator: ByteBufferAllocator())
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: buffer))
+    }
+}

@@ -1,0 +1,81 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Logging
+import SluiceCore
+import SluiceUpstream
+
+/// `/healthz`, `/readyz` and `/metrics`.
+struct OperationsRoutes {
+    let upstreams: [any UpstreamProvider]
+    let metrics: GatewayMetrics
+    /// A probe slower than this counts as failed, so `/readyz` answers promptly.
+    let probeTimeout: Duration
+
+    static let paths: Set<String> = ["/healthz", "/readyz", "/metrics"]
+
+    /// One upstream's probe result.
+    struct UpstreamStatus: Codable, Sendable {
+        var name: String
+        var kind: String
+        var ok: Bool
+        var error: String?
+    }
+
+    struct Readiness: Codable, Sendable {
+        var status: String
+        var upstreams: [UpstreamStatus]
+    }
+
+    func addRoutes(to router: Router<SluiceRequestContext>) {
+        router.get("healthz") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
+        }
+        router.get("readyz") { _, context in
+            let results = await probeAll(logger: context.logger)
+            let ready = results.contains { $0.ok }
+            return try JSONResponse(Readiness(status: ready ? "ready" : "unavailable", upstreams: results))
+                .response(status: ready ? .ok : .serviceUnavailable)
+        }
+        router.get("metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
+        }
+    }
+
+    func probeAll(logger: Logger) async -> [UpstreamStatus] {
+        await withTaskGroup(of: (Int, UpstreamStatus).self) { group in
+            for (i, upstream) in upstreams.enumerated() {
+                group.addTask {
+                    let endpoint = upstream.endpoint
+                    do {
+                        try await withDeadline(probeTimeout) { try await upstream.probe(logger: logger) }
+                        return (i, UpstreamStatus(name: endpoint.name, kind: endpoint.kind.rawValue, ok: true))
+                    } catch let error as APIError {
+                        return (i, UpstreamStatus(name: endpoint.name, kind: endpoint.kind.rawValue, ok: false, error: error.code))
+                    } catch {
+                        return (i, UpstreamStatus(name: endpoint.name, kind: endpoint.kind.rawValue, ok: false, error: "upstream_timeout"))
+                    }
+                }
+            }
+            var out = [UpstreamStatus?](repeating: nil, count: upstreams.count)
+            for await (i, status) in group { out[i] = status }
+            return out.compactMap { $0 }
+        }
+    }
+}
+
+/// Runs `body`, cancelling it and throwing `CancellationError` once `timeout` has passed.
+func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else { throw CancellationError() }
+        return value
+    }
+}

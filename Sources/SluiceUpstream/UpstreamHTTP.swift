@@ -1,0 +1,161 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import NIOPosix
+import SluiceCore
+
+/// Time limits of upstream calls.
+public struct UpstreamTimeouts: Sendable, Equatable {
+    /// Whole call, streamed body included.
+    public var total: TimeAmount
+    /// Between two chunks of an answer.
+    public var idle: TimeAmount
+    public var connect: TimeAmount
+
+    public init(total: TimeAmount = .seconds(300), idle: TimeAmount = .seconds(60), connect: TimeAmount = .seconds(5)) {
+        self.total = total
+        self.idle = idle
+        self.connect = connect
+    }
+}
+
+extension HTTPClient.Configuration {
+    /// The shared client's configuration for upstream calls: pooled keep-alive connections, idle timeout as read timeout.
+    public static func upstream(timeouts: UpstreamTimeouts) -> HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: timeouts.connect, read: timeouts.idle)
+        // Fail fast on a refused connection: retrying until the connect timeout would hold every
+        // caller for seconds while the upstream is plainly down.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
+        configuration.connectionPool.idleTimeout = .seconds(60)
+        configuration.decompression = .disabled
+        configuration.redirectConfiguration = .disallow
+        return configuration
+    }
+}
+
+/// How transport failures reach the client.
+public enum UpstreamFailure {
+    /// The client-facing error for a transport failure. The detail, which may name the upstream host, goes to the log only.
+    public static func apiError(for error: any Error, logger: Logger) -> APIError {
+        if let apiError = error as? APIError { return apiError }
+        logger.warning("upstream call failed", metadata: ["error": "\(error)"])
+        if let clientError = error as? HTTPClientError {
+            switch clientError {
+            case .readTimeout, .deadlineExceeded, .connectTimeout, .writeTimeout, .getConnectionFromPoolTimeout:
+                return .upstreamTimeout()
+            case .remoteConnectionClosed:
+                return .upstreamFailed("The upstream closed the connection before the answer was complete.")
+            default:
+                return .upstreamFailed()
+            }
+        }
+        if error is NIOConnectionError || error is IOError || error is ChannelError {
+            return .upstreamUnavailable()
+        }
+        return .upstreamFailed()
+    }
+}
+
+/// The plumbing both upstream kinds share: sending JSON, collecting or streaming answers, mapping failures.
+struct UpstreamHTTP: Sendable {
+    let client: HTTPClient
+    let endpoint: UpstreamEndpoint
+    let timeouts: UpstreamTimeouts
+    /// Answers larger than this are refused rather than buffered.
+    let maxResponseBytes: Int
+
+    func send(_ method: HTTPMethod, _ path: String, body: ByteBuffer?, logger: Logger) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: endpoint.baseURL + path)
+        request.method = method
+        request.headers.add(name: "Accept", value: "application/json, text/event-stream, application/x-ndjson")
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(body)
+        }
+        if let key = endpoint.apiKey, !key.isEmpty {
+            request.headers.add(name: "Authorization", value: "Bearer \(key)")
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, deadline: .now() + timeouts.total, logger: logger)
+        } catch {
+            throw Self.mapError(error, logger: logger)
+        }
+        guard (200..<300).contains(response.status.code) else {
+            let body = try? await response.body.collect(upTo: 64 * 1024)
+            throw Self.mapStatus(response.status, body: body, logger: logger)
+        }
+        return response
+    }
+
+    /// Sends and collects the whole answer.
+    func sendCollecting(_ method: HTTPMethod, _ path: String, body: ByteBuffer?, logger: Logger) async throws -> ByteBuffer {
+        let response = try await send(method, path, body: body, logger: logger)
+        do {
+            return try await response.body.collect(upTo: maxResponseBytes)
+        } catch {
+            throw Self.mapError(error, logger: logger)
+        }
+    }
+
+    func encode(_ value: some Encodable) throws -> ByteBuffer {
+        do {
+            return try JSONEncoder().encodeAsByteBuffer(value, allocator: ByteBufferAllocator())
+        } catch {
+            throw APIError.internalError()
+        }
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, from body: ByteBuffer, logger: Logger) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: body)
+        } catch {
+            logger.warning("upstream answer could not be decoded", metadata: ["upstream": .string(endpoint.name), "error": "\(error)"])
+            throw APIError.upstreamFailed("The upstream sent an answer that could not be read.")
+        }
+    }
+
+    static func mapError(_ error: any Error, logger: Logger) -> any Error {
+        if error is CancellationError { return error }
+        if let clientError = error as? HTTPClientError, clientError == .cancelled { return CancellationError() }
+        return UpstreamFailure.apiError(for: error, logger: logger)
+    }
+
+
+    /// The client-facing error for an upstream's non-2xx answer.
+    static func mapStatus(_ status: HTTPResponseStatus, body: ByteBuffer?, logger: Logger) -> APIError {
+        let message = body.flatMap(upstreamMessage)
+        logger.warning("upstream answered with an error", metadata: ["upstream_status": "\(status.code)"])
+        switch status.code {
+        case 404:
+            if let message, message.lowercased().contains("model") {
+                return APIError(status: 404, type: "invalid_request_error", code: "model_not_found", message: message, param: "model")
+            }
+            return APIError(status: 404, type: "invalid_request_error", code: "not_found", message: message ?? "Not found upstream.")
+        case 400, 422:
+            return APIError(status: 400, type: "invalid_request_error", code: "invalid_request", message: message ?? "The upstream rejected the request.")
+        case 408, 504:
+            return .upstreamTimeout()
+        case 413:
+            return APIError(status: 413, type: "invalid_request_error", code: "request_too_large", message: message ?? "The request is too large for the upstream.")
+        case 429:
+            return APIError(status: 429, type: "rate_limit_error", code: "upstream_rate_limited", message: "The upstream is rate limiting requests.", retryAfter: 1)
+        default:
+            // 401/403 from the upstream mean the gateway's own credentials are wrong: the client must not
+            // mistake that for its own key being refused.
+            return .upstreamFailed("The upstream failed with status \(status.code).")
+        }
+    }
+
+    /// The message of an Ollama (`{"error":"…"}`) or OpenAI (`{"error":{"message":…}}`) error body.
+    static func upstreamMessage(_ body: ByteBuffer) -> String? {
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: body) else { return nil }
+        let message = value["error"]?.stringValue ?? value["error"]?["message"]?.stringValue
+        return message.map { String($0.prefix(500)) }
+    }
+}

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import SluiceCore
+import SluiceMockUpstream
+import SluiceServer
+
+/// `sluice serve`: run the gateway until SIGINT/SIGTERM, then drain.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the gateway in the foreground.")
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let config = try options.load()
+        let sink: LogSink
+        do {
+            sink = try config.logFile.map { try LogSink(path: $0) } ?? .standardOutput
+        } catch {
+            throw ConfigurationFailure(message: "\(error)")
+        }
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: config.logLevel, sink: sink) }
+        let logger = Logger(label: "sluice")
+        let app = buildApplication(configuration: config, logger: logger)
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = config.shutdownGrace
+        logger.info(
+            "sluice starting",
+            metadata: [
+                "address": "\(config.host):\(config.port)",
+                "upstreams": .array(config.upstreams.map { .string("\($0.kind.rawValue) \($0.name)") }),
+            ])
+        try await ServiceGroup(configuration: groupConfiguration).run()
+        logger.info("sluice stopped")
+    }
+}
+
+/// `sluice check-config`: load, validate and print the effective configuration with secrets masked.
+struct CheckConfig: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config", abstract: "Validate the configuration and print it with secrets masked.")
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let config = try options.load()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(JSONValue.object(config.redactedSummary))
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// `sluice mock-upstream`: the deterministic fake upstream for tests, benchmarks and trials.
+struct MockUpstream: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mock-upstream",
+        abstract: "Run a deterministic fake upstream speaking Ollama's native API and the OpenAI API.")
+
+    @Option(help: "Bind address.") var host = "127.0.0.1"
+    @Option(help: "Listen port.") var port = 11434
+    @Option(name: .customLong("latency-ms"), help: "Delay before each answer starts.") var latencyMs = 0
+    @Option(name: .customLong("tokens-per-second"), help: "Pace of streamed chunks (0 = as fast as possible).") var tokensPerSecond = 0.0
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: .warning, sink: .standardOutput) }
+        var options = MockUpstreamOptions()
+        options.host = host
+        options.port = port
+        options.latencyMs = latencyMs
+        options.tokensPerSecond = tokensPerSecond
+        let app = buildMockUpstream(options: options, logger: Logger(label: "sluice-mock-upstream"))
+        try await app.runService()
+    }
+}

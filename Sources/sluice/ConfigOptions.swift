@@ -1,0 +1,60 @@
+import ArgumentParser
+import SluiceServer
+
+/// The configuration flags `serve` and `check-config` share; each overrides `SLUICE_*`, the config file and `.env`.
+struct ConfigOptions: ParsableArguments {
+    @Option(help: "Config file (YAML or JSON).") var config: String?
+    @Option(help: "Bind address (default 127.0.0.1).") var host: String?
+    @Option(help: "Listen port (default 8080).") var port: String?
+    @Option(help: "Upstream base URL (default http://127.0.0.1:11434).") var upstream: String?
+    @Option(name: .customLong("upstream-kind"), help: "ollama or openai (default ollama).") var upstreamKind: String?
+    @Option(name: .customLong("upstream-api-key"), help: "API key sent to the upstream.") var upstreamAPIKey: String?
+    @Option(help: "sqlite:PATH or postgres://user:pass@host:port/db.") var database: String?
+    @Option(name: .customLong("master-key"), help: "Admin key.") var masterKey: String?
+    @Option(help: "auto, required or off.") var auth: String?
+    @Flag(name: .customLong("allow-insecure"), help: "Allow a non-loopback bind with authentication off.") var allowInsecure = false
+    @Option(name: .customLong("rate-limit-rps"), help: "Global requests per second (0 = off).") var rateLimitRPS: String?
+    @Option(name: .customLong("rate-limit-burst"), help: "Burst of the global limit.") var rateLimitBurst: String?
+    @Option(name: .customLong("ip-rate-limit-rpm"), help: "Requests per minute per client IP (0 = off).") var ipRateLimitRPM: String?
+    @Option(name: .customLong("trusted-proxies"), help: "Comma list of proxies whose X-Forwarded-For is honoured.") var trustedProxies: String?
+    @Option(name: .customLong("cache-ttl"), help: "Cache entry lifetime, 0 disables (default 300s).") var cacheTTL: String?
+    @Option(name: .customLong("cache-max-bytes"), help: "Cache memory bound (default 64MiB).") var cacheMaxBytes: String?
+    @Option(name: .customLong("max-body-bytes"), help: "Largest request body (default 4MiB).") var maxBodyBytes: String?
+    @Option(name: .customLong("upstream-timeout"), help: "Total upstream time limit (default 300s).") var upstreamTimeout: String?
+    @Option(name: .customLong("connect-timeout"), help: "Upstream connect time limit (default 5s).") var connectTimeout: String?
+    @Option(name: .customLong("idle-timeout"), help: "Longest wait between streamed chunks (default 60s).") var idleTimeout: String?
+    @Option(name: .customLong("cors-origins"), help: "Comma list of allowed origins, or *.") var corsOrigins: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel: String?
+    @Option(name: .customLong("log-file"), help: "Write JSON log lines to this file (mode 0600).") var logFile: String?
+    @Option(name: .customLong("log-bodies"), help: "Log request and response bodies (default false).") var logBodies: String?
+    @Option(name: .customLong("store-bodies"), help: "Store bodies with usage records (default false).") var storeBodies: String?
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain for HTTPS.") var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "PEM private key for HTTPS.") var tlsKey: String?
+    @Option(name: .customLong("shutdown-grace"), help: "How long shutdown waits for in-flight requests (default 10s).") var shutdownGrace: String?
+
+    /// The flags that were given, by option name.
+    var flags: [String: String] {
+        var out: [String: String] = [:]
+        let pairs: [(String, String?)] = [
+            ("config", config), ("host", host), ("port", port), ("upstream", upstream), ("upstream-kind", upstreamKind),
+            ("upstream-api-key", upstreamAPIKey), ("database", database), ("master-key", masterKey), ("auth", auth),
+            ("rate-limit-rps", rateLimitRPS), ("rate-limit-burst", rateLimitBurst), ("ip-rate-limit-rpm", ipRateLimitRPM),
+            ("trusted-proxies", trustedProxies), ("cache-ttl", cacheTTL), ("cache-max-bytes", cacheMaxBytes),
+            ("max-body-bytes", maxBodyBytes), ("upstream-timeout", upstreamTimeout), ("connect-timeout", connectTimeout),
+            ("idle-timeout", idleTimeout), ("cors-origins", corsOrigins), ("log-level", logLevel), ("log-file", logFile),
+            ("log-bodies", logBodies), ("store-bodies", storeBodies), ("tls-cert", tlsCert), ("tls-key", tlsKey),
+            ("shutdown-grace", shutdownGrace),
+        ]
+        for (name, value) in pairs { if let value { out[name] = value } }
+        if allowInsecure { out["allow-insecure"] = "true" }
+        return out
+    }
+
+    func load() throws -> GatewayConfiguration {
+        do {
+            return try ConfigurationLoader(flags: flags).load()
+        } catch {
+            throw ConfigurationFailure(message: error.description)
+        }
+    }
+}
