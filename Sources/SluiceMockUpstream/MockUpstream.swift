@@ -71,11 +71,7 @@ struct MockServer: Sendable {
     let options: MockUpstreamOptions
     let stats = MockStats()
 
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return e
-    }()
+    static let encoder = WireJSON.encoder()
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.get("mock/stats") { _, _ in try json(stats.json) }

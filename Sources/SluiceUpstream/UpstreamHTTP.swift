@@ -105,7 +105,7 @@ struct UpstreamHTTP: Sendable {
 
     func encode(_ value: some Encodable) throws -> ByteBuffer {
         do {
-            return try JSONEncoder().encodeAsByteBuffer(value, allocator: ByteBufferAllocator())
+            return try WireJSON.encoder().encodeAsByteBuffer(value, allocator: ByteBufferAllocator())
         } catch {
             throw APIError.internalError()
         }

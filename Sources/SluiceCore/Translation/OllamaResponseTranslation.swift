@@ -57,9 +57,7 @@ public enum OllamaResponseTranslation {
 
     static func encodeArguments(_ arguments: JSONValue) -> String {
         if case .string(let s) = arguments { return s }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(arguments) else { return "{}" }
+        guard let data = try? WireJSON.encoder().encode(arguments) else { return "{}" }
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -22,7 +22,7 @@ public protocol StreamTranslator: Sendable {
 /// Failure frame of OpenAI-style SSE streams: an `error` event with the error body, and no `[DONE]`.
 public func sseFailureFrame(for error: APIError) -> ByteBuffer {
     var buffer = ByteBuffer()
-    let json = (try? JSONEncoder().encode(error.body)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    let json = (try? WireJSON.encoder().encode(error.body)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     SSEEncoder.write(ServerSentEvent(event: "error", data: json), into: &buffer)
     return buffer
 }
@@ -30,7 +30,7 @@ public func sseFailureFrame(for error: APIError) -> ByteBuffer {
 /// Failure frame of Ollama-style NDJSON streams: a last `{"error":"…"}` line.
 public func ndjsonFailureFrame(for error: APIError) -> ByteBuffer {
     var buffer = ByteBuffer()
-    let data = (try? JSONEncoder().encode(Ollama.ErrorResponse(error: error.message))) ?? Data("{}".utf8)
+    let data = (try? WireJSON.encoder().encode(Ollama.ErrorResponse(error: error.message))) ?? Data("{}".utf8)
     buffer.writeBytes(data)
     buffer.writeString("\n")
     return buffer
@@ -52,23 +52,18 @@ public struct OllamaChatStreamTranslator: StreamTranslator {
     private var sentRole = false
     private var toolCallCount = 0
     private var done = false
-    private let encoder = JSONEncoder()
+    private let encoder = WireJSON.encoder()
 
     public init(model: String, identity: ResponseIdentity, includeUsage: Bool) {
         self.model = model
         self.identity = identity
         self.includeUsage = includeUsage
-        self.encoder.outputFormatting = .withoutEscapingSlashes
     }
 
     public mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
         lines.append(input)
-        do {
-            while let line = try lines.nextLine() {
-                try handle(line, into: &output)
-            }
-        } catch {
-            throw .malformedStream
+        while let line = try nextLine() {
+            try handle(line, into: &output)
         }
     }
 
@@ -80,6 +75,14 @@ public struct OllamaChatStreamTranslator: StreamTranslator {
     }
 
     public func failureFrame(for error: APIError) -> ByteBuffer { sseFailureFrame(for: error) }
+
+    private mutating func nextLine() throws(APIError) -> ByteBuffer? {
+        do {
+            return try lines.nextLine()
+        } catch {
+            throw .malformedStream
+        }
+    }
 
     private mutating func handle(_ line: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
         guard !done, line.readableBytesView.contains(where: { $0 != 0x20 }) else { return }
@@ -145,23 +148,18 @@ public struct OllamaGenerateStreamTranslator: StreamTranslator {
     private let includeUsage: Bool
     private var lines = LineSplitter()
     private var done = false
-    private let encoder = JSONEncoder()
+    private let encoder = WireJSON.encoder()
 
     public init(model: String, identity: ResponseIdentity, includeUsage: Bool) {
         self.model = model
         self.identity = identity
         self.includeUsage = includeUsage
-        self.encoder.outputFormatting = .withoutEscapingSlashes
     }
 
     public mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
         lines.append(input)
-        do {
-            while let line = try lines.nextLine() {
-                try handle(line, into: &output)
-            }
-        } catch {
-            throw .malformedStream
+        while let line = try nextLine() {
+            try handle(line, into: &output)
         }
     }
 
@@ -173,6 +171,14 @@ public struct OllamaGenerateStreamTranslator: StreamTranslator {
     }
 
     public func failureFrame(for error: APIError) -> ByteBuffer { sseFailureFrame(for: error) }
+
+    private mutating func nextLine() throws(APIError) -> ByteBuffer? {
+        do {
+            return try lines.nextLine()
+        } catch {
+            throw .malformedStream
+        }
+    }
 
     private mutating func handle(_ line: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
         guard !done, line.readableBytesView.contains(where: { $0 != 0x20 }) else { return }

@@ -17,6 +17,12 @@ public enum RequestDecoding {
         do {
             return try JSONDecoder().decode(T.self, from: body)
         } catch let error as DecodingError {
+            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty,
+                let field = nonIntegerField(in: body, of: T.self)
+            {
+                // Foundation reports a fractional number in an Int field as corrupt data without a path.
+                throw .invalidType(field, expected: "integer")
+            }
             throw apiError(for: error)
         } catch {
             throw .invalidJSON("the request body is not valid JSON.")
@@ -67,9 +73,25 @@ public enum RequestDecoding {
         }
     }
 
+    /// The first top-level integer field of `T` that holds a non-integral number, if the body is otherwise valid JSON.
+    static func nonIntegerField<T>(in body: ByteBuffer, of type: T.Type) -> String? {
+        guard let fields = (type as? any HasIntegerFields.Type)?.integerFields,
+            let value = try? JSONDecoder().decode(JSONValue.self, from: body)
+        else { return nil }
+        return fields.first { field in
+            if case .double = value[field] { return true }
+            return false
+        }
+    }
+
     private static func firstNonSpaceByte(_ body: ByteBuffer) -> UInt8? {
         body.readableBytesView.first { !($0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09) }
     }
+}
+
+/// A request type whose integer fields are named, so a fractional number in one can be reported by name.
+public protocol HasIntegerFields {
+    static var integerFields: [String] { get }
 }
 
 /// A decoded request that can check its values beyond their types.
@@ -122,7 +144,8 @@ enum SamplingChecks {
     }
 }
 
-extension ChatCompletionRequest: ValidatedRequest {
+extension ChatCompletionRequest: ValidatedRequest, HasIntegerFields {
+    public static let integerFields = ["max_tokens", "max_completion_tokens", "n", "seed"]
     static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool", "function"]
 
     public func validate() throws(APIError) {
@@ -150,7 +173,8 @@ extension ChatCompletionRequest: ValidatedRequest {
     }
 }
 
-extension CompletionRequest: ValidatedRequest {
+extension CompletionRequest: ValidatedRequest, HasIntegerFields {
+    public static let integerFields = ["max_tokens", "n", "seed"]
     public func validate() throws(APIError) {
         try SamplingChecks.checkModel(model)
         try SamplingChecks.check(
@@ -159,7 +183,8 @@ extension CompletionRequest: ValidatedRequest {
     }
 }
 
-extension EmbeddingsRequest: ValidatedRequest {
+extension EmbeddingsRequest: ValidatedRequest, HasIntegerFields {
+    public static let integerFields = ["dimensions"]
     public func validate() throws(APIError) {
         try SamplingChecks.checkModel(model)
         if input.values.isEmpty { throw .invalidValue("input", "must not be empty.") }

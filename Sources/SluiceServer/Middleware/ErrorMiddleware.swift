@@ -65,11 +65,7 @@ public struct ErrorMiddleware: RouterMiddleware {
 }
 
 extension APIError {
-    private static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = .withoutEscapingSlashes
-        return e
-    }()
+    private static let encoder = WireJSON.encoder()
 
     /// The JSON error response.
     public func response() -> Response {

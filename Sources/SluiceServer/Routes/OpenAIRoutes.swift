@@ -60,9 +60,7 @@ struct JSONResponse<Value: Encodable & Sendable>: ResponseGenerator {
     }
 
     func response(status: HTTPResponse.Status) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .withoutEscapingSlashes
-        let buffer = try encoder.encodeAsByteBuffer(value, allocator: ByteBufferAllocator())
+        let buffer = try WireJSON.encoder().encodeAsByteBuffer(value, allocator: ByteBufferAllocator())
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: buffer))
     }
 }

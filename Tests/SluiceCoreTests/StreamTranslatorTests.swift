@@ -1,0 +1,141 @@
+import NIOCore
+import Testing
+@testable import SluiceCore
+
+@Suite struct StreamTranslatorTests {
+    static let ollamaChat = """
+        {"model":"m","message":{"role":"assistant","content":"Hel"},"done":false}
+        {"model":"m","message":{"role":"assistant","content":"lo \\"world\\""},"done":false}
+        {"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","prompt_eval_count":4,"eval_count":2}
+
+        """
+
+    @Test(arguments: [1, 2, 7, 64, 100_000])
+    func ollamaChatToSSEIsTheSameWhateverTheChunking(pieceSize: Int) throws {
+        var whole = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: true)
+        var pieces = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: true)
+        let expected = try run(&whole, Self.ollamaChat, pieceSize: 100_000)
+        #expect(try run(&pieces, Self.ollamaChat, pieceSize: pieceSize) == expected)
+        #expect(pieces.usage == Usage(promptTokens: 4, completionTokens: 2))
+    }
+
+    @Test func ollamaChatToSSEShape() throws {
+        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: true)
+        let events = try sseData(run(&translator, Self.ollamaChat, pieceSize: 5))
+        #expect(events.last == "[DONE]")
+        let chunks = try events.dropLast().map { try json($0) }
+        #expect(chunks[0]["choices"]?.arrayValue?[0]["delta"]?["role"] == "assistant")
+        let text = chunks.compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue }.joined()
+        #expect(text == "Hello \"world\"")
+        #expect(chunks.allSatisfy { $0["object"] == "chat.completion.chunk" && $0["id"] == .string(identity.id) })
+        let finish = chunks.compactMap { $0["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue }
+        #expect(finish == ["stop"])
+        let usageChunk = try #require(chunks.last)
+        #expect(usageChunk["choices"] == [])
+        #expect(usageChunk["usage"]?["total_tokens"] == 6)
+    }
+
+    @Test func withoutIncludeUsageThereIsNoUsageChunk() throws {
+        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: false)
+        let chunks = try sseData(run(&translator, Self.ollamaChat, pieceSize: 1000)).dropLast().map { try json($0) }
+        #expect(chunks.allSatisfy { $0["usage"] == nil })
+        #expect(translator.usage == Usage(promptTokens: 4, completionTokens: 2))
+    }
+
+    @Test func streamedToolCallsGetIndexesAndFinishReason() throws {
+        let input = """
+            {"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]},"done":false}
+            {"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop"}
+
+            """
+        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: false)
+        let chunks = try sseData(run(&translator, input, pieceSize: 9)).dropLast().map { try json($0) }
+        let call = try #require(chunks[0]["choices"]?.arrayValue?[0]["delta"]?["tool_calls"]?.arrayValue?[0])
+        #expect(call["index"] == 0)
+        #expect(call["function"]?["name"] == "f")
+        #expect(try json(call["function"]?["arguments"]?.stringValue ?? "") == ["a": 1])
+        #expect(chunks.last?["choices"]?.arrayValue?[0]["finish_reason"] == "tool_calls")
+    }
+
+    @Test func streamWithoutDoneLineIsTruncated() {
+        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: false)
+        let partial = #"{"model":"m","message":{"role":"assistant","content":"Hel"},"done":false}"# + "\n"
+        #expect(throws: APIError.truncatedStream) { try run(&translator, partial, pieceSize: 10) }
+    }
+
+    @Test func errorLineMidStreamFails() {
+        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: false)
+        let input = #"{"model":"m","message":{"role":"assistant","content":"a"},"done":false}"# + "\n" + #"{"error":"out of memory"}"# + "\n"
+        do {
+            _ = try run(&translator, input, pieceSize: 1000)
+            Issue.record("expected a failure")
+        } catch {
+            #expect(error.status == 502)
+            #expect(error.message.contains("out of memory"))
+        }
+    }
+
+    @Test func malformedLineFails() {
+        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: false)
+        #expect(throws: APIError.malformedStream) { try run(&translator, "{not json}\n", pieceSize: 3) }
+    }
+
+    @Test func failureFramesEndWithoutDone() throws {
+        let sse = String(buffer: sseFailureFrame(for: .upstreamTimeout()))
+        #expect(sse.hasPrefix("event: error\ndata: "))
+        #expect(!sse.contains("[DONE]"))
+        var decoder = SSEDecoder()
+        let event = try #require(try decoder.feed(ByteBuffer(string: sse)).first)
+        #expect(try json(event.data)["error"]?["code"] == "upstream_timeout")
+        let ndjson = String(buffer: ndjsonFailureFrame(for: .upstreamTimeout()))
+        #expect(try json(ndjson)["error"]?.stringValue?.isEmpty == false)
+    }
+
+    @Test(arguments: [1, 3, 50])
+    func generateToCompletionChunks(pieceSize: Int) throws {
+        let input = """
+            {"model":"m","response":"Hi","done":false}
+            {"model":"m","response":" there","done":false}
+            {"model":"m","response":"","done":true,"done_reason":"length","prompt_eval_count":1,"eval_count":2}
+
+            """
+        var translator = OllamaGenerateStreamTranslator(model: "m", identity: identity, includeUsage: true)
+        let events = try sseData(run(&translator, input, pieceSize: pieceSize))
+        #expect(events.last == "[DONE]")
+        let chunks = try events.dropLast().map { try json($0) }
+        #expect(chunks.compactMap { $0["choices"]?.arrayValue?.first?["text"]?.stringValue }.joined() == "Hi there")
+        #expect(chunks.contains { $0["choices"]?.arrayValue?.first?["finish_reason"] == "length" })
+        #expect(chunks.last?["usage"]?["completion_tokens"] == 2)
+    }
+
+    @Test(arguments: [1, 4, 1000])
+    func openAIPassthroughIsByteIdenticalAndFindsUsage(pieceSize: Int) throws {
+        let input = """
+            data: {"choices":[{"delta":{"content":"a"}}]}
+
+            data: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}}
+
+            data: [DONE]
+
+
+            """
+        var translator = OpenAIStreamPassthrough()
+        #expect(try run(&translator, input, pieceSize: pieceSize) == input)
+        #expect(translator.usage == Usage(promptTokens: 2, completionTokens: 3))
+    }
+
+    @Test func openAIPassthroughWithoutDoneIsTruncated() {
+        var translator = OpenAIStreamPassthrough()
+        #expect(throws: APIError.truncatedStream) { try run(&translator, "data: {\"choices\":[]}\n\n", pieceSize: 4) }
+    }
+
+    @Test func nativePassthroughFindsCountsAndEnd() throws {
+        var translator = OllamaStreamPassthrough()
+        #expect(try run(&translator, Self.ollamaChat, pieceSize: 13) == Self.ollamaChat)
+        #expect(translator.usage == Usage(promptTokens: 4, completionTokens: 2))
+        var truncated = OllamaStreamPassthrough()
+        #expect(throws: APIError.truncatedStream) {
+            try run(&truncated, #"{"message":{"content":"a"},"done":false}"# + "\n", pieceSize: 13)
+        }
+    }
+}

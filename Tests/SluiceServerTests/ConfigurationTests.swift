@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+@testable import SluiceServer
+
+@Suite struct ConfigurationTests {
+    /// A scratch directory with the files a test writes.
+    func scratch(_ files: [String: String]) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        for (name, text) in files { try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8) }
+        return dir
+    }
+
+    @Test func defaults() throws {
+        let config = try ConfigurationLoader(flags: [:], environment: [:], dotEnvPath: nil).load()
+        #expect(config.host == "127.0.0.1")
+        #expect(config.port == 8080)
+        #expect(config.upstreams.map(\.baseURL) == ["http://127.0.0.1:11434"])
+        #expect(config.maxBodyBytes == 4 * 1024 * 1024)
+        #expect(config.database == "sqlite:./sluice.db")
+    }
+
+    @Test func precedenceIsFlagThenEnvironmentThenFileThenDotEnv() throws {
+        let dir = try scratch([
+            "sluice.yaml": "port: 7003\nlog_level: warning\nmax-body-bytes: 1MiB\nidle_timeout: 9s\n",
+            ".env": "SLUICE_PORT=7004\nSLUICE_LOG_LEVEL=debug\nSLUICE_MAX_BODY_BYTES=2KiB\nSLUICE_IDLE_TIMEOUT=8s\nSLUICE_CACHE_TTL=1m\n",
+        ])
+        let loader = ConfigurationLoader(
+            flags: ["port": "7001", "config": dir.appendingPathComponent("sluice.yaml").path],
+            environment: ["SLUICE_PORT": "7002", "SLUICE_LOG_LEVEL": "error"],
+            dotEnvPath: dir.appendingPathComponent(".env").path)
+        let config = try loader.load()
+        #expect(config.port == 7001)  // flag
+        #expect(config.logLevel == .error)  // environment over file
+        #expect(config.maxBodyBytes == 1_048_576)  // file over .env
+        #expect(config.idleTimeout == .seconds(9))
+        #expect(config.cacheTTL == .seconds(60))  // .env over default
+    }
+
+    @Test func invalidValuesNameOptionAndSource() {
+        do {
+            _ = try ConfigurationLoader(flags: [:], environment: ["SLUICE_PORT": "notaport"], dotEnvPath: nil).load()
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.description.contains("port"))
+            #expect(error.description.contains("SLUICE_PORT"))
+        }
+        #expect(throws: ConfigurationError.self) {
+            try ConfigurationLoader(flags: ["upstream": "ftp://x"], environment: [:], dotEnvPath: nil).load()
+        }
+        #expect(throws: ConfigurationError.self) {
+            try ConfigurationLoader(flags: ["idle-timeout": "0s"], environment: [:], dotEnvPath: nil).load()
+        }
+        #expect(throws: ConfigurationError.self) {
+            try ConfigurationLoader(flags: ["tls-cert": "/nonexistent.pem"], environment: [:], dotEnvPath: nil).load()
+        }
+    }
+
+    @Test func unknownFileKeysAreErrors() throws {
+        let dir = try scratch(["c.json": #"{"prot": 1}"#])
+        #expect(throws: ConfigurationError.self) {
+            try ConfigurationLoader(flags: ["config": dir.appendingPathComponent("c.json").path], environment: [:], dotEnvPath: nil).load()
+        }
+    }
+
+    @Test func upstreamListFromFile() throws {
+        let dir = try scratch([
+            "c.yaml": """
+                upstreams:
+                  - url: http://127.0.0.1:11434
+                    kind: ollama
+                    models: [llama3.2]
+                  - url: https://api.example.com
+                    kind: openai
+                    api_key: sk-upstream-secret
+                    weight: 3
+                """
+        ])
+        let config = try ConfigurationLoader(flags: ["config": dir.appendingPathComponent("c.yaml").path], environment: [:], dotEnvPath: nil).load()
+        #expect(config.upstreams.count == 2)
+        #expect(config.upstreams[1].kind == .openai)
+        #expect(config.upstreams[1].weight == 3)
+        #expect(config.upstreams[0].models == ["llama3.2"])
+        let summary = String(describing: config.redactedSummary)
+        #expect(!summary.contains("sk-upstream-secret"))
+    }
+
+    @Test func insecureBindIsRefusedUnlessAllowed() throws {
+        #expect(throws: ConfigurationError.self) {
+            try ConfigurationLoader(flags: ["host": "0.0.0.0"], environment: [:], dotEnvPath: nil).load()
+        }
+        _ = try ConfigurationLoader(flags: ["host": "0.0.0.0", "allow-insecure": "true"], environment: [:], dotEnvPath: nil).load()
+        _ = try ConfigurationLoader(flags: ["host": "0.0.0.0", "master-key": "mk"], environment: [:], dotEnvPath: nil).load()
+    }
+
+    @Test func secretsAreMasked() throws {
+        let config = try ConfigurationLoader(
+            flags: ["master-key": "super-secret", "database": "postgres://u:pw123@db:5432/s"], environment: [:], dotEnvPath: nil
+        ).load()
+        let summary = String(describing: config.redactedSummary)
+        #expect(!summary.contains("super-secret"))
+        #expect(!summary.contains("pw123"))
+        #expect(summary.contains("postgres://u:********@db:5432/s"))
+    }
+}
+
+@Suite struct LoggingTests {
+    @Test func logFileIsCreated0600AndHoldsJSONLines() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-log-\(UUID().uuidString).log").path
+        _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o644])
+        let sink = try LogSink(path: path)
+        var handler = JSONLogHandler(label: "t", level: .info, sink: sink)
+        handler[metadataKey: "request_id"] = "abc"
+        handler.log(event: .init(level: .info, message: "hello \"quoted\"\nnext", metadata: ["n": .stringConvertible(3)], source: "s", file: "f", function: "fn", line: 1))
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text.split(separator: "\n").count == 1)
+        let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+        #expect(object?["request_id"] as? String == "abc")
+        #expect(object?["msg"] as? String == "hello \"quoted\"\nnext")
+        #expect(object?["n"] as? Int == 3)
+    }
+}

@@ -1,0 +1,82 @@
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import SluiceCore
+import SluiceServer
+import SluiceUpstream
+import Synchronization
+
+/// An in-memory upstream whose answers a test scripts.
+struct FakeUpstream: UpstreamProvider {
+    enum Behaviour: Sendable {
+        /// Answers with this chat text (streamed as one chunk per word when asked to stream).
+        case answer(String)
+        case fail(APIError)
+        /// Streams these NDJSON lines, then ends (possibly without a `done` line).
+        case streamLines([String])
+    }
+
+    var endpoint = UpstreamEndpoint(name: "fake", baseURL: "http://fake.invalid", kind: .ollama)
+    var behaviour: Behaviour
+    var probeError: APIError?
+
+    init(_ behaviour: Behaviour, probeError: APIError? = nil) {
+        self.behaviour = behaviour
+        self.probeError = probeError
+    }
+
+    func chatCompletions(_ request: ChatCompletionRequest, rawBody: ByteBuffer, identity: ResponseIdentity, logger: Logger) async throws -> UpstreamReply {
+        switch behaviour {
+        case .fail(let error):
+            throw error
+        case .answer(let text):
+            if request.isStreaming {
+                let words = text.split(separator: " ").map { #"{"model":"m","message":{"role":"assistant","content":"\#($0) "},"done":false}"# }
+                return stream(words + [#"{"model":"m","done":true,"done_reason":"stop","prompt_eval_count":1,"eval_count":2}"#], request: request, identity: identity)
+            }
+            var answer = Ollama.ChatResponse(model: request.model, createdAt: nil, message: .init(role: "assistant", content: text), done: true)
+            answer.promptEvalCount = 1
+            answer.evalCount = 2
+            let body = try WireJSON.encoder().encodeAsByteBuffer(
+                OllamaResponseTranslation.chat(answer, model: request.model, identity: identity), allocator: .init())
+            return .complete(body: body, usage: Usage(promptTokens: 1, completionTokens: 2))
+        case .streamLines(let lines):
+            return stream(lines, request: request, identity: identity)
+        }
+    }
+
+    private func stream(_ lines: [String], request: ChatCompletionRequest, identity: ResponseIdentity) -> UpstreamReply {
+        let chunks = lines.map { ByteBuffer(string: $0 + "\n") }
+        return .stream(
+            UpstreamStream(
+                body: .stream(chunks.async),
+                translator: OllamaChatStreamTranslator(model: request.model, identity: identity, includeUsage: request.includeUsage)))
+    }
+
+    func completions(_ request: CompletionRequest, rawBody: ByteBuffer, identity: ResponseIdentity, logger: Logger) async throws -> UpstreamReply {
+        throw APIError.upstreamFailed()
+    }
+
+    func embeddings(_ request: EmbeddingsRequest, rawBody: ByteBuffer, logger: Logger) async throws -> UpstreamReply {
+        .complete(body: ByteBuffer(string: #"{"object":"list","data":[],"model":"e","usage":{"prompt_tokens":0,"total_tokens":0}}"#), usage: nil)
+    }
+
+    func models(created: Int, logger: Logger) async throws -> ModelList {
+        ModelList(data: [Model(id: "llama3.2:latest", created: created, ownedBy: "ollama")])
+    }
+
+    func native(_ request: NativeRequest, logger: Logger) async throws -> UpstreamReply {
+        .complete(body: ByteBuffer(string: #"{"version":"fake"}"#), usage: nil)
+    }
+
+    func probe(logger: Logger) async throws {
+        if let probeError { throw probeError }
+    }
+}
+
+/// Keeps the records a test's requests produced.
+final class CollectingRecorder: UsageRecorder {
+    let records = Mutex<[RequestRecord]>([])
+    func record(_ record: RequestRecord) { records.withLock { $0.append(record) } }
+    var all: [RequestRecord] { records.withLock { $0 } }
+}
