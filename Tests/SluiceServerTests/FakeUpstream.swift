@@ -76,7 +76,7 @@ struct FakeUpstream: UpstreamProvider {
 
 /// Keeps the records a test's requests produced.
 final class CollectingRecorder: UsageRecorder {
-    let records = Mutex<[RequestRecord]>([])
-    func record(_ record: RequestRecord) { records.withLock { $0.append(record) } }
-    var all: [RequestRecord] { records.withLock { $0 } }
+    let records = Mutex<[UsageRecord]>([])
+    func record(_ record: UsageRecord) { records.withLock { $0.append(record) } }
+    var all: [UsageRecord] { records.withLock { $0 } }
 }

@@ -1,4 +1,5 @@
 import HTTPTypes
+import Foundation
 import Hummingbird
 import NIOCore
 import Logging
@@ -57,12 +58,12 @@ public struct ObservabilityMiddleware: RouterMiddleware {
             context.logger.info("request completed", metadata: metadata)
             guard fields.route != nil else { return }
             recorder.record(
-                RequestRecord(
-                    time: wallStart, requestID: context.requestID, keyID: nil, clientIP: context.clientIP, route: route,
-                    model: fields.model, upstream: fields.upstream, status: recordedStatus, errorCode: fields.errorCode,
-                    stream: fields.stream, cacheHit: false, promptTokens: fields.usage?.promptTokens ?? 0,
-                    completionTokens: fields.usage?.completionTokens ?? 0, latencyMs: elapsed.milliseconds,
-                    timeToFirstTokenMs: fields.firstByteAt.map { ($0 - start).milliseconds }))
+                UsageRecord(
+                    id: UUID().uuidString.lowercased(), time: wallStart, requestID: context.requestID, keyID: nil,
+                    clientIP: context.clientIP, route: route, model: fields.model, upstream: fields.upstream,
+                    status: recordedStatus, errorCode: fields.errorCode, stream: fields.stream, cacheHit: false,
+                    promptTokens: fields.usage?.promptTokens ?? 0, completionTokens: fields.usage?.completionTokens ?? 0,
+                    latencyMs: elapsed.milliseconds, timeToFirstTokenMs: fields.firstByteAt.map { ($0 - start).milliseconds }))
         }
         return response
     }

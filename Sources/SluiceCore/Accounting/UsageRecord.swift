@@ -1,0 +1,53 @@
+/// One finished request, as accounting stores it (DESIGN.md's usage record).
+public struct UsageRecord: Sendable, Equatable, Codable {
+    /// Unique id of the record (a UUID string).
+    public var id: String
+    /// Unix time in seconds when the request arrived.
+    public var time: Double
+    public var requestID: String
+    public var keyID: String?
+    public var clientIP: String?
+    public var route: String
+    public var model: String?
+    public var upstream: String?
+    public var status: Int
+    public var errorCode: String?
+    public var stream: Bool
+    public var cacheHit: Bool
+    public var promptTokens: Int
+    public var completionTokens: Int
+    /// True when the token counts were estimated rather than reported by the upstream.
+    public var tokensEstimated: Bool
+    public var latencyMs: Double
+    public var timeToFirstTokenMs: Double?
+    public var costUSD: Double
+    /// Cost avoided: by a cache hit, or by running locally instead of on the reference model.
+    public var savedUSD: Double
+
+    public init(
+        id: String, time: Double, requestID: String, keyID: String? = nil, clientIP: String? = nil, route: String,
+        model: String? = nil, upstream: String? = nil, status: Int, errorCode: String? = nil, stream: Bool = false,
+        cacheHit: Bool = false, promptTokens: Int = 0, completionTokens: Int = 0, tokensEstimated: Bool = false,
+        latencyMs: Double, timeToFirstTokenMs: Double? = nil, costUSD: Double = 0, savedUSD: Double = 0
+    ) {
+        self.id = id
+        self.time = time
+        self.requestID = requestID
+        self.keyID = keyID
+        self.clientIP = clientIP
+        self.route = route
+        self.model = model
+        self.upstream = upstream
+        self.status = status
+        self.errorCode = errorCode
+        self.stream = stream
+        self.cacheHit = cacheHit
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.tokensEstimated = tokensEstimated
+        self.latencyMs = latencyMs
+        self.timeToFirstTokenMs = timeToFirstTokenMs
+        self.costUSD = costUSD
+        self.savedUSD = savedUSD
+    }
+}

@@ -1,0 +1,101 @@
+import SluiceCore
+
+/// Filters of a usage report.
+public struct UsageQuery: Sendable, Equatable {
+    /// Unix seconds; records at or after this time.
+    public var since: Double
+    public var until: Double?
+    public var keyID: String?
+    public var model: String?
+
+    public init(since: Double, until: Double? = nil, keyID: String? = nil, model: String? = nil) {
+        self.since = since
+        self.until = until
+        self.keyID = keyID
+        self.model = model
+    }
+}
+
+/// How a usage report is grouped.
+public enum UsageGrouping: String, Sendable, CaseIterable {
+    case key, model, day
+}
+
+/// Totals over a set of usage records.
+public struct UsageTotals: Sendable, Equatable, Codable {
+    public var requests: Int
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var costUSD: Double
+    public var savedUSD: Double
+    public var cacheHits: Int
+    /// Records with status >= 400 or an error code.
+    public var errors: Int
+    public var p50LatencyMs: Double
+    public var p95LatencyMs: Double
+
+    public init(
+        requests: Int = 0, promptTokens: Int = 0, completionTokens: Int = 0, costUSD: Double = 0, savedUSD: Double = 0,
+        cacheHits: Int = 0, errors: Int = 0, p50LatencyMs: Double = 0, p95LatencyMs: Double = 0
+    ) {
+        self.requests = requests
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.costUSD = costUSD
+        self.savedUSD = savedUSD
+        self.cacheHits = cacheHits
+        self.errors = errors
+        self.p50LatencyMs = p50LatencyMs
+        self.p95LatencyMs = p95LatencyMs
+    }
+}
+
+/// One group of a usage report (`group` is the key id, model name or `YYYY-MM-DD` day; "" for none).
+public struct UsageGroup: Sendable, Equatable, Codable {
+    public var group: String
+    public var totals: UsageTotals
+
+    public init(group: String, totals: UsageTotals) {
+        self.group = group
+        self.totals = totals
+    }
+}
+
+/// Persistence of keys and usage records. SQLite and PostgreSQL implement it identically.
+///
+/// Every method may throw `StoreError`; callers treat the store as possibly unavailable.
+public protocol GatewayStore: Sendable {
+    /// Applies pending schema migrations; safe to call on every start and from several instances.
+    func migrate() async throws
+
+    func insertKey(_ key: APIKeyRecord) async throws
+    func key(hash: String) async throws -> APIKeyRecord?
+    func key(id: String) async throws -> APIKeyRecord?
+    func listKeys() async throws -> [APIKeyRecord]
+    /// Returns false when no such key exists.
+    func revokeKey(id: String) async throws -> Bool
+    /// Records last-used times in one statement or transaction.
+    func touchKeys(_ lastUsed: [String: Double]) async throws
+    /// A number that changes whenever any key is inserted, revoked or edited (for change polling across instances).
+    func keysRevision() async throws -> Int64
+
+    /// Inserts records in one transaction; inserting a record whose id exists already is a no-op.
+    func insertUsage(_ records: [UsageRecord]) async throws
+    func usageTotals(_ query: UsageQuery) async throws -> UsageTotals
+    func usageGroups(_ query: UsageQuery, by grouping: UsageGrouping) async throws -> [UsageGroup]
+    /// The newest records first.
+    func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord]
+    /// Total cost recorded for a key, for budgets.
+    func spend(keyID: String) async throws -> Double
+    /// Deletes at most `limit` records older than `before`; returns how many it deleted.
+    func deleteUsage(before: Double, limit: Int) async throws -> Int
+
+    /// Closes connections.
+    func close() async throws
+}
+
+/// A store failure, with a message safe to log (no credentials).
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
