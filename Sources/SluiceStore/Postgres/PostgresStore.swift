@@ -1,0 +1,393 @@
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import SluiceCore
+import Synchronization
+
+/// The shared store for several gateway instances: PostgreSQL through a `PostgresClient` connection pool.
+///
+/// The pool only hands out connections while ``run()`` runs, so run the store as a `Service` (before the
+/// ``UsageWriter`` in the `ServiceGroup`, so the writer's final flush still has connections), or use
+/// ``withGatewayStore(url:logger:_:)`` for one-shot commands. ``run()`` returns on graceful shutdown or
+/// cancellation, closing the pool's connections; ``close()`` is a no-op kept for the protocol.
+///
+/// The pool queues requests while it cannot connect and keeps retrying, so every operation waits at most
+/// ``connectionWaitTimeout`` for a connection and then throws: a gateway whose database is down fails fast instead
+/// of holding requests and the usage writer's flushes for a minute.
+///
+/// Errors and logs name the failing operation and PostgreSQL's message and SQLSTATE, never the URL, password or
+/// bound values.
+public final class PostgresStore: GatewayStore, Service {
+    /// The pool; exposed for callers that already manage `PostgresClient`s themselves.
+    public let client: PostgresClient
+    /// How long an operation waits for a pooled connection before failing (the configuration's connect timeout).
+    public let connectionWaitTimeout: Duration
+    private let logger: Logger
+
+    /// Serialises `migrate()` across every instance sharing the database (any constant works; this spells "sluice").
+    static let migrationLockKey: Int64 = 0x736C_7569_6365_0001
+
+    /// - Parameter url: `postgres://user:password@host:port/database` (or `postgresql://`); see
+    ///   ``configuration(url:)`` for the query parameters understood.
+    public convenience init(url: String, logger: Logger) throws {
+        try self.init(configuration: Self.configuration(url: url), logger: logger)
+    }
+
+    public init(configuration: PostgresClient.Configuration, logger: Logger) {
+        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.connectionWaitTimeout = configuration.options.connectTimeout
+        self.logger = logger
+    }
+
+    // MARK: Service
+
+    /// Runs the connection pool until graceful shutdown or cancellation.
+    public func run() async {
+        await self.client.run()
+    }
+
+    /// Nothing to do: the pool closes when ``run()`` ends.
+    public func close() async throws {}
+
+    // MARK: Migrations
+
+    public func migrate() async throws {
+        try await self.withConnection("migrate the schema") { connection in
+            for migration in Migration.all {
+                try await connection.withTransaction(logger: self.logger) { connection in
+                    // A transaction-scoped advisory lock: concurrent migrators queue here, and the lock
+                    // disappears with the transaction even if this process dies.
+                    try await connection.query("SELECT pg_advisory_xact_lock(\(Self.migrationLockKey))", logger: self.logger)
+                    try await connection.query(PostgresQuery(unsafeSQL: MigrationSQL.createVersionTable), logger: self.logger)
+                    let applied = try await connection.query(
+                        "SELECT version FROM schema_migrations WHERE version = \(migration.version)", logger: self.logger
+                    ).collect()
+                    guard applied.isEmpty else { return }
+                    for statement in migration.postgres {
+                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger)
+                    }
+                    try await connection.query(
+                        """
+                        INSERT INTO schema_migrations (version, name, applied_at) \
+                        VALUES (\(migration.version), \(migration.name), \(Date().timeIntervalSince1970))
+                        """,
+                        logger: self.logger)
+                    self.logger.info(
+                        "applied schema migration",
+                        metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+                }
+            }
+        }
+    }
+
+    /// Applied migration versions, ascending (for tests and diagnostics).
+    public func appliedMigrations() async throws -> [Int] {
+        try await self.withConnection("read schema versions") { connection in
+            try await connection.query("SELECT version FROM schema_migrations ORDER BY version", logger: self.logger)
+                .collect().map { try $0.decode(Int.self) }
+        }
+    }
+
+    // MARK: Keys
+
+    public func insertKey(_ key: APIKeyRecord) async throws {
+        let models = try KeyColumns.encodeModels(key.allowedModels)
+        try await self.withConnection("insert a key") { connection in
+            try await connection.withTransaction(logger: self.logger) { connection in
+                try await connection.query(
+                    """
+                    INSERT INTO api_keys (id, name, hash, prefix, created_at, last_used_at, expires_at, allowed_models,
+                        rpm, tpm, budget_usd, revoked, updated_at)
+                    VALUES (\(key.id.sanitized), \(key.name.sanitized), \(key.hash.sanitized), \(key.prefix.sanitized),
+                        \(key.createdAt), \(key.lastUsedAt), \(key.expiresAt), \(models.sanitized), \(key.rpm), \(key.tpm),
+                        \(key.budgetUSD), \(key.revoked), \(Date().timeIntervalSince1970))
+                    """,
+                    logger: self.logger)
+                try await Self.bumpKeyRevision(connection, logger: self.logger)
+            }
+        }
+    }
+
+    public func key(hash: String) async throws -> APIKeyRecord? {
+        try await self.withConnection("look up a key") { connection in
+            try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT \(KeyColumns.list) FROM api_keys WHERE hash = $1", binds: Self.binds([.text(hash)])),
+                logger: self.logger
+            ).collect().first.map(Self.decodeKey)
+        }
+    }
+
+    public func key(id: String) async throws -> APIKeyRecord? {
+        try await self.withConnection("look up a key") { connection in
+            try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT \(KeyColumns.list) FROM api_keys WHERE id = $1", binds: Self.binds([.text(id)])),
+                logger: self.logger
+            ).collect().first.map(Self.decodeKey)
+        }
+    }
+
+    public func listKeys() async throws -> [APIKeyRecord] {
+        try await self.withConnection("list keys") { connection in
+            try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT \(KeyColumns.list) FROM api_keys ORDER BY created_at, id"), logger: self.logger
+            ).collect().map(Self.decodeKey)
+        }
+    }
+
+    public func revokeKey(id: String) async throws -> Bool {
+        try await self.withConnection("revoke a key") { connection in
+            try await connection.withTransaction(logger: self.logger) { connection in
+                let updated = try await connection.query(
+                    "UPDATE api_keys SET revoked = TRUE, updated_at = \(Date().timeIntervalSince1970) WHERE id = \(id.sanitized) RETURNING id",
+                    logger: self.logger
+                ).collect()
+                guard !updated.isEmpty else { return false }
+                try await Self.bumpKeyRevision(connection, logger: self.logger)
+                return true
+            }
+        }
+    }
+
+    public func touchKeys(_ lastUsed: [String: Double]) async throws {
+        guard !lastUsed.isEmpty else { return }
+        let sorted = lastUsed.sorted { $0.key < $1.key }
+        let ids = sorted.map(\.key.sanitized)
+        let times = sorted.map(\.value)
+        try await self.withConnection("record key use") { connection in
+            // One statement for the whole batch; GREATEST ignores NULL, and keeps a newer time another instance wrote.
+            _ = try await connection.query(
+                """
+                UPDATE api_keys AS k SET last_used_at = GREATEST(k.last_used_at, v.t)
+                FROM unnest(\(ids)::TEXT[], \(times)::DOUBLE PRECISION[]) AS v(id, t) WHERE k.id = v.id
+                """,
+                logger: self.logger)
+        }
+    }
+
+    public func keysRevision() async throws -> Int64 {
+        try await self.withConnection("read the key revision") { connection in
+            try await connection.query("SELECT revision FROM key_revision WHERE id = 1", logger: self.logger)
+                .collect().first.map { try $0.decode(Int64.self) } ?? 0
+        }
+    }
+
+    // MARK: Usage
+
+    public func insertUsage(_ records: [UsageRecord]) async throws {
+        let records = records.uniquedByID()
+        guard !records.isEmpty else { return }
+        try await self.withConnection("insert usage records") { connection in
+            try await connection.withTransaction(logger: self.logger) { connection in
+                for start in stride(from: 0, to: records.count, by: UsageSQL.insertChunk) {
+                    let chunk = records[start..<min(start + UsageSQL.insertChunk, records.count)]
+                    try await connection.query(Self.query(UsageSQL.insert(chunk, dialect: .postgres)), logger: self.logger)
+                }
+            }
+        }
+    }
+
+    public func usageTotals(_ query: UsageQuery) async throws -> UsageTotals {
+        try await self.report(UsageSQL.report(query, grouping: nil, dialect: .postgres)).first?.totals ?? UsageTotals()
+    }
+
+    public func usageGroups(_ query: UsageQuery, by grouping: UsageGrouping) async throws -> [UsageGroup] {
+        try await self.report(UsageSQL.report(query, grouping: grouping, dialect: .postgres))
+    }
+
+    public func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord] {
+        try await self.withConnection("read usage records") { connection in
+            try await connection.query(Self.query(UsageSQL.recent(query, limit: limit, dialect: .postgres)), logger: self.logger)
+                .collect().map(Self.decodeUsage)
+        }
+    }
+
+    public func spend(keyID: String) async throws -> Double {
+        try await self.withConnection("read a key's spend") { connection in
+            try await connection.query(Self.query(UsageSQL.spend(keyID: keyID, dialect: .postgres)), logger: self.logger)
+                .collect().first.map { try $0.decode(Double.self) } ?? 0
+        }
+    }
+
+    public func deleteUsage(before: Double, limit: Int) async throws -> Int {
+        guard limit > 0 else { return 0 }
+        return try await self.withConnection("delete usage records") { connection in
+            try await connection.query(
+                Self.query(UsageSQL.delete(before: before, limit: limit, dialect: .postgres)), logger: self.logger
+            ).collect().first.map { try $0.decode(Int.self) } ?? 0
+        }
+    }
+
+    private func report(_ statement: SQLStatement) async throws -> [UsageGroup] {
+        try await self.withConnection("read usage totals") { connection in
+            try await connection.query(Self.query(statement), logger: self.logger).collect().map { row in
+                let (group, requests, prompt, completion, cost, saved, hits, errors, p50, p95) = try row.decode(
+                    (String, Int, Int, Int, Double, Double, Int, Int, Double, Double).self)
+                return UsageGroup(
+                    group: group,
+                    totals: UsageTotals(
+                        requests: requests, promptTokens: prompt, completionTokens: completion, costUSD: cost,
+                        savedUSD: saved, cacheHits: hits, errors: errors, p50LatencyMs: p50, p95LatencyMs: p95))
+            }
+        }
+    }
+
+    // MARK: Plumbing
+
+    /// Runs `body` on a pooled connection, turning any failure into a `StoreError` that is safe to log.
+    ///
+    /// Only the wait for a connection is bounded by ``connectionWaitTimeout``; the timeout never interrupts `body`,
+    /// so a slow report or a transaction that has begun runs to completion.
+    private func withConnection<R: Sendable>(
+        _ action: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> R
+    ) async throws -> R {
+        let lease = LeaseRace()
+        do {
+            return try await withThrowingTaskGroup(of: LeaseOutcome<R>.self) { group in
+                group.addTask {
+                    try await self.client.withConnection { connection in
+                        // Lost the race: the caller has been told the operation failed, so do not run it.
+                        guard lease.markLeased() else { throw CancellationError() }
+                        return .value(try await body(connection))
+                    }
+                }
+                group.addTask {
+                    do {
+                        try await Task.sleep(for: self.connectionWaitTimeout)
+                    } catch {
+                        // Cancelled: a waiting lease is cancelled too, and a leased operation runs to completion.
+                        return .timerStopped
+                    }
+                    return lease.markTimedOut() ? .timedOut : .timerStopped
+                }
+                while let outcome = try await group.next() {
+                    switch outcome {
+                    case .value(let value):
+                        group.cancelAll()
+                        return value
+                    case .timedOut:
+                        group.cancelAll()
+                        throw StoreError(
+                            "could not \(action) (no PostgreSQL connection within \(self.connectionWaitTimeout): "
+                                + "the server is down, unreachable or refusing the connection)")
+                    case .timerStopped:
+                        continue
+                    }
+                }
+                throw CancellationError()
+            }
+        } catch {
+            throw Self.storeError(error, doing: action)
+        }
+    }
+
+    private static func bumpKeyRevision(_ connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("UPDATE key_revision SET revision = revision + 1 WHERE id = 1", logger: logger)
+    }
+
+    private static func query(_ statement: SQLStatement) -> PostgresQuery {
+        PostgresQuery(unsafeSQL: statement.sql, binds: binds(statement.binds))
+    }
+
+    private static func binds(_ values: [SQLValue]) -> PostgresBindings {
+        var binds = PostgresBindings(capacity: values.count)
+        for value in values {
+            switch value {
+            case .text(let text): binds.append(text.sanitized)
+            case .double(let double): binds.append(double)
+            case .int(let int): binds.append(int)
+            case .bool(let bool): binds.append(bool)
+            case .null: binds.appendNull()
+            }
+        }
+        return binds
+    }
+
+    private static func decodeKey(_ row: PostgresRow) throws -> APIKeyRecord {
+        let (id, name, hash, prefix, createdAt, lastUsedAt, expiresAt, models, rpm, tpm, budget, revoked) = try row.decode(
+            (String, String, String, String, Double, Double?, Double?, String, Int?, Int?, Double?, Bool).self)
+        return APIKeyRecord(
+            id: id, name: name, hash: hash, prefix: prefix, createdAt: createdAt, lastUsedAt: lastUsedAt,
+            expiresAt: expiresAt, allowedModels: try KeyColumns.decodeModels(models), rpm: rpm, tpm: tpm,
+            budgetUSD: budget, revoked: revoked)
+    }
+
+    private static func decodeUsage(_ row: PostgresRow) throws -> UsageRecord {
+        // Columns come back in `UsageSQL.columns` order.
+        let (
+            id, time, requestID, keyID, clientIP, route, model, upstream, status, errorCode, stream, cacheHit, prompt,
+            completion, estimated, latency, ttft, cost, saved
+        ) = try row.decode(
+            (String, Double, String, String?, String?, String, String?, String?, Int, String?, Bool, Bool, Int, Int, Bool,
+             Double, Double?, Double, Double).self)
+        return UsageRecord(
+            id: id, time: time, requestID: requestID, keyID: keyID, clientIP: clientIP, route: route, model: model,
+            upstream: upstream, status: status, errorCode: errorCode, stream: stream, cacheHit: cacheHit,
+            promptTokens: prompt, completionTokens: completion, tokensEstimated: estimated, latencyMs: latency,
+            timeToFirstTokenMs: ttft, costUSD: cost, savedUSD: saved)
+    }
+
+    /// PostgreSQL errors reduced to the operation, SQLSTATE and primary message. The message never contains the
+    /// password; the DETAIL field (which can echo bound values such as a key hash) is left out on purpose.
+    static func storeError(_ error: any Error, doing action: String) -> StoreError {
+        switch error {
+        case let error as StoreError:
+            return error
+        case let error as PostgresTransactionError:
+            if let inner = error.closureError ?? error.beginError ?? error.commitError {
+                return storeError(inner, doing: action)
+            }
+            return StoreError("could not \(action) (PostgreSQL transaction failed)")
+        case let error as PSQLError:
+            if let server = error.serverInfo {
+                let state = server[.sqlState].map { " [\($0)]" } ?? ""
+                return StoreError("could not \(action) (PostgreSQL\(state): \(server[.message] ?? "error"))")
+            }
+            if let underlying = error.underlying {
+                return StoreError("could not \(action) (PostgreSQL \(error.code): \(underlying))")
+            }
+            return StoreError("could not \(action) (PostgreSQL \(error.code))")
+        case let error as PostgresDecodingError:
+            return StoreError("could not \(action) (unexpected column type: \(error.code))")
+        default:
+            return StoreError("could not \(action): \(error)")
+        }
+    }
+}
+
+/// What finished first in ``PostgresStore``'s bounded wait for a connection.
+private enum LeaseOutcome<R: Sendable>: Sendable {
+    case value(R)
+    /// The timer fired after the connection was leased, or was cancelled; keep waiting for the operation.
+    case timerStopped
+    case timedOut
+}
+
+/// Decides, exactly once, whether the connection lease or the wait timeout came first.
+private final class LeaseRace: Sendable {
+    private enum State { case waiting, leased, timedOut }
+    private let state = Mutex(State.waiting)
+
+    /// True if the lease won (or had already won).
+    func markLeased() -> Bool {
+        self.state.withLock { state in
+            if state == .waiting { state = .leased }
+            return state == .leased
+        }
+    }
+
+    /// True if the timeout won.
+    func markTimedOut() -> Bool {
+        self.state.withLock { state in
+            if state == .waiting { state = .timedOut }
+            return state == .timedOut
+        }
+    }
+}
+
+extension String {
+    /// PostgreSQL text cannot hold NUL; a request's model name could, and must not poison a whole usage batch.
+    fileprivate var sanitized: String {
+        self.contains("\u{0}") ? self.replacingOccurrences(of: "\u{0}", with: "") : self
+    }
+}

@@ -1,0 +1,371 @@
+import Foundation
+import Logging
+import SQLiteNIO
+import ServiceLifecycle
+import SluiceCore
+
+/// The embedded store: one SQLite file in WAL mode, on sqlite-nio's thread pool.
+///
+/// Statements run on `NIOThreadPool.singleton`, never on an event loop or the cooperative pool. All use of the
+/// single connection is serialised (see ``SQLiteConnectionGate``); several processes may share the file, waiting
+/// up to the busy timeout for each other's write locks.
+///
+/// The connection opens on first use, so `init` never fails; ``open(path:busyTimeout:logger:)`` opens eagerly to
+/// surface a bad path at start-up. As a `Service`, ``run()`` waits for graceful shutdown and then closes the
+/// connection: put the store before the ``UsageWriter`` in a `ServiceGroup` so the writer's final flush happens
+/// first. Outside a service group, call ``close()``.
+public final class SQLiteStore: GatewayStore, Service {
+    /// The database file (absolute), or `:memory:`.
+    public let path: String
+    private let logger: Logger
+    private let gate: SQLiteConnectionGate
+
+    /// - Parameters:
+    ///   - path: A file path (relative paths resolve against the current directory now) or `:memory:`.
+    ///   - busyTimeout: How long a statement waits for another process's lock before failing.
+    public init(path: String, busyTimeout: Duration = .seconds(5), logger: Logger) {
+        let resolved: String
+        if path == ":memory:" || path.hasPrefix("/") {
+            resolved = path
+        } else {
+            // sqlite-nio resolves relative paths at open time; pin them now so a later chdir cannot move the database.
+            resolved = URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+                .standardizedFileURL.path
+        }
+        self.path = resolved
+        self.logger = logger
+        let timeoutMs = Int(busyTimeout.components.seconds * 1000 + busyTimeout.components.attoseconds / 1_000_000_000_000_000)
+        self.gate = SQLiteConnectionGate { [logger] in
+            try await Self.openConnection(path: resolved, busyTimeoutMs: timeoutMs, logger: logger)
+        }
+    }
+
+    /// Opens the database now, so a bad path or unreadable file fails here rather than on the first request.
+    public static func open(path: String, busyTimeout: Duration = .seconds(5), logger: Logger) async throws -> SQLiteStore {
+        let store = SQLiteStore(path: path, busyTimeout: busyTimeout, logger: logger)
+        try await store.withConnection { _ in }
+        return store
+    }
+
+    private static func openConnection(path: String, busyTimeoutMs: Int, logger: Logger) async throws -> SQLiteConnection {
+        let storage: SQLiteConnection.Storage
+        if path == ":memory:" {
+            storage = .memory
+        } else {
+            storage = .file(path: path)
+            // The file holds key hashes and client IPs: create it owner-only (SQLite gives -wal/-shm the same mode).
+            try await NIOThreadPool.singleton.runIfActive {
+                if !FileManager.default.fileExists(atPath: path) {
+                    _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+                }
+            }
+        }
+        let connection = try await SQLiteConnection.open(storage: storage, logger: logger)
+        do {
+            // Replaces sqlite-nio's retry-forever busy handler with a bounded wait.
+            _ = try await connection.execute("PRAGMA busy_timeout = \(busyTimeoutMs)")
+            // WAL lets readers (another `sluice` process, a report) run while the writer commits.
+            _ = try await connection.execute("PRAGMA journal_mode = WAL")
+            // In WAL mode NORMAL is still crash-safe for the database; only the last commits may roll back on power loss.
+            _ = try await connection.execute("PRAGMA synchronous = NORMAL")
+        } catch {
+            try? await connection.closeToCompletion()
+            throw error
+        }
+        return connection
+    }
+
+    // MARK: Service
+
+    /// Waits for graceful shutdown (or cancellation), then closes the connection.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await self.close()
+    }
+
+    public func close() async throws {
+        do {
+            try await self.gate.close()
+        } catch {
+            throw Self.storeError(error, doing: "close the database")
+        }
+    }
+
+    // MARK: Migrations
+
+    public func migrate() async throws {
+        try await self.withConnection { connection in
+            try await self.inTransaction(connection) {
+                _ = try await connection.execute(MigrationSQL.createVersionTable)
+            }
+            for migration in Migration.all {
+                // BEGIN IMMEDIATE takes the write lock first, so a second process waits here and then sees the version.
+                try await self.inTransaction(connection) {
+                    let applied = try await connection.execute(
+                        "SELECT 1 FROM schema_migrations WHERE version = ?", [.integer(migration.version)])
+                    guard applied.isEmpty else { return }
+                    for statement in migration.sqlite {
+                        _ = try await connection.execute(statement)
+                    }
+                    _ = try await connection.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                        [.integer(migration.version), .text(migration.name), .float(Date().timeIntervalSince1970)])
+                    self.logger.info(
+                        "applied schema migration", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
+                }
+            }
+        }
+    }
+
+    /// Applied migration versions, ascending (for tests and diagnostics).
+    public func appliedMigrations() async throws -> [Int] {
+        try await self.withConnection { connection in
+            try await connection.execute("SELECT version FROM schema_migrations ORDER BY version").compactMap {
+                $0.column("version")?.integer.map { Int($0) }
+            }
+        }
+    }
+
+    // MARK: Keys
+
+    public func insertKey(_ key: APIKeyRecord) async throws {
+        try await self.withConnection { connection in
+            try await self.inTransaction(connection) {
+                _ = try await connection.execute(
+                    """
+                    INSERT INTO api_keys (id, name, hash, prefix, created_at, last_used_at, expires_at, allowed_models,
+                        rpm, tpm, budget_usd, revoked, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    [
+                        .text(key.id), .text(key.name), .text(key.hash), .text(key.prefix), .float(key.createdAt),
+                        Self.data(key.lastUsedAt), Self.data(key.expiresAt), .text(try KeyColumns.encodeModels(key.allowedModels)),
+                        Self.data(key.rpm), Self.data(key.tpm), Self.data(key.budgetUSD), .integer(key.revoked ? 1 : 0),
+                        .float(Date().timeIntervalSince1970),
+                    ])
+                try await Self.bumpKeyRevision(connection)
+            }
+        }
+    }
+
+    public func key(hash: String) async throws -> APIKeyRecord? {
+        try await self.withConnection { connection in
+            try await connection.execute("SELECT \(KeyColumns.list) FROM api_keys WHERE hash = ?", [.text(hash)])
+                .first.map(Self.decodeKey)
+        }
+    }
+
+    public func key(id: String) async throws -> APIKeyRecord? {
+        try await self.withConnection { connection in
+            try await connection.execute("SELECT \(KeyColumns.list) FROM api_keys WHERE id = ?", [.text(id)])
+                .first.map(Self.decodeKey)
+        }
+    }
+
+    public func listKeys() async throws -> [APIKeyRecord] {
+        try await self.withConnection { connection in
+            try await connection.execute("SELECT \(KeyColumns.list) FROM api_keys ORDER BY created_at, id")
+                .map(Self.decodeKey)
+        }
+    }
+
+    public func revokeKey(id: String) async throws -> Bool {
+        try await self.withConnection { connection in
+            try await self.inTransaction(connection) {
+                _ = try await connection.execute(
+                    "UPDATE api_keys SET revoked = 1, updated_at = ? WHERE id = ?",
+                    [.float(Date().timeIntervalSince1970), .text(id)])
+                guard try await Self.changes(connection) > 0 else { return false }
+                try await Self.bumpKeyRevision(connection)
+                return true
+            }
+        }
+    }
+
+    public func touchKeys(_ lastUsed: [String: Double]) async throws {
+        guard !lastUsed.isEmpty else { return }
+        try await self.withConnection { connection in
+            try await self.inTransaction(connection) {
+                // Not a key edit, so the revision stays: pollers should not reload keys on every request.
+                for (id, time) in lastUsed.sorted(by: { $0.key < $1.key }) {
+                    _ = try await connection.execute(
+                        "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, ?), ?) WHERE id = ?",
+                        [.float(time), .float(time), .text(id)])
+                }
+            }
+        }
+    }
+
+    public func keysRevision() async throws -> Int64 {
+        try await self.withConnection { connection in
+            let rows = try await connection.execute("SELECT revision FROM key_revision WHERE id = 1")
+            return Int64(rows.first?.column("revision")?.integer ?? 0)
+        }
+    }
+
+    // MARK: Usage
+
+    public func insertUsage(_ records: [UsageRecord]) async throws {
+        let records = records.uniquedByID()
+        guard !records.isEmpty else { return }
+        try await self.withConnection { connection in
+            try await self.inTransaction(connection) {
+                for start in stride(from: 0, to: records.count, by: UsageSQL.insertChunk) {
+                    let chunk = records[start..<min(start + UsageSQL.insertChunk, records.count)]
+                    try await Self.run(UsageSQL.insert(chunk, dialect: .sqlite), on: connection)
+                }
+            }
+        }
+    }
+
+    public func usageTotals(_ query: UsageQuery) async throws -> UsageTotals {
+        try await self.report(UsageSQL.report(query, grouping: nil, dialect: .sqlite)).first?.totals ?? UsageTotals()
+    }
+
+    public func usageGroups(_ query: UsageQuery, by grouping: UsageGrouping) async throws -> [UsageGroup] {
+        try await self.report(UsageSQL.report(query, grouping: grouping, dialect: .sqlite))
+    }
+
+    public func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord] {
+        try await self.withConnection { connection in
+            try await Self.run(UsageSQL.recent(query, limit: limit, dialect: .sqlite), on: connection).map(Self.decodeUsage)
+        }
+    }
+
+    public func spend(keyID: String) async throws -> Double {
+        try await self.withConnection { connection in
+            let rows = try await Self.run(UsageSQL.spend(keyID: keyID, dialect: .sqlite), on: connection)
+            return rows.first?.columns.first?.data.double ?? 0
+        }
+    }
+
+    public func deleteUsage(before: Double, limit: Int) async throws -> Int {
+        guard limit > 0 else { return 0 }
+        return try await self.withConnection { connection in
+            // `changes()` reads this connection's last statement, which the gate guarantees is ours.
+            try await Self.run(UsageSQL.delete(before: before, limit: limit, dialect: .sqlite), on: connection)
+            return try await Self.changes(connection)
+        }
+    }
+
+    private func report(_ statement: SQLStatement) async throws -> [UsageGroup] {
+        try await self.withConnection { connection in
+            try await Self.run(statement, on: connection).map { row in
+                let values = row.columns.map(\.data)
+                return UsageGroup(
+                    group: values[0].string ?? "",
+                    totals: UsageTotals(
+                        requests: Int(values[1].integer ?? 0), promptTokens: Int(values[2].integer ?? 0),
+                        completionTokens: Int(values[3].integer ?? 0), costUSD: values[4].double ?? 0,
+                        savedUSD: values[5].double ?? 0, cacheHits: Int(values[6].integer ?? 0),
+                        errors: Int(values[7].integer ?? 0), p50LatencyMs: values[8].double ?? 0,
+                        p95LatencyMs: values[9].double ?? 0))
+            }
+        }
+    }
+
+    // MARK: Plumbing
+
+    /// Runs `body` with exclusive use of the connection, translating failures into `StoreError`.
+    private func withConnection<R: Sendable>(_ body: (SQLiteConnection) async throws -> R) async throws -> R {
+        let connection: SQLiteConnection
+        do {
+            connection = try await self.gate.acquire()
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw Self.storeError(error, doing: "open the database")
+        }
+        do {
+            let result = try await body(connection)
+            await self.gate.release()
+            return result
+        } catch {
+            await self.gate.release()
+            throw Self.storeError(error, doing: "query the database")
+        }
+    }
+
+    /// `BEGIN IMMEDIATE` … `COMMIT`, rolling back on error. Only call while holding the connection.
+    private func inTransaction<R: Sendable>(_ connection: SQLiteConnection, _ body: () async throws -> R) async throws -> R {
+        // IMMEDIATE takes the write lock up front: a deferred transaction that later upgrades can fail with
+        // SQLITE_BUSY without waiting for the busy timeout.
+        _ = try await connection.execute("BEGIN IMMEDIATE")
+        do {
+            let result = try await body()
+            _ = try await connection.execute("COMMIT")
+            return result
+        } catch {
+            do {
+                _ = try await connection.execute("ROLLBACK")
+            } catch {
+                self.logger.warning("SQLite rollback failed", metadata: ["error": "\(error)"])
+            }
+            throw error
+        }
+    }
+
+    @discardableResult
+    private static func run(_ statement: SQLStatement, on connection: SQLiteConnection) async throws -> [SQLiteRow] {
+        try await connection.execute(statement.sql, statement.binds.map(Self.data))
+    }
+
+    private static func changes(_ connection: SQLiteConnection) async throws -> Int {
+        let rows = try await connection.execute("SELECT changes() AS n")
+        return Int(rows.first?.column("n")?.integer ?? 0)
+    }
+
+    private static func bumpKeyRevision(_ connection: SQLiteConnection) async throws {
+        _ = try await connection.execute("UPDATE key_revision SET revision = revision + 1 WHERE id = 1")
+    }
+
+    private static func data(_ value: SQLValue) -> SQLiteData {
+        switch value {
+        case .text(let text): .text(text)
+        case .double(let double): .float(double)
+        case .int(let int): .integer(int)
+        case .bool(let bool): .integer(bool ? 1 : 0)
+        case .null: .null
+        }
+    }
+
+    private static func data(_ value: Double?) -> SQLiteData { value.map(SQLiteData.float) ?? .null }
+    private static func data(_ value: Int?) -> SQLiteData { value.map(SQLiteData.integer) ?? .null }
+
+    private static func decodeKey(_ row: SQLiteRow) throws -> APIKeyRecord {
+        func text(_ name: String) -> String? { row.column(name)?.string }
+        func double(_ name: String) -> Double? { row.column(name).flatMap { $0.isNull ? nil : $0.double } }
+        func int(_ name: String) -> Int? { row.column(name).flatMap { $0.isNull ? nil : $0.integer.map { Int($0) } } }
+        return APIKeyRecord(
+            id: text("id") ?? "", name: text("name") ?? "", hash: text("hash") ?? "", prefix: text("prefix") ?? "",
+            createdAt: double("created_at") ?? 0, lastUsedAt: double("last_used_at"), expiresAt: double("expires_at"),
+            allowedModels: try KeyColumns.decodeModels(text("allowed_models")), rpm: int("rpm"), tpm: int("tpm"),
+            budgetUSD: double("budget_usd"), revoked: int("revoked") == 1)
+    }
+
+    private static func decodeUsage(_ row: SQLiteRow) -> UsageRecord {
+        // Columns come back in `UsageSQL.columns` order.
+        let v = row.columns.map(\.data)
+        func text(_ i: Int) -> String? { v[i].isNull ? nil : v[i].string }
+        func double(_ i: Int) -> Double? { v[i].isNull ? nil : v[i].double }
+        func int(_ i: Int) -> Int { Int(v[i].integer ?? 0) }
+        return UsageRecord(
+            id: text(0) ?? "", time: double(1) ?? 0, requestID: text(2) ?? "", keyID: text(3), clientIP: text(4),
+            route: text(5) ?? "", model: text(6), upstream: text(7), status: int(8), errorCode: text(9),
+            stream: int(10) != 0, cacheHit: int(11) != 0, promptTokens: int(12), completionTokens: int(13),
+            tokensEstimated: int(14) != 0, latencyMs: double(15) ?? 0, timeToFirstTokenMs: double(16),
+            costUSD: double(17) ?? 0, savedUSD: double(18) ?? 0)
+    }
+
+    /// SQLite errors carry the statement's failure, never bound values, so their text is safe to log.
+    static func storeError(_ error: any Error, doing action: String) -> StoreError {
+        if let error = error as? StoreError { return error }
+        if let error = error as? SQLiteError {
+            if case .constraint = error.reason {
+                return StoreError("SQLite constraint violated: \(error.message)")
+            }
+            return StoreError("could not \(action) (SQLite \(error.reason): \(error.message))")
+        }
+        return StoreError("could not \(action): \(error)")
+    }
+}

@@ -1,0 +1,136 @@
+/// One step of the schema: applied once, in order, and recorded in `schema_migrations`.
+///
+/// SQLite and PostgreSQL get their own statements (types and idioms differ) but must describe the same tables,
+/// so both stores answer the contract tests identically. Each statement is run separately: neither sqlite-nio
+/// nor PostgresNIO's extended protocol accepts several statements in one string.
+public struct Migration: Sendable {
+    /// Strictly increasing; never renumber or edit a released migration, add a new one instead.
+    public var version: Int
+    public var name: String
+    public var sqlite: [String]
+    public var postgres: [String]
+
+    public init(version: Int, name: String, sqlite: [String], postgres: [String]) {
+        self.version = version
+        self.name = name
+        self.sqlite = sqlite
+        self.postgres = postgres
+    }
+}
+
+extension Migration {
+    /// The schema, oldest first.
+    public static let all: [Migration] = [
+        Migration(
+            version: 1,
+            name: "keys and usage records",
+            sqlite: [
+                """
+                CREATE TABLE api_keys (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    name TEXT NOT NULL,
+                    hash TEXT NOT NULL UNIQUE,
+                    prefix TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    last_used_at REAL,
+                    expires_at REAL,
+                    allowed_models TEXT NOT NULL DEFAULT '[]',
+                    rpm INTEGER,
+                    tpm INTEGER,
+                    budget_usd REAL,
+                    revoked INTEGER NOT NULL DEFAULT 0,
+                    updated_at REAL NOT NULL
+                )
+                """,
+                // A single row bumped in the same transaction as every key change, so instances can poll one
+                // cheap value instead of diffing the key table.
+                "CREATE TABLE key_revision (id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL)",
+                "INSERT INTO key_revision (id, revision) VALUES (1, 0)",
+                """
+                CREATE TABLE usage_records (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    time REAL NOT NULL,
+                    request_id TEXT NOT NULL,
+                    key_id TEXT,
+                    client_ip TEXT,
+                    route TEXT NOT NULL,
+                    model TEXT,
+                    upstream TEXT,
+                    status INTEGER NOT NULL,
+                    error_code TEXT,
+                    stream INTEGER NOT NULL,
+                    cache_hit INTEGER NOT NULL,
+                    prompt_tokens INTEGER NOT NULL,
+                    completion_tokens INTEGER NOT NULL,
+                    tokens_estimated INTEGER NOT NULL,
+                    latency_ms REAL NOT NULL,
+                    time_to_first_token_ms REAL,
+                    cost_usd REAL NOT NULL,
+                    saved_usd REAL NOT NULL
+                )
+                """,
+                "CREATE INDEX usage_records_time ON usage_records (time)",
+                "CREATE INDEX usage_records_key_time ON usage_records (key_id, time)",
+                "CREATE INDEX usage_records_model_time ON usage_records (model, time)",
+            ],
+            postgres: [
+                """
+                CREATE TABLE api_keys (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    hash TEXT NOT NULL UNIQUE,
+                    prefix TEXT NOT NULL,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    last_used_at DOUBLE PRECISION,
+                    expires_at DOUBLE PRECISION,
+                    allowed_models TEXT NOT NULL DEFAULT '[]',
+                    rpm BIGINT,
+                    tpm BIGINT,
+                    budget_usd DOUBLE PRECISION,
+                    revoked BOOLEAN NOT NULL DEFAULT FALSE,
+                    updated_at DOUBLE PRECISION NOT NULL
+                )
+                """,
+                "CREATE TABLE key_revision (id INTEGER PRIMARY KEY CHECK (id = 1), revision BIGINT NOT NULL)",
+                "INSERT INTO key_revision (id, revision) VALUES (1, 0)",
+                """
+                CREATE TABLE usage_records (
+                    id TEXT PRIMARY KEY,
+                    time DOUBLE PRECISION NOT NULL,
+                    request_id TEXT NOT NULL,
+                    key_id TEXT,
+                    client_ip TEXT,
+                    route TEXT NOT NULL,
+                    model TEXT,
+                    upstream TEXT,
+                    status INTEGER NOT NULL,
+                    error_code TEXT,
+                    stream BOOLEAN NOT NULL,
+                    cache_hit BOOLEAN NOT NULL,
+                    prompt_tokens BIGINT NOT NULL,
+                    completion_tokens BIGINT NOT NULL,
+                    tokens_estimated BOOLEAN NOT NULL,
+                    latency_ms DOUBLE PRECISION NOT NULL,
+                    time_to_first_token_ms DOUBLE PRECISION,
+                    cost_usd DOUBLE PRECISION NOT NULL,
+                    saved_usd DOUBLE PRECISION NOT NULL
+                )
+                """,
+                "CREATE INDEX usage_records_time ON usage_records (time)",
+                "CREATE INDEX usage_records_key_time ON usage_records (key_id, time)",
+                "CREATE INDEX usage_records_model_time ON usage_records (model, time)",
+            ]
+        ),
+    ]
+}
+
+/// Statements shared by both backends' migration runners.
+enum MigrationSQL {
+    static let createVersionTable = """
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at DOUBLE PRECISION NOT NULL
+        )
+        """
+}
