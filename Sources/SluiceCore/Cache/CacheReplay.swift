@@ -1,0 +1,116 @@
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+
+/// Renders a cached answer in the format the current request asked for.
+public enum CacheReplay {
+    /// The whole answer as one JSON body.
+    public static func body(_ g: CachedGeneration, format: AnswerFormat, model: String, identity: ResponseIdentity, createdAt: String) -> ByteBuffer {
+        let encoder = WireJSON.encoder()
+        let value: any Encodable
+        switch format {
+        case .openAIChat:
+            let message = ChatMessage(
+                role: "assistant", content: g.toolCalls.isEmpty || !g.text.isEmpty ? .text(g.text) : nil,
+                toolCalls: g.toolCalls.isEmpty ? nil : g.toolCalls)
+            value = ChatCompletionResponse(
+                id: identity.id, created: identity.created, model: model,
+                choices: [.init(index: 0, message: message, finishReason: g.finishReason)], usage: g.usage)
+        case .openAICompletion:
+            value = CompletionResponse(
+                id: identity.id, created: identity.created, model: model,
+                choices: [.init(text: g.text, index: 0, finishReason: g.finishReason)], usage: g.usage)
+        case .ollamaChat:
+            value = ollamaChatFinal(g, model: model, createdAt: createdAt, content: g.text, includeCalls: true)
+        case .ollamaGenerate:
+            var r = Ollama.GenerateResponse(model: model, createdAt: createdAt, response: g.text, done: true)
+            r.doneReason = g.finishReason == "length" ? "length" : "stop"
+            r.promptEvalCount = g.usage?.promptTokens
+            r.evalCount = g.usage?.completionTokens
+            value = r
+        }
+        return (try? encoder.encodeAsByteBuffer(value, allocator: ByteBufferAllocator())) ?? ByteBuffer()
+    }
+
+    /// The answer as a stream, one frame per original piece, ending as a live stream would.
+    public static func frames(
+        _ g: CachedGeneration, format: AnswerFormat, model: String, identity: ResponseIdentity, createdAt: String, includeUsage: Bool
+    ) -> [ByteBuffer] {
+        let encoder = WireJSON.encoder()
+        var frames: [ByteBuffer] = []
+        func sse(_ value: some Encodable) {
+            var out = ByteBuffer()
+            if let json = try? encoder.encodeAsByteBuffer(value, allocator: ByteBufferAllocator()) {
+                SSEEncoder.writeData(json, into: &out)
+            }
+            frames.append(out)
+        }
+        func ndjson(_ value: some Encodable) {
+            guard var json = try? encoder.encodeAsByteBuffer(value, allocator: ByteBufferAllocator()) else { return }
+            json.writeString("\n")
+            frames.append(json)
+        }
+        let pieces = g.pieces.isEmpty ? [""] : g.pieces
+        switch format {
+        case .openAIChat:
+            for (i, piece) in pieces.enumerated() where i == 0 || !piece.isEmpty {
+                let delta = ChatCompletionChunk.Delta(role: i == 0 ? "assistant" : nil, content: piece)
+                sse(ChatCompletionChunk(id: identity.id, created: identity.created, model: model, choices: [.init(delta: delta)]))
+            }
+            if !g.toolCalls.isEmpty {
+                let deltas = g.toolCalls.enumerated().map {
+                    ChatCompletionChunk.ToolCallDelta(index: $0.offset, id: $0.element.id, type: "function", function: $0.element.function)
+                }
+                sse(ChatCompletionChunk(id: identity.id, created: identity.created, model: model, choices: [.init(delta: .init(toolCalls: deltas))]))
+            }
+            sse(ChatCompletionChunk(id: identity.id, created: identity.created, model: model, choices: [.init(delta: .init(), finishReason: g.finishReason)]))
+            if includeUsage {
+                sse(ChatCompletionChunk(id: identity.id, created: identity.created, model: model, choices: [], usage: g.usage ?? Usage(promptTokens: 0, completionTokens: 0)))
+            }
+            frames.append(ByteBuffer(string: "data: [DONE]\n\n"))
+        case .openAICompletion:
+            for piece in pieces where !piece.isEmpty {
+                sse(CompletionResponse(id: identity.id, created: identity.created, model: model, choices: [.init(text: piece, index: 0, finishReason: nil)], usage: nil))
+            }
+            sse(CompletionResponse(id: identity.id, created: identity.created, model: model, choices: [.init(text: "", index: 0, finishReason: g.finishReason)], usage: nil))
+            if includeUsage {
+                sse(CompletionResponse(id: identity.id, created: identity.created, model: model, choices: [], usage: g.usage ?? Usage(promptTokens: 0, completionTokens: 0)))
+            }
+            frames.append(ByteBuffer(string: "data: [DONE]\n\n"))
+        case .ollamaChat:
+            for piece in pieces where !piece.isEmpty {
+                ndjson(Ollama.ChatResponse(model: model, createdAt: createdAt, message: .init(role: "assistant", content: piece), done: false))
+            }
+            if !g.toolCalls.isEmpty {
+                ndjson(Ollama.ChatResponse(model: model, createdAt: createdAt, message: .init(role: "assistant", content: "", toolCalls: ollamaCalls(g)), done: false))
+            }
+            ndjson(ollamaChatFinal(g, model: model, createdAt: createdAt, content: "", includeCalls: false))
+        case .ollamaGenerate:
+            for piece in pieces where !piece.isEmpty {
+                ndjson(Ollama.GenerateResponse(model: model, createdAt: createdAt, response: piece, done: false))
+            }
+            var final = Ollama.GenerateResponse(model: model, createdAt: createdAt, response: "", done: true)
+            final.doneReason = g.finishReason == "length" ? "length" : "stop"
+            final.promptEvalCount = g.usage?.promptTokens
+            final.evalCount = g.usage?.completionTokens
+            ndjson(final)
+        }
+        return frames
+    }
+
+    static func ollamaCalls(_ g: CachedGeneration) -> [Ollama.ToolCall] {
+        g.toolCalls.map { call in
+            let arguments = (try? JSONDecoder().decode(JSONValue.self, from: Data(call.function.arguments.utf8))) ?? .object([:])
+            return Ollama.ToolCall(function: .init(name: call.function.name, arguments: arguments))
+        }
+    }
+
+    static func ollamaChatFinal(_ g: CachedGeneration, model: String, createdAt: String, content: String, includeCalls: Bool) -> Ollama.ChatResponse {
+        let calls = includeCalls && !g.toolCalls.isEmpty ? ollamaCalls(g) : nil
+        var r = Ollama.ChatResponse(model: model, createdAt: createdAt, message: .init(role: "assistant", content: content, toolCalls: calls), done: true)
+        r.doneReason = g.finishReason == "length" ? "length" : "stop"
+        r.promptEvalCount = g.usage?.promptTokens
+        r.evalCount = g.usage?.completionTokens
+        return r
+    }
+}

@@ -1,0 +1,252 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import SluiceCore
+
+@Suite("Cache keys")
+struct CacheKeyTests {
+    let base = """
+        {"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"max_tokens":10}
+        """
+
+    func key(_ body: String, family: String = "chat", upstream: String = "ollama", scope: String? = nil) throws -> CacheKey {
+        CacheKey.make(family: family, upstream: upstream, body: try json(body), scope: scope)
+    }
+
+    @Test func keyOrderAndWhitespaceDoNotMatter() throws {
+        let reordered = """
+            {
+              "max_tokens": 10, "temperature": 0.2,
+              "messages": [ { "content": "hi", "role": "user" } ],
+              "model": "llama3.2"
+            }
+            """
+        #expect(try key(base) == key(reordered))
+    }
+
+    @Test func deliveryFieldsDoNotMatter() throws {
+        let streamed = """
+            {"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"max_tokens":10,
+             "stream":true,"stream_options":{"include_usage":true},"user":"alice"}
+            """
+        #expect(try key(base) == key(streamed))
+    }
+
+    @Test func integralDoublesEqualIntegers() throws {
+        #expect(try key(#"{"model":"m","max_tokens":10}"#) == key(#"{"model":"m","max_tokens":10.0}"#))
+    }
+
+    @Test(arguments: [
+        #"{"model":"other","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"max_tokens":10}"#,
+        #"{"model":"llama3.2","messages":[{"role":"user","content":"hi!"}],"temperature":0.2,"max_tokens":10}"#,
+        #"{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"temperature":0.3,"max_tokens":10}"#,
+        #"{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"max_tokens":11}"#,
+        #"{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"max_tokens":10,"seed":1}"#,
+        #"{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"max_tokens":10,"top_p":0.5}"#,
+        #"{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"max_tokens":10,"stop":["x"]}"#,
+        #"{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"max_tokens":10,"response_format":{"type":"json_object"}}"#,
+        #"{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"max_tokens":10,"tools":[{"type":"function","function":{"name":"f"}}]}"#,
+        #"{"model":"llama3.2","messages":[{"role":"system","content":"hi"}],"temperature":0.2,"max_tokens":10}"#,
+    ])
+    func everyMeaningfulParameterChangesTheKey(_ changed: String) throws {
+        #expect(try key(base) != key(changed))
+    }
+
+    @Test func routeUpstreamAndScopeSeparateEntries() throws {
+        let plain = try key(base)
+        #expect(try key(base, family: "native-chat") != plain)
+        #expect(try key(base, upstream: "openai") != plain)
+        #expect(try key(base, scope: "key_a") != plain)
+        #expect(try key(base, scope: "key_a") != key(base, scope: "key_b"))
+        #expect(try key(base, scope: "key_a") == key(base, scope: "key_a"))
+    }
+
+    @Test func descriptionIsSixtyFourHexDigitsOrFewer() throws {
+        let text = try key(base).description
+        #expect(!text.isEmpty && text.count <= 64)
+        #expect(text.allSatisfy { $0.isHexDigit })
+    }
+
+    @Test func canonicalJSONSortsKeysAndEscapes() throws {
+        let bytes = CanonicalJSON.bytes(try json(#"{"b":1,"a":{"d":"x\"\n","c":[true,null,1.5]}}"#))
+        #expect(String(decoding: bytes, as: UTF8.self) == #"{"a":{"c":[true,null,1.5],"d":"x\"\u000a"},"b":1}"#)
+    }
+}
+
+@Suite("LRU cache")
+struct LRUCacheTests {
+    @Test func totalCostNeverExceedsTheBound() {
+        var lru = LRUCache<Int, String>(maxCost: 1000)
+        var evicted = 0
+        // Fill with ten times the bound.
+        for i in 0..<100 {
+            evicted += lru.insert("v\(i)", for: i, cost: 100, expires: 1e12)
+            #expect(lru.totalCost <= 1000)
+        }
+        #expect(lru.count == 10)
+        #expect(evicted == 90)
+        // The newest survive.
+        #expect(lru.value(for: 99, now: 0) == "v99")
+        #expect(lru.value(for: 89, now: 0) == nil)
+    }
+
+    @Test func leastRecentlyUsedIsEvictedFirst() {
+        var lru = LRUCache<String, Int>(maxCost: 300)
+        lru.insert(1, for: "a", cost: 100, expires: 1e12)
+        lru.insert(2, for: "b", cost: 100, expires: 1e12)
+        lru.insert(3, for: "c", cost: 100, expires: 1e12)
+        // Touch a: b becomes the oldest.
+        #expect(lru.value(for: "a", now: 0) == 1)
+        lru.insert(4, for: "d", cost: 100, expires: 1e12)
+        #expect(lru.value(for: "b", now: 0) == nil)
+        #expect(lru.value(for: "a", now: 0) == 1)
+        #expect(lru.value(for: "c", now: 0) == 3)
+        #expect(lru.value(for: "d", now: 0) == 4)
+    }
+
+    @Test func oversizedValueIsNotStored() {
+        var lru = LRUCache<String, Int>(maxCost: 100)
+        lru.insert(1, for: "small", cost: 50, expires: 1e12)
+        lru.insert(2, for: "huge", cost: 101, expires: 1e12)
+        #expect(lru.value(for: "huge", now: 0) == nil)
+        #expect(lru.value(for: "small", now: 0) == 1)
+        #expect(lru.totalCost == 50)
+    }
+
+    @Test func replacingAKeyReplacesItsCost() {
+        var lru = LRUCache<String, Int>(maxCost: 100)
+        lru.insert(1, for: "a", cost: 60, expires: 1e12)
+        lru.insert(2, for: "a", cost: 30, expires: 1e12)
+        #expect(lru.totalCost == 30)
+        #expect(lru.count == 1)
+        #expect(lru.value(for: "a", now: 0) == 2)
+    }
+
+    @Test func entriesExpireAtTheirTime() {
+        var lru = LRUCache<String, Int>(maxCost: 1000)
+        lru.insert(1, for: "short", cost: 10, expires: 100)
+        lru.insert(2, for: "long", cost: 10, expires: 200)
+        #expect(lru.value(for: "short", now: 99.9) == 1)
+        #expect(lru.value(for: "short", now: 100) == nil)
+        #expect(lru.totalCost == 10)
+        #expect(lru.removeExpired(now: 250) == 1)
+        #expect(lru.count == 0)
+        #expect(lru.totalCost == 0)
+    }
+
+    @Test func slotsAreReusedAfterRemoval() {
+        var lru = LRUCache<Int, Int>(maxCost: 10)
+        for round in 0..<1000 {
+            lru.insert(round, for: round, cost: 5, expires: 1e12)
+        }
+        #expect(lru.count == 2)
+        let removed = lru.removeValue(for: 999)
+        let removedAgain = lru.removeValue(for: 999)
+        #expect(removed)
+        #expect(!removedAgain)
+        #expect(lru.totalCost == 5)
+    }
+}
+
+@Suite("Cached answers")
+struct CachedAnswerTests {
+    let ollamaStream = """
+        {"model":"m","created_at":"t","message":{"role":"assistant","content":"Hel"},"done":false}
+        {"model":"m","created_at":"t","message":{"role":"assistant","content":"lo"},"done":false}
+        {"model":"m","created_at":"t","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","prompt_eval_count":3,"eval_count":2}
+
+        """
+
+    func collect(_ format: AnswerFormat, streaming: Bool, _ text: String, pieceSize: Int = 7) -> CachedGeneration? {
+        var collector = AnswerCollector(format: format, streaming: streaming)
+        let bytes = Array(text.utf8)
+        var i = 0
+        while i < bytes.count {
+            let end = min(i + pieceSize, bytes.count)
+            collector.observe(ByteBuffer(bytes: bytes[i..<end]))
+            i = end
+        }
+        return collector.answer()
+    }
+
+    @Test func collectsAnOllamaStreamAcrossSplitLines() throws {
+        let g = try #require(collect(.ollamaChat, streaming: true, ollamaStream))
+        #expect(g.pieces.joined() == "Hello")
+        #expect(g.finishReason == "stop")
+        #expect(g.usage?.promptTokens == 3)
+        #expect(g.usage?.completionTokens == 2)
+    }
+
+    @Test func truncatedStreamsAreNotCached() {
+        let truncated = ollamaStream.split(separator: "\n").prefix(2).joined(separator: "\n") + "\n"
+        #expect(collect(.ollamaChat, streaming: true, truncated) == nil)
+        let sse = "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n"
+        #expect(collect(.openAIChat, streaming: true, sse) == nil)
+    }
+
+    @Test func streamsEndingInAnErrorEventAreNotCached() {
+        let sse = """
+            data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"hi"}}]}
+
+            event: error
+            data: {"error":{"message":"upstream died","type":"upstream_error"}}
+
+            data: [DONE]
+
+
+            """
+        #expect(collect(.openAIChat, streaming: true, sse) == nil)
+    }
+
+    @Test func streamedReplayRoundTripsThroughTheCollector() throws {
+        let g = CachedGeneration(pieces: ["Hel", "lo", " world"], finishReason: "stop", usage: Usage(promptTokens: 4, completionTokens: 3))
+        for format in [AnswerFormat.openAIChat, .openAICompletion, .ollamaChat, .ollamaGenerate] {
+            let frames = CacheReplay.frames(g, format: format, model: "m", identity: identity, createdAt: "2026-01-01T00:00:00Z", includeUsage: true)
+            var collector = AnswerCollector(format: format, streaming: true)
+            for frame in frames { collector.observe(frame) }
+            let answer = collector.answer()
+            let replayed = try #require(answer, "format \(format)")
+            #expect(replayed.pieces.joined() == "Hello world")
+            #expect(replayed.usage?.promptTokens == 4)
+            #expect(replayed.usage?.completionTokens == 3)
+        }
+    }
+
+    @Test func openAIReplayKeepsPiecesAsChunks() throws {
+        let g = CachedGeneration(pieces: ["a", "b", "c"], finishReason: "stop", usage: nil)
+        let frames = CacheReplay.frames(g, format: .openAIChat, model: "m", identity: identity, createdAt: "", includeUsage: false)
+        let text = frames.map { String(buffer: $0) }.joined()
+        let data = try sseData(text)
+        #expect(data.last == "[DONE]")
+        let contents = try data.dropLast().compactMap { payload -> String? in
+            guard case .object(let chunk) = try json(payload), case .array(let choices)? = chunk["choices"],
+                case .object(let choice)? = choices.first, case .object(let delta)? = choice["delta"],
+                case .string(let content)? = delta["content"]
+            else { return nil }
+            return content
+        }
+        #expect(contents.joined() == "abc")
+        #expect(contents.filter { !$0.isEmpty }.count == 3)
+    }
+
+    @Test func nonStreamedBodyRoundTrips() throws {
+        let g = CachedGeneration(pieces: ["Hel", "lo"], finishReason: "length", usage: Usage(promptTokens: 1, completionTokens: 2))
+        for format in [AnswerFormat.openAIChat, .openAICompletion, .ollamaChat, .ollamaGenerate] {
+            let body = CacheReplay.body(g, format: format, model: "m", identity: identity, createdAt: "2026-01-01T00:00:00Z")
+            var collector = AnswerCollector(format: format, streaming: false)
+            collector.observe(body)
+            let answer = collector.answer()
+            let replayed = try #require(answer, "format \(format)")
+            #expect(replayed.text == "Hello")
+            #expect(replayed.usage?.completionTokens == 2)
+        }
+    }
+
+    @Test func costGrowsWithContent() {
+        let small = CachedAnswer.generation(CachedGeneration(pieces: ["a"], finishReason: "stop", usage: nil))
+        let large = CachedAnswer.generation(CachedGeneration(pieces: [String(repeating: "a", count: 10_000)], finishReason: "stop", usage: nil))
+        #expect(large.cost > small.cost + 9_000)
+        #expect(CachedAnswer.raw(Array(repeating: 0, count: 5000)).cost >= 5000)
+    }
+}
