@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SluiceStore
+
+/// Deletes usage records older than the retention period, periodically, as a service.
+///
+/// Deletes in small batches so no single statement holds the database for long; with `retentionDays` 0 it keeps
+/// everything and just waits for shutdown (a service that returned early would end the whole group).
+public struct RetentionService: Service {
+    private let store: any GatewayStore
+    private let retentionDays: Int
+    private let interval: Duration
+    private let initialDelay: Duration
+    private let batchSize: Int
+    private let logger: Logger
+    private let metrics: AccountingMetrics
+    private let now: @Sendable () -> Double
+
+    /// - Parameters:
+    ///   - retentionDays: records older than this many days are deleted; 0 keeps everything.
+    ///   - interval: time between sweeps.
+    ///   - initialDelay: time before the first sweep, so startup isn't slowed by it.
+    ///   - batchSize: records deleted per statement.
+    ///   - metrics: where `sluice_usage_records_deleted_total` is counted.
+    ///   - now: the current Unix time in seconds; tests pass a fake clock.
+    public init(
+        store: any GatewayStore, retentionDays: Int, interval: Duration = .seconds(3600),
+        initialDelay: Duration = .seconds(30), batchSize: Int = 1000, logger: Logger, metrics: GatewayMetrics? = nil,
+        now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+    ) {
+        self.store = store
+        self.retentionDays = max(0, retentionDays)
+        self.interval = interval
+        self.initialDelay = initialDelay
+        self.batchSize = max(1, batchSize)
+        self.logger = logger
+        // Without the application's metrics the counts go to a private registry nobody scrapes.
+        self.metrics = AccountingMetrics(metrics ?? GatewayMetrics())
+        self.now = now
+    }
+
+    public func run() async throws {
+        guard retentionDays > 0 else {
+            // Cancellation ends this with CancellationError, which is the group's own doing; nothing to report.
+            try? await gracefulShutdown()
+            return
+        }
+        var delay = initialDelay
+        while true {
+            // Sleeping through cancelWhenGracefulShutdown ends the wait at shutdown instead of after the interval.
+            try? await cancelWhenGracefulShutdown { [delay] in try await Task.sleep(for: delay) }
+            if Task.isShuttingDownGracefully || Task.isCancelled { return }
+            do {
+                try await deleteExpired()
+            } catch {
+                logger.warning(
+                    "Deleting expired usage records failed; will try again next interval",
+                    metadata: ["error": "\(Self.loggable(error))"]
+                )
+            }
+            delay = interval
+        }
+    }
+
+    /// Deletes every record older than the retention period, a batch at a time; returns how many it deleted.
+    /// Stops early, between batches, on shutdown. Does nothing when retention is off.
+    @discardableResult
+    public func deleteExpired() async throws -> Int {
+        guard retentionDays > 0 else { return 0 }
+        let cutoff = now() - Double(retentionDays) * 86_400
+        var total = 0
+        while true {
+            let deleted = try await store.deleteUsage(before: cutoff, limit: batchSize)
+            total += deleted
+            metrics.recordsDeleted.increment(by: deleted)
+            if deleted < batchSize || Task.isShuttingDownGracefully || Task.isCancelled { break }
+            // Lets request handling and the usage writer at the database between batches.
+            await Task.yield()
+        }
+        if total > 0 {
+            logger.info("Deleted expired usage records", metadata: ["deleted": "\(total)", "retention_days": "\(retentionDays)"])
+        }
+        return total
+    }
+
+    /// Store errors promise a message safe to log; any other error may carry connection details, so only its type.
+    private static func loggable(_ error: any Error) -> String {
+        if let error = error as? StoreError { return error.description }
+        return String(describing: type(of: error))
+    }
+}
