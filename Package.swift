@@ -71,7 +71,9 @@ let package = Package(
             dependencies: [
                 "SluiceCore",
                 "SluiceUpstream",
+                "SluiceStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -120,6 +122,7 @@ let package = Package(
             name: "SluiceServerTests",
             dependencies: [
                 "SluiceServer",
+                "SluiceStore",
                 "SluiceMockUpstream",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -1,3 +1,5 @@
+import HummingbirdCore
+import HTTPTypes
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
@@ -5,34 +7,56 @@ import Logging
 import NIOPosix
 import ServiceLifecycle
 import SluiceCore
+import SluiceStore
 import SluiceUpstream
 
 /// What `buildApplication` may be handed instead of building it from the configuration (tests, benchmarks).
 public struct ApplicationDependencies: Sendable {
+    /// Where keys and usage records live.
+    public enum StoreChoice: Sendable {
+        /// Open the store the `database` setting names, migrate it, and record usage into it.
+        case configured
+        /// No store: keys come from `keys`, records go to `recorder` only.
+        case none
+        /// A store opened by the caller, which also runs it as a service.
+        case given(any GatewayStore)
+    }
+
     public var upstreams: [any UpstreamProvider]?
-    public var recorder: any UsageRecorder
+    /// Receives every priced record; nil means the store's batching writer.
+    public var recorder: (any UsageRecorder)?
+    public var store: StoreChoice
+    /// The keys known when there is no store.
+    public var keys: [APIKeyRecord]
     public var metrics: GatewayMetrics
     public var now: @Sendable () -> Double
 
     public init(
         upstreams: [any UpstreamProvider]? = nil,
-        recorder: any UsageRecorder = DiscardingUsageRecorder(),
+        recorder: (any UsageRecorder)? = nil,
+        store: StoreChoice = .configured,
+        keys: [APIKeyRecord] = [],
         metrics: GatewayMetrics = GatewayMetrics(),
         now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
     ) {
         self.upstreams = upstreams
         self.recorder = recorder
+        self.store = store
+        self.keys = keys
         self.metrics = metrics
         self.now = now
     }
 }
 
 /// Builds the gateway application the binary runs and the tests drive.
+///
+/// Its services start in this order and stop in reverse, after the HTTP server has drained: the upstream client,
+/// the store, the usage writer (so its final flush still has a store), the key sync.
 public func buildApplication(
     configuration: GatewayConfiguration,
     logger: Logger,
     dependencies: ApplicationDependencies = .init()
-) -> some ApplicationProtocol {
+) throws -> some ApplicationProtocol {
     var services: [any Service] = []
     let upstreams: [any UpstreamProvider]
     if let given = dependencies.upstreams {
@@ -50,34 +74,118 @@ public func buildApplication(
         }
     }
 
-    let router = buildRouter(configuration: configuration, upstreams: upstreams, dependencies: dependencies)
-    return Application(
-        router: router,
+    let store: (any GatewayStore)?
+    switch dependencies.store {
+    case .configured:
+        // The drivers' debug chatter (connection opened, statement run) is noise even at debug level.
+        var storeLogger = logger
+        storeLogger.logLevel = max(logger.logLevel, .info)
+        let opened = try makeStore(url: configuration.database, logger: storeLogger)
+        services.append(opened)
+        store = opened
+    case .none:
+        store = nil
+    case .given(let given):
+        store = given
+    }
+
+    let directory = KeyDirectory(masterKey: configuration.masterKey, keys: dependencies.keys, loaded: store == nil)
+    var recorder = dependencies.recorder ?? DiscardingUsageRecorder()
+    var sync: KeyDirectorySync?
+    if let store {
+        if dependencies.recorder == nil {
+            let writer = UsageWriter(store: store, logger: logger, metrics: dependencies.metrics)
+            services.append(writer)
+            recorder = writer
+        }
+        let keySync = KeyDirectorySync(directory: directory, store: store, logger: logger)
+        services.append(keySync)
+        sync = keySync
+        if configuration.retentionDays > 0 {
+            services.append(RetentionService(store: store, retentionDays: configuration.retentionDays, logger: logger, now: dependencies.now))
+        }
+    }
+
+    let router = buildRouter(
+        configuration: configuration, upstreams: upstreams, directory: directory, store: store, recorder: recorder,
+        dependencies: dependencies)
+    let server: HTTPServerBuilder
+    if let tls = try configuration.tlsConfiguration() {
+        server = try .tls(.http1(), tlsConfiguration: tls)
+    } else {
+        server = .http1()
+    }
+    var app = Application(
+        router: router, server: server,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sluice"),
-        services: services,
-        logger: logger)
+        services: services, logger: logger)
+    if let store, let sync {
+        // Listen only once the schema is current and the keys are loaded, so no request meets a half-ready gateway.
+        app.beforeServerStarts {
+            do {
+                try await store.migrate()
+                try await sync.refresh()
+                try await sync.refreshSpend()
+            } catch {
+                logger.critical("cannot prepare the database", metadata: ["error": "\(error)"])
+                throw error
+            }
+        }
+    }
+    return app
 }
 
 /// The router with every route and middleware, on its own so route tests can use it without an application.
 public func buildRouter(
     configuration: GatewayConfiguration,
     upstreams: [any UpstreamProvider],
+    directory: KeyDirectory,
+    store: (any GatewayStore)?,
+    recorder: any UsageRecorder,
     dependencies: ApplicationDependencies
 ) -> Router<SluiceRequestContext> {
     let metrics = dependencies.metrics
-    let gateway = Gateway(upstreams: upstreams, metrics: metrics, maxBodyBytes: configuration.maxBodyBytes, now: dependencies.now)
+    let now = dependencies.now
+    let cache =
+        configuration.cacheTTL > .zero && configuration.cacheMaxBytes > 0
+        ? ResponseCache(maxBytes: configuration.cacheMaxBytes, ttl: configuration.cacheTTL, metrics: metrics, now: now)
+        : nil
+    let gateway = Gateway(
+        upstreams: upstreams, metrics: metrics, maxBodyBytes: configuration.maxBodyBytes, cache: cache,
+        cacheScope: configuration.cacheScope, cacheDeterministicOnly: configuration.cacheDeterministicOnly, now: now)
+    let limiter = RateLimiter(
+        globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
+        now: now())
+    let localUpstreams = Set(upstreams.filter { $0.endpoint.kind == .ollama }.map(\.endpoint.name))
+    let prices = PriceTable(overrides: configuration.prices)
+    let referenceModel = configuration.referenceModel
+    let accounting = AccountingRecorder(
+        next: recorder, limiter: limiter, directory: directory,
+        pricer: { record in
+            let local = record.upstream.map { localUpstreams.contains($0) } ?? false
+            CostCalculator(prices: prices, referenceModel: referenceModel).price(&record, isLocalUpstream: local)
+        },
+        now: now)
     let router = Router(context: SluiceRequestContext.self)
-    // Outermost first: the request ID must be set before anything logs, and errors must become
-    // responses before observation sees their status.
+    // Outermost first: the client address and request ID must be set before anything logs, errors must become
+    // responses before observation and the header middleware see them, and access control runs on every API call
+    // (cache hits included) with its rejections accounted.
+    router.add(middleware: ClientAddressMiddleware(resolver: ClientAddressResolver(trusted: configuration.trustedProxies.compactMap(IPRange.init))))
     router.add(middleware: RequestIDMiddleware())
-    router.add(middleware: ObservabilityMiddleware(metrics: metrics, recorder: dependencies.recorder, now: dependencies.now))
+    router.add(middleware: ObservabilityMiddleware(metrics: metrics, recorder: accounting, now: now))
+    router.add(middleware: SecurityHeadersMiddleware())
+    if !configuration.corsOrigins.isEmpty {
+        router.add(middleware: CORSGate(origins: configuration.corsOrigins))
+    }
     router.add(
         middleware: ErrorMiddleware(
-            knownPaths: OpenAIRoutes.paths.union(NativeRoutes.paths).union(OperationsRoutes.paths),
-            knownPrefixes: ["/v1/models/"],
+            knownPaths: OpenAIRoutes.paths.union(NativeRoutes.paths).union(OperationsRoutes.paths).union(AdminRoutes.paths),
+            knownPrefixes: ["/v1/models/", "/admin/keys/"],
             maxBodyBytes: configuration.maxBodyBytes))
+    router.add(middleware: AccessMiddleware(directory: directory, limiter: limiter, authMode: configuration.auth, metrics: metrics, now: now))
     OpenAIRoutes(gateway: gateway).addRoutes(to: router.group("v1"))
     NativeRoutes(gateway: gateway).addRoutes(to: router)
-    OperationsRoutes(upstreams: upstreams, metrics: metrics, probeTimeout: .seconds(2)).addRoutes(to: router)
+    OperationsRoutes(upstreams: upstreams, metrics: metrics, probeTimeout: .seconds(2), directory: directory).addRoutes(to: router)
+    AdminRoutes(directory: directory, store: store, configuration: configuration, now: now).addRoutes(to: router.group("admin"))
     return router
 }

@@ -9,14 +9,16 @@ public struct SluiceRequestContext: RequestContext {
     public let remoteAddress: SocketAddress?
     /// What the handlers learned about the request (model, upstream, tokens), read when it completes.
     public let trace: RequestTrace
+    /// The client's IP address: the peer's, or from `X-Forwarded-For` when the peer is a trusted proxy.
+    public var clientIP: String?
+    /// Who is calling; set by the access middleware.
+    public var identity: ClientIdentity = .anonymous
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.requestID = ""
         self.remoteAddress = source.channel.remoteAddress
         self.trace = RequestTrace()
+        self.clientIP = source.channel.remoteAddress?.ipAddress
     }
-
-    /// The peer's IP address, without port.
-    public var clientIP: String? { remoteAddress?.ipAddress }
 }

@@ -23,7 +23,8 @@ struct Serve: AsyncParsableCommand {
         }
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: config.logLevel, sink: sink) }
         let logger = Logger(label: "sluice")
-        let app = buildApplication(configuration: config, logger: logger)
+        // A store URL or TLS file that cannot be used is a configuration error (exit 2).
+        let app = try asConfigurationFailure { try buildApplication(configuration: config, logger: logger) }
         var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = config.shutdownGrace
@@ -35,6 +36,15 @@ struct Serve: AsyncParsableCommand {
             ])
         try await ServiceGroup(configuration: groupConfiguration).run()
         logger.info("sluice stopped")
+    }
+}
+
+/// Runs `body`, turning any error into a ``ConfigurationFailure``.
+func asConfigurationFailure<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch {
+        throw ConfigurationFailure(message: "\(error)")
     }
 }
 

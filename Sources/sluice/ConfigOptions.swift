@@ -19,6 +19,8 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("trusted-proxies"), help: "Comma list of proxies whose X-Forwarded-For is honoured.") var trustedProxies: String?
     @Option(name: .customLong("cache-ttl"), help: "Cache entry lifetime, 0 disables (default 300s).") var cacheTTL: String?
     @Option(name: .customLong("cache-max-bytes"), help: "Cache memory bound (default 64MiB).") var cacheMaxBytes: String?
+    @Option(name: .customLong("cache-scope"), help: "global (entries shared by all keys) or key.") var cacheScope: String?
+    @Option(name: .customLong("cache-deterministic-only"), help: "Only cache requests with temperature 0 or a seed (default false).") var cacheDeterministicOnly: String?
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body (default 4MiB).") var maxBodyBytes: String?
     @Option(name: .customLong("upstream-timeout"), help: "Total upstream time limit (default 300s).") var upstreamTimeout: String?
     @Option(name: .customLong("connect-timeout"), help: "Upstream connect time limit (default 5s).") var connectTimeout: String?
@@ -31,6 +33,8 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("tls-cert"), help: "PEM certificate chain for HTTPS.") var tlsCert: String?
     @Option(name: .customLong("tls-key"), help: "PEM private key for HTTPS.") var tlsKey: String?
     @Option(name: .customLong("shutdown-grace"), help: "How long shutdown waits for in-flight requests (default 10s).") var shutdownGrace: String?
+    @Option(name: .customLong("retention-days"), help: "Delete usage records older than this many days (0 = keep; default 90).") var retentionDays: String?
+    @Option(name: .customLong("reference-model"), help: "Hosted model local traffic is priced against for savings (default gpt-4o-mini).") var referenceModel: String?
 
     /// The flags that were given, by option name.
     var flags: [String: String] {
@@ -39,11 +43,12 @@ struct ConfigOptions: ParsableArguments {
             ("config", config), ("host", host), ("port", port), ("upstream", upstream), ("upstream-kind", upstreamKind),
             ("upstream-api-key", upstreamAPIKey), ("database", database), ("master-key", masterKey), ("auth", auth),
             ("rate-limit-rps", rateLimitRPS), ("rate-limit-burst", rateLimitBurst), ("ip-rate-limit-rpm", ipRateLimitRPM),
-            ("trusted-proxies", trustedProxies), ("cache-ttl", cacheTTL), ("cache-max-bytes", cacheMaxBytes),
+            ("trusted-proxies", trustedProxies), ("cache-ttl", cacheTTL), ("cache-max-bytes", cacheMaxBytes), ("cache-scope", cacheScope),
+            ("cache-deterministic-only", cacheDeterministicOnly),
             ("max-body-bytes", maxBodyBytes), ("upstream-timeout", upstreamTimeout), ("connect-timeout", connectTimeout),
             ("idle-timeout", idleTimeout), ("cors-origins", corsOrigins), ("log-level", logLevel), ("log-file", logFile),
             ("log-bodies", logBodies), ("store-bodies", storeBodies), ("tls-cert", tlsCert), ("tls-key", tlsKey),
-            ("shutdown-grace", shutdownGrace),
+            ("shutdown-grace", shutdownGrace), ("retention-days", retentionDays), ("reference-model", referenceModel),
         ]
         for (name, value) in pairs { if let value { out[name] = value } }
         if allowInsecure { out["allow-insecure"] = "true" }

@@ -17,15 +17,16 @@ import Testing
         _ upstream: FakeUpstream = FakeUpstream(.answer("hello there")),
         recorder: CollectingRecorder = CollectingRecorder(),
         metrics: GatewayMetrics = GatewayMetrics(),
+        keys: [APIKeyRecord] = [],
         configure: (inout GatewayConfiguration) -> Void = { _ in }
-    ) -> some ApplicationProtocol {
+    ) throws -> some ApplicationProtocol {
         var configuration = GatewayConfiguration()
         configure(&configuration)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        return buildApplication(
+        return try buildApplication(
             configuration: configuration, logger: logger,
-            dependencies: .init(upstreams: [upstream], recorder: recorder, metrics: metrics, now: { 1_700_000_000 }))
+            dependencies: .init(upstreams: [upstream], recorder: recorder, store: .none, keys: keys, metrics: metrics, now: { 1_700_000_000 }))
     }
 
     static func errorBody(_ response: TestResponse) throws -> JSONValue {

@@ -9,6 +9,13 @@ public struct APIError: Error, Sendable, Equatable {
     public var param: String?
     /// Seconds a client should wait before retrying, sent as `Retry-After`.
     public var retryAfter: Int?
+    /// Further response headers (the `x-ratelimit-*` set of a 429), lowercase names.
+    public var headers: [(name: String, value: String)] = []
+
+    public static func == (a: APIError, b: APIError) -> Bool {
+        a.status == b.status && a.type == b.type && a.code == b.code && a.message == b.message && a.param == b.param
+            && a.retryAfter == b.retryAfter && a.headers.elementsEqual(b.headers, by: { $0 == $1 })
+    }
 
     public init(status: Int, type: String, code: String, message: String, param: String? = nil, retryAfter: Int? = nil) {
         self.status = status
@@ -114,5 +121,42 @@ extension APIError {
 
     public static func internalError() -> APIError {
         APIError(status: 500, type: "server_error", code: "internal_error", message: "Internal gateway error.")
+    }
+
+    public static func missingKey() -> APIError {
+        APIError(
+            status: 401, type: "invalid_request_error", code: "missing_api_key",
+            message: "You didn't provide an API key. Send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'.")
+    }
+
+    /// A rejected key; the message never repeats what was presented.
+    public static func invalidKey(_ message: String = "Incorrect API key provided.") -> APIError {
+        APIError(status: 401, type: "invalid_request_error", code: "invalid_api_key", message: message)
+    }
+
+    public static func modelNotAllowed(_ model: String) -> APIError {
+        APIError(
+            status: 403, type: "permission_error", code: "model_not_allowed",
+            message: "This API key is not allowed to use the model '\(model)'.", param: "model")
+    }
+
+    public static func budgetExceeded() -> APIError {
+        APIError(
+            status: 403, type: "insufficient_quota", code: "budget_exceeded",
+            message: "This API key has spent its budget.")
+    }
+
+    public static func adminOnly() -> APIError {
+        APIError(status: 403, type: "permission_error", code: "admin_only", message: "This route needs the master key.")
+    }
+
+    /// 429; `what` names the exhausted limit (for example "requests per minute for this key").
+    public static func rateLimited(_ what: String, retryAfter: Double, headers: [(name: String, value: String)] = []) -> APIError {
+        var error = APIError(
+            status: 429, type: "rate_limit_error", code: "rate_limit_exceeded",
+            message: "Rate limit reached: \(what). Retry after \(max(1, Int(retryAfter.rounded(.up)))) s.",
+            retryAfter: max(1, Int(retryAfter.rounded(.up))))
+        error.headers = headers
+        return error
     }
 }

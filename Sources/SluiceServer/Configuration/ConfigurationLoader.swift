@@ -28,8 +28,10 @@ public struct ConfigurationLoader: Sendable {
     public static let optionNames: [String] = [
         "host", "port", "upstream", "upstream-kind", "upstream-api-key", "database", "master-key", "auth", "allow-insecure",
         "rate-limit-rps", "rate-limit-burst", "ip-rate-limit-rpm", "trusted-proxies", "cache-ttl", "cache-max-bytes",
+        "cache-scope", "cache-deterministic-only",
         "max-body-bytes", "upstream-timeout", "connect-timeout", "idle-timeout", "cors-origins", "log-level", "log-file",
         "log-bodies", "store-bodies", "tls-cert", "tls-key", "shutdown-grace",
+        "retention-days", "reference-model",
     ]
     /// Keys only a config file can hold.
     static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases"]
@@ -61,6 +63,7 @@ public struct ConfigurationLoader: Sendable {
         if let list = file.upstreams, !list.isEmpty, flags["upstream"] == nil, environment[Self.envName("upstream")] == nil {
             config.upstreams = list
         }
+        config.prices = file.prices
         try Self.validate(config)
         return config
     }
@@ -69,6 +72,7 @@ public struct ConfigurationLoader: Sendable {
     struct ConfigFile {
         var options: [String: String] = [:]
         var upstreams: [UpstreamEndpoint]?
+        var prices: [String: ModelPrice] = [:]
     }
 
     private func readDotEnv() throws(ConfigurationError) -> [String: String] {
@@ -96,10 +100,15 @@ public struct ConfigurationLoader: Sendable {
         }
         var out: [String: String] = [:]
         var upstreams: [UpstreamEndpoint]?
+        var prices: [String: ModelPrice] = [:]
         for (key, value) in map {
             let name = key.replacingOccurrences(of: "_", with: "-")
             if name == "upstreams" {
                 upstreams = try parseUpstreams(value, path: path)
+                continue
+            }
+            if name == "prices" {
+                prices = try parsePrices(value, path: path)
                 continue
             }
             if fileOnlyKeys.contains(name) { continue }
@@ -112,7 +121,31 @@ public struct ConfigurationLoader: Sendable {
             default: out[name] = "\(value)"
             }
         }
-        return ConfigFile(options: out, upstreams: upstreams)
+        return ConfigFile(options: out, upstreams: upstreams, prices: prices)
+    }
+
+    /// `prices: {model: {input: USD per 1M tokens, output: USD per 1M tokens}}`.
+    static func parsePrices(_ value: Any, path: String) throws(ConfigurationError) -> [String: ModelPrice] {
+        guard let map = value as? [String: Any] else {
+            throw ConfigurationError("'prices' in \(path) must map model names to {input: USD, output: USD} per million tokens")
+        }
+        var out: [String: ModelPrice] = [:]
+        for (model, entry) in map {
+            func number(_ field: String) -> Double? {
+                guard let entry = entry as? [String: Any] else { return nil }
+                switch entry[field] {
+                case let d as Double: return d
+                case let i as Int: return Double(i)
+                case let s as String: return Double(s)
+                default: return nil
+                }
+            }
+            guard let input = number("input"), let output = number("output"), input >= 0, output >= 0 else {
+                throw ConfigurationError("prices.\(model) in \(path) needs input and output: USD per million tokens, >= 0")
+            }
+            out[model] = ModelPrice(inputPerMillion: input, outputPerMillion: output)
+        }
+        return out
     }
 
     static func parseUpstreams(_ value: Any, path: String) throws(ConfigurationError) -> [UpstreamEndpoint] {
@@ -195,6 +228,11 @@ public struct ConfigurationLoader: Sendable {
         if let v = string("trusted-proxies") { c.trustedProxies = ValueParsing.list(v) }
         if let v = try duration("cache-ttl") { c.cacheTTL = v }
         if let v = try bytes("cache-max-bytes") { c.cacheMaxBytes = v }
+        if let v = string("cache-scope") {
+            guard let scope = GatewayConfiguration.CacheScope(rawValue: v.lowercased()) else { throw fail("cache-scope", "global or key") }
+            c.cacheScope = scope
+        }
+        if let v = try bool("cache-deterministic-only") { c.cacheDeterministicOnly = v }
         if let v = try bytes("max-body-bytes") { c.maxBodyBytes = v }
         if let v = try duration("upstream-timeout") { c.upstreamTimeout = v }
         if let v = try duration("connect-timeout") { c.connectTimeout = v }
@@ -212,6 +250,8 @@ public struct ConfigurationLoader: Sendable {
         c.tlsCert = string("tls-cert")
         c.tlsKey = string("tls-key")
         if let v = try duration("shutdown-grace") { c.shutdownGrace = v }
+        if let v = try int("retention-days", 0...36_500) { c.retentionDays = v }
+        if let v = string("reference-model") { c.referenceModel = v }
         return c
     }
 
@@ -240,7 +280,7 @@ public struct ConfigurationLoader: Sendable {
         let authOff = c.auth == .off || (c.auth == .auto && c.masterKey == nil)
         if authOff, !isLoopback(c.host), !c.allowInsecure {
             throw ConfigurationError(
-                "refusing to listen on \(c.host) with authentication off: set a master key or keys, bind 127.0.0.1, or pass --allow-insecure")
+                "refusing to listen on \(c.host) with authentication off: set a master key or auth=required, bind 127.0.0.1, or pass --allow-insecure")
         }
     }
 
@@ -265,13 +305,16 @@ extension GatewayConfiguration {
             "database": .string(Self.maskPassword(database)), "master_key": mask(masterKey), "auth": .string(auth.rawValue),
             "allow_insecure": .bool(allowInsecure), "rate_limit_rps": .double(rateLimitRPS), "rate_limit_burst": .int(rateLimitBurst),
             "ip_rate_limit_rpm": .int(ipRateLimitRPM), "trusted_proxies": .array(trustedProxies.map { .string($0) }),
-            "cache_ttl": .string("\(cacheTTL)"), "cache_max_bytes": .int(cacheMaxBytes), "max_body_bytes": .int(maxBodyBytes),
+            "cache_ttl": .string("\(cacheTTL)"), "cache_max_bytes": .int(cacheMaxBytes), "cache_scope": .string(cacheScope.rawValue),
+            "cache_deterministic_only": .bool(cacheDeterministicOnly), "max_body_bytes": .int(maxBodyBytes),
             "upstream_timeout": .string("\(upstreamTimeout)"), "connect_timeout": .string("\(connectTimeout)"),
             "idle_timeout": .string("\(idleTimeout)"), "cors_origins": .array(corsOrigins.map { .string($0) }),
             "log_level": .string(logLevel.rawValue), "log_file": logFile.map { .string($0) } ?? .null,
             "log_bodies": .bool(logBodies), "store_bodies": .bool(storeBodies),
             "tls_cert": tlsCert.map { .string($0) } ?? .null, "tls_key": tlsKey.map { .string($0) } ?? .null,
-            "shutdown_grace": .string("\(shutdownGrace)"),
+            "shutdown_grace": .string("\(shutdownGrace)"), "retention_days": .int(retentionDays),
+            "reference_model": .string(referenceModel),
+            "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),
         ]
     }
 

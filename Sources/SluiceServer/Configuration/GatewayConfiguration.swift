@@ -23,6 +23,10 @@ public struct GatewayConfiguration: Sendable {
     public var trustedProxies: [String] = []
     public var cacheTTL = Duration.seconds(300)
     public var cacheMaxBytes = 64 * 1024 * 1024
+    /// `global` shares entries between keys; `key` gives each API key its own.
+    public var cacheScope = CacheScope.global
+    /// When on, sampled requests (temperature above 0 without a seed) are not cached.
+    public var cacheDeterministicOnly = false
     public var maxBodyBytes = 4 * 1024 * 1024
     public var upstreamTimeout = Duration.seconds(300)
     public var connectTimeout = Duration.seconds(5)
@@ -35,8 +39,19 @@ public struct GatewayConfiguration: Sendable {
     public var tlsCert: String?
     public var tlsKey: String?
     public var shutdownGrace = Duration.seconds(10)
+    /// Usage records older than this many days are deleted; 0 keeps them forever.
+    public var retentionDays = 90
+    /// The hosted model local traffic is compared with, to report what running locally saved.
+    public var referenceModel = "gpt-4o-mini"
+    /// Price overrides from the config file, by model name.
+    public var prices: [String: ModelPrice] = [:]
 
     public init() {}
+
+    /// Whether cache entries are shared between API keys.
+    public enum CacheScope: String, Sendable, CaseIterable {
+        case global, key
+    }
 
     /// Upstream time limits in the form the HTTP client takes.
     public var upstreamTimeouts: UpstreamTimeouts {

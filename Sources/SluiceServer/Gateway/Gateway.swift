@@ -8,19 +8,45 @@ import NIOFoundationCompat
 import SluiceCore
 import SluiceUpstream
 
-/// Handles API requests: decode and validate, pick an upstream, call it, relay the answer.
+/// Handles API requests: decode and validate, answer from the cache or an upstream, relay the answer.
 public struct Gateway: Sendable {
     let upstreams: [any UpstreamProvider]
     let metrics: GatewayMetrics
     let maxBodyBytes: Int
+    let cache: ResponseCache?
+    let cacheScope: GatewayConfiguration.CacheScope
+    let cacheDeterministicOnly: Bool
     let now: @Sendable () -> Double
 
-    public init(upstreams: [any UpstreamProvider], metrics: GatewayMetrics, maxBodyBytes: Int, now: @escaping @Sendable () -> Double) {
+    public init(
+        upstreams: [any UpstreamProvider], metrics: GatewayMetrics, maxBodyBytes: Int, cache: ResponseCache? = nil,
+        cacheScope: GatewayConfiguration.CacheScope = .global, cacheDeterministicOnly: Bool = false,
+        now: @escaping @Sendable () -> Double
+    ) {
         precondition(!upstreams.isEmpty, "a gateway needs at least one upstream")
         self.upstreams = upstreams
         self.metrics = metrics
         self.maxBodyBytes = maxBodyBytes
+        self.cache = cache
+        self.cacheScope = cacheScope
+        self.cacheDeterministicOnly = cacheDeterministicOnly
         self.now = now
+    }
+
+    /// What one API call is, as the shared serving path needs it.
+    struct Call {
+        var route: String
+        /// Which answers a cache entry for this call may be shared with.
+        var cacheFamily: String
+        /// How the answer is collected for and replayed from the cache; nil keeps raw bytes (embeddings).
+        var format: AnswerFormat?
+        var body: ByteBuffer
+        var model: String
+        var streaming: Bool
+        var includeUsage: Bool
+        /// False when the request asks for something a cache must not answer (n > 1, sampling without a seed).
+        var cacheable: Bool
+        var idPrefix: String
     }
 
     // MARK: OpenAI API
@@ -29,35 +55,40 @@ public struct Gateway: Sendable {
         context.trace.update { $0.route = "/v1/chat/completions" }
         let body = try await collectBody(request)
         let chat = try RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: body)
-        let upstream = try self.upstream(for: chat.model, context: context, stream: chat.isStreaming)
-        let identity = newIdentity(prefix: "chatcmpl")
-        let reply = try await call(upstream, context: context) {
-            try await $0.chatCompletions(chat, rawBody: body, identity: identity, logger: context.logger)
+        let call = Call(
+            route: "/v1/chat/completions", cacheFamily: "chat", format: .openAIChat, body: body, model: chat.model,
+            streaming: chat.isStreaming, includeUsage: chat.includeUsage,
+            cacheable: (chat.n ?? 1) == 1 && deterministicEnough(temperature: chat.temperature, seed: chat.seed), idPrefix: "chatcmpl")
+        return try await serve(call, request: request, context: context) { upstream, identity in
+            try await upstream.chatCompletions(chat, rawBody: body, identity: identity, logger: context.logger)
         }
-        return relay(reply, upstream: upstream, context: context)
     }
 
     func completions(_ request: Request, context: SluiceRequestContext) async throws -> Response {
         context.trace.update { $0.route = "/v1/completions" }
         let body = try await collectBody(request)
         let completion = try RequestDecoding.decodeValidated(CompletionRequest.self, from: body)
-        let upstream = try self.upstream(for: completion.model, context: context, stream: completion.isStreaming)
-        let identity = newIdentity(prefix: "cmpl")
-        let reply = try await call(upstream, context: context) {
-            try await $0.completions(completion, rawBody: body, identity: identity, logger: context.logger)
+        let call = Call(
+            route: "/v1/completions", cacheFamily: "completion", format: .openAICompletion, body: body, model: completion.model,
+            streaming: completion.isStreaming, includeUsage: completion.includeUsage,
+            cacheable: (completion.n ?? 1) == 1 && completion.prompt.values.count == 1
+                && deterministicEnough(temperature: completion.temperature, seed: completion.seed),
+            idPrefix: "cmpl")
+        return try await serve(call, request: request, context: context) { upstream, identity in
+            try await upstream.completions(completion, rawBody: body, identity: identity, logger: context.logger)
         }
-        return relay(reply, upstream: upstream, context: context)
     }
 
     func embeddings(_ request: Request, context: SluiceRequestContext) async throws -> Response {
         context.trace.update { $0.route = "/v1/embeddings" }
         let body = try await collectBody(request)
         let embeddings = try RequestDecoding.decodeValidated(EmbeddingsRequest.self, from: body)
-        let upstream = try self.upstream(for: embeddings.model, context: context, stream: false)
-        let reply = try await call(upstream, context: context) {
-            try await $0.embeddings(embeddings, rawBody: body, logger: context.logger)
+        let call = Call(
+            route: "/v1/embeddings", cacheFamily: "embeddings", format: nil, body: body, model: embeddings.model,
+            streaming: false, includeUsage: false, cacheable: true, idPrefix: "embd")
+        return try await serve(call, request: request, context: context) { upstream, _ in
+            try await upstream.embeddings(embeddings, rawBody: body, logger: context.logger)
         }
-        return relay(reply, upstream: upstream, context: context)
     }
 
     func listModels(context: SluiceRequestContext) async throws -> ModelList {
@@ -67,7 +98,7 @@ public struct Gateway: Sendable {
         var lastError: (any Error)?
         for upstream in upstreams {
             do {
-                let list = try await call(upstream, context: context) { try await $0.models(created: created, logger: context.logger) }
+                let list = try await measured(upstream) { try await $0.models(created: created, logger: context.logger) }
                 for model in list.data where seen.insert(model.id).inserted {
                     models.append(model)
                 }
@@ -76,6 +107,10 @@ public struct Gateway: Sendable {
             }
         }
         if models.isEmpty, let lastError { throw lastError }
+        // A key limited to some models sees only those.
+        if case .key(let record) = context.identity, !record.allowedModels.isEmpty {
+            models = models.filter { model in record.allowedModels.contains { Self.sameModel($0, model.id) } }
+        }
         return ModelList(data: models)
     }
 
@@ -96,31 +131,100 @@ public struct Gateway: Sendable {
     private struct NativeProbe: Decodable {
         var model: String?
         var stream: Bool?
+        var options: Options?
+
+        struct Options: Decodable {
+            var temperature: Double?
+            var seed: Int?
+        }
     }
+
+    /// Native routes that answer with generated content, and how they are cached.
+    static let nativeFormats: [String: AnswerFormat?] = ["/api/chat": .ollamaChat, "/api/generate": .ollamaGenerate, "/api/embed": nil]
 
     func native(_ request: Request, context: SluiceRequestContext, path: String, streamsByDefault: Bool) async throws -> Response {
         context.trace.update { $0.route = path }
-        var body: ByteBuffer?
-        var streams = false
-        var model: String?
-        if request.method == .post {
-            let collected = try await collectBody(request)
-            let probe: NativeProbe = try RequestDecoding.decode(NativeProbe.self, from: collected)
-            streams = streamsByDefault && (probe.stream ?? true)
-            model = probe.model
-            body = collected
-        }
-        let upstream: any UpstreamProvider
-        if let model {
-            upstream = try self.upstream(for: model, context: context, stream: streams)
-        } else {
-            upstream = upstreams.first { $0.endpoint.kind == .ollama } ?? upstreams[0]
-            context.trace.update { $0.upstream = upstream.endpoint.name }
-        }
         let method: HTTPMethodName = request.method == .post ? .post : .get
-        let native = NativeRequest(method: method, path: path, body: body, streams: streams)
-        let reply = try await call(upstream, context: context) { try await $0.native(native, logger: context.logger) }
-        return relay(reply, upstream: upstream, context: context)
+        guard request.method == .post else {
+            let upstream = upstreams.first { $0.endpoint.kind == .ollama } ?? upstreams[0]
+            context.trace.update { $0.upstream = upstream.endpoint.name }
+            let reply = try await measured(upstream) {
+                try await $0.native(NativeRequest(method: method, path: path, body: nil, streams: false), logger: context.logger)
+            }
+            return relay(reply, call: nil, upstream: upstream, ticket: nil, context: context)
+        }
+        let body = try await collectBody(request)
+        let probe: NativeProbe = try RequestDecoding.decode(NativeProbe.self, from: body)
+        let streams = streamsByDefault && (probe.stream ?? true)
+        guard let model = probe.model, !model.isEmpty else { throw APIError.missingField("model") }
+        let format = Self.nativeFormats[path]
+        let call = Call(
+            route: path, cacheFamily: "native:" + path, format: format ?? nil, body: body, model: model, streaming: streams,
+            includeUsage: false, cacheable: format != nil && deterministicEnough(temperature: probe.options?.temperature, seed: probe.options?.seed),
+            idPrefix: "native")
+        return try await serve(call, request: request, context: context) { upstream, _ in
+            try await upstream.native(NativeRequest(method: method, path: path, body: body, streams: streams), logger: context.logger)
+        }
+    }
+
+    // MARK: Serving
+
+    /// The one path every generating call takes: cache lookup, coalescing, upstream call, relay, cache fill.
+    func serve(
+        _ call: Call, request: Request, context: SluiceRequestContext,
+        _ fetch: (any UpstreamProvider, ResponseIdentity) async throws -> UpstreamReply
+    ) async throws -> Response {
+        let upstream = try self.upstream(for: call.model, context: context, stream: call.streaming)
+        let identity = newIdentity(prefix: call.idPrefix)
+        var ticket: CacheTicket?
+        if let cache, call.cacheable, let policy = CachePolicy(request.headers[.cacheControl]), policy.reads || policy.writes {
+            let scope = cacheScope == .key ? context.trace.snapshot.keyID : nil
+            guard let parsed = try? JSONDecoder().decode(JSONValue.self, from: call.body) else { throw APIError.invalidJSON("the request body is not valid JSON.") }
+            let key = CacheKey.make(family: call.cacheFamily, upstream: upstream.endpoint.name, body: parsed, scope: scope)
+            // A follower waits for the leader, then finds its answer in the cache; if the leader failed,
+            // the follower tries to lead in turn, a bounded number of times.
+            for _ in 0..<3 {
+                if policy.reads, let answer = cache.lookup(key) {
+                    return replay(answer, call: call, identity: identity, context: context)
+                }
+                if await cache.claim(key) {
+                    ticket = CacheTicket(cache: cache, key: key, writes: policy.writes)
+                    break
+                }
+            }
+        }
+        do {
+            let reply = try await measured(upstream) { try await fetch($0, identity) }
+            var response = relay(reply, call: call, upstream: upstream, ticket: ticket, context: context)
+            if cache != nil { response.headers[.xCache] = "MISS" }
+            return response
+        } catch {
+            ticket?.finish(nil)
+            throw error
+        }
+    }
+
+    func replay(_ answer: CachedAnswer, call: Call, identity: ResponseIdentity, context: SluiceRequestContext) -> Response {
+        context.trace.update {
+            $0.cacheHit = true
+            $0.usage = answer.usage
+            $0.firstByteAt = .now
+            $0.upstream = nil
+        }
+        switch answer {
+        case .raw(let bytes):
+            return Response(status: .ok, headers: [.contentType: "application/json", .xCache: "HIT"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        case .generation(let generation):
+            let format = call.format ?? .openAIChat
+            let createdAt = Timestamp.rfc3339(now())
+            if call.streaming {
+                let frames = CacheReplay.frames(generation, format: format, model: call.model, identity: identity, createdAt: createdAt, includeUsage: call.includeUsage)
+                let contentType = format == .ollamaChat || format == .ollamaGenerate ? "application/x-ndjson" : "text/event-stream"
+                return Response(status: .ok, headers: [.contentType: contentType, .cacheControl: "no-cache", .xCache: "HIT"], body: .init(contentsOf: frames))
+            }
+            let body = CacheReplay.body(generation, format: format, model: call.model, identity: identity, createdAt: createdAt)
+            return Response(status: .ok, headers: [.contentType: "application/json", .xCache: "HIT"], body: .init(byteBuffer: body))
+        }
     }
 
     // MARK: Plumbing
@@ -137,8 +241,17 @@ public struct Gateway: Sendable {
         }
     }
 
+    /// Sampled answers differ from call to call; with `cache-deterministic-only` they are not cached.
+    func deterministicEnough(temperature: Double?, seed: Int?) -> Bool {
+        !cacheDeterministicOnly || seed != nil || temperature == 0
+    }
+
     /// The upstream that serves `model`: the first that lists it, else the first that lists nothing.
     func upstream(for model: String, context: SluiceRequestContext, stream: Bool) throws -> any UpstreamProvider {
+        if case .key(let record) = context.identity, !record.allowedModels.contains(where: { Self.sameModel($0, model) }), !record.allowedModels.isEmpty {
+            context.trace.update { $0.model = model }
+            throw APIError.modelNotAllowed(model)
+        }
         let chosen =
             upstreams.first { $0.endpoint.models.contains { Self.sameModel($0, model) } }
             ?? upstreams.first { $0.endpoint.models.isEmpty }
@@ -151,7 +264,8 @@ public struct Gateway: Sendable {
         return chosen
     }
 
-    func call<T>(_ upstream: any UpstreamProvider, context: SluiceRequestContext, _ body: (any UpstreamProvider) async throws -> T) async throws -> T {
+    /// Runs an upstream call, timing it and counting its server-side failures.
+    func measured<T>(_ upstream: any UpstreamProvider, _ body: (any UpstreamProvider) async throws -> T) async throws -> T {
         let start = ContinuousClock.now
         do {
             let result = try await body(upstream)
@@ -165,37 +279,54 @@ public struct Gateway: Sendable {
 
     func newIdentity(prefix: String) -> ResponseIdentity {
         var rng = SystemRandomNumberGenerator()
-        let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
         var suffix = [UInt8](repeating: 0, count: 24)
-        for i in suffix.indices { suffix[i] = alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+        for i in suffix.indices { suffix[i] = Self.idAlphabet[Int(rng.next() % UInt64(Self.idAlphabet.count))] }
         return ResponseIdentity(id: prefix + "-" + String(decoding: suffix, as: UTF8.self), created: Int(now()))
     }
 
+    private static let idAlphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
+
     // MARK: Relaying answers
 
-    func relay(_ reply: UpstreamReply, upstream: any UpstreamProvider, context: SluiceRequestContext) -> Response {
+    func relay(_ reply: UpstreamReply, call: Call?, upstream: any UpstreamProvider, ticket: CacheTicket?, context: SluiceRequestContext) -> Response {
         switch reply {
         case .complete(let body, let usage):
             context.trace.update {
                 $0.usage = usage
                 $0.firstByteAt = .now
             }
+            if let ticket, let call {
+                if let format = call.format {
+                    var collector = AnswerCollector(format: format, streaming: false)
+                    collector.observe(body)
+                    ticket.finish(collector.answer().map(CachedAnswer.generation))
+                } else {
+                    ticket.finish(.raw(Array(body.readableBytesView)))
+                }
+            }
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
         case .stream(let stream):
+            let collector = ticket != nil ? call?.format.map { AnswerCollector(format: $0, streaming: true) } : nil
             return Response(
                 status: .ok,
-                headers: [.contentType: stream.translator.contentType, .cacheControl: "no-cache", .init("X-Accel-Buffering")!: "no"],
+                headers: [.contentType: stream.translator.contentType, .cacheControl: "no-cache", .xAccelBuffering: "no"],
                 body: .init { writer in
-                    try await relayStream(stream, upstream: upstream, context: context, writer: &writer)
+                    try await relayStream(stream, upstream: upstream, collector: collector, ticket: ticket, context: context, writer: &writer)
                 })
         }
     }
 
     /// Relays a stream chunk by chunk: each upstream chunk is translated and written before the next is read,
     /// so the client's pace is the upstream's pace (backpressure) and nothing is buffered whole.
-    func relayStream(_ stream: UpstreamStream, upstream: any UpstreamProvider, context: SluiceRequestContext, writer: inout any ResponseBodyWriter) async throws {
+    func relayStream(
+        _ stream: UpstreamStream, upstream: any UpstreamProvider, collector: AnswerCollector?, ticket: CacheTicket?,
+        context: SluiceRequestContext, writer: inout any ResponseBodyWriter
+    ) async throws {
         metrics.streamsInFlight.increment()
         defer { metrics.streamsInFlight.decrement() }
+        var collector = collector
+        var answer: CachedAnswer?
+        defer { ticket?.finish(answer) }
         var translator = stream.translator
         var output = ByteBuffer()
         var failure: APIError?
@@ -224,6 +355,7 @@ public struct Gateway: Sendable {
                     first = false
                     context.trace.update { $0.firstByteAt = .now }
                 }
+                collector?.observe(output)
                 do {
                     try await writer.write(output)
                 } catch {
@@ -248,7 +380,33 @@ public struct Gateway: Sendable {
             }
             context.logger.error("upstream stream failed after it started", metadata: ["code": .string(failure.code)])
             try await writer.write(translator.failureFrame(for: failure))
+        } else {
+            answer = collector?.answer().map(CachedAnswer.generation)
         }
         try await writer.finish(nil)
     }
+}
+
+/// What a request's `Cache-Control` allows: `no-cache` skips reading, `no-store` skips reading and writing.
+struct CachePolicy {
+    var reads = true
+    var writes = true
+
+    init?(_ header: String?) {
+        guard let header else { return }
+        for directive in header.lowercased().split(separator: ",") {
+            switch directive.trimmingCharacters(in: .whitespaces) {
+            case "no-cache": reads = false
+            case "no-store":
+                reads = false
+                writes = false
+            default: break
+            }
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let xCache = Self("X-Cache")!
+    static let xAccelBuffering = Self("X-Accel-Buffering")!
 }

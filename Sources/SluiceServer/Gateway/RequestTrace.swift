@@ -18,6 +18,9 @@ public final class RequestTrace: Sendable {
         public var streamFailed = false
         public var clientDisconnected = false
         public var firstByteAt: ContinuousClock.Instant?
+        public var cacheHit = false
+        /// The authenticated API key's id, once auth has run.
+        public var keyID: String?
     }
 
     private let fields = Mutex(Fields())

@@ -72,7 +72,7 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var line = "{\"time\":\""
-        line += Self.timestamp()
+        line += Timestamp.now()
         line += "\",\"level\":\""
         line += event.level.rawValue
         line += "\",\"msg\":"
@@ -137,19 +137,31 @@ public struct JSONLogHandler: LogHandler {
         }
         line += "\""
     }
+}
 
-    /// RFC 3339 UTC with milliseconds, without a DateFormatter.
-    static func timestamp() -> String {
+/// RFC 3339 UTC timestamps with milliseconds, without a DateFormatter on the hot path.
+/// RFC 3339 timestamps without a per-call formatter.
+public enum Timestamp {
+    public static func now() -> String {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        var t = ts.tv_sec
+        return format(seconds: ts.tv_sec, milliseconds: Int(ts.tv_nsec / 1_000_000))
+    }
+
+    public static func rfc3339(_ unixSeconds: Double) -> String {
+        let seconds = unixSeconds.rounded(.down)
+        return format(seconds: Int(seconds), milliseconds: Int((unixSeconds - seconds) * 1000))
+    }
+
+    static func format(seconds: Int, milliseconds: Int) -> String {
+        var t = seconds
         var parts = tm()
         gmtime_r(&t, &parts)
-        func pad(_ v: Int32, _ width: Int) -> String {
+        func pad(_ v: Int, _ width: Int) -> String {
             let s = String(v)
             return String(repeating: "0", count: max(0, width - s.count)) + s
         }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(ts.tv_nsec / 1_000_000), 3))Z"
+        return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))T"
+            + "\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2)).\(pad(milliseconds, 3))Z"
     }
 }

@@ -44,6 +44,21 @@ public final class GatewayMetrics: Sendable {
         Counter(label: "sluice_tokens_total", dimensions: [("model", model), ("kind", "completion")], factory: factory).increment(by: completion)
     }
 
+    func authFailure(reason: String) {
+        Counter(label: "sluice_auth_failures_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
+    func rateLimited(limit: String) {
+        let name =
+            switch limit {
+            case let l where l.contains("global"): "global"
+            case let l where l.contains("address"): "ip"
+            case let l where l.contains("tokens"): "key_tokens"
+            default: "key_requests"
+            }
+        Counter(label: "sluice_rate_limited_total", dimensions: [("limit", name)], factory: factory).increment()
+    }
+
     /// The exposition text for `/metrics`.
     public func render() -> [UInt8] {
         var buffer: [UInt8] = []

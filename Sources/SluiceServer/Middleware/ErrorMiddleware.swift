@@ -71,6 +71,9 @@ extension APIError {
     public func response() -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        for (name, value) in self.headers {
+            if let name = HTTPField.Name(name) { headers[name] = value }
+        }
         let buffer = (try? Self.encoder.encodeAsByteBuffer(body, allocator: ByteBufferAllocator())) ?? ByteBuffer(string: "{}")
         return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: buffer))
     }

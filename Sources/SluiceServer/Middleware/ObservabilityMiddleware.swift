@@ -48,6 +48,7 @@ public struct ObservabilityMiddleware: RouterMiddleware {
             if let ip = context.clientIP { metadata["client_ip"] = .string(ip) }
             if let model = fields.model { metadata["model"] = .string(model) }
             if let code = fields.errorCode { metadata["error_code"] = .string(code) }
+            if fields.cacheHit { metadata["cache"] = "hit" }
             if let usage = fields.usage {
                 metadata["prompt_tokens"] = .stringConvertible(usage.promptTokens)
                 metadata["completion_tokens"] = .stringConvertible(usage.completionTokens)
@@ -59,9 +60,9 @@ public struct ObservabilityMiddleware: RouterMiddleware {
             guard fields.route != nil else { return }
             recorder.record(
                 UsageRecord(
-                    id: UUID().uuidString.lowercased(), time: wallStart, requestID: context.requestID, keyID: nil,
+                    id: UUID().uuidString.lowercased(), time: wallStart, requestID: context.requestID, keyID: fields.keyID,
                     clientIP: context.clientIP, route: route, model: fields.model, upstream: fields.upstream,
-                    status: recordedStatus, errorCode: fields.errorCode, stream: fields.stream, cacheHit: false,
+                    status: recordedStatus, errorCode: fields.errorCode, stream: fields.stream, cacheHit: fields.cacheHit,
                     promptTokens: fields.usage?.promptTokens ?? 0, completionTokens: fields.usage?.completionTokens ?? 0,
                     latencyMs: elapsed.milliseconds, timeToFirstTokenMs: fields.firstByteAt.map { ($0 - start).milliseconds }))
         }

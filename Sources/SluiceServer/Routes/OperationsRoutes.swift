@@ -11,6 +11,8 @@ struct OperationsRoutes {
     let metrics: GatewayMetrics
     /// A probe slower than this counts as failed, so `/readyz` answers promptly.
     let probeTimeout: Duration
+    /// Not ready until the API keys have been loaded from the store.
+    let directory: KeyDirectory
 
     static let paths: Set<String> = ["/healthz", "/readyz", "/metrics"]
 
@@ -24,7 +26,14 @@ struct OperationsRoutes {
 
     struct Readiness: Codable, Sendable {
         var status: String
+        var keysLoaded: Bool
         var upstreams: [UpstreamStatus]
+
+        enum CodingKeys: String, CodingKey {
+            case status
+            case keysLoaded = "keys_loaded"
+            case upstreams
+        }
     }
 
     func addRoutes(to router: Router<SluiceRequestContext>) {
@@ -33,8 +42,9 @@ struct OperationsRoutes {
         }
         router.get("readyz") { _, context in
             let results = await probeAll(logger: context.logger)
-            let ready = results.contains { $0.ok }
-            return try JSONResponse(Readiness(status: ready ? "ready" : "unavailable", upstreams: results))
+            let keysLoaded = directory.isReady
+            let ready = keysLoaded && results.contains { $0.ok }
+            return try JSONResponse(Readiness(status: ready ? "ready" : "unavailable", keysLoaded: keysLoaded, upstreams: results))
                 .response(status: ready ? .ok : .serviceUnavailable)
         }
         router.get("metrics") { _, _ in

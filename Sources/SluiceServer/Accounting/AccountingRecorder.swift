@@ -1,0 +1,35 @@
+import SluiceCore
+
+/// The first stop of every usage record: prices it, charges the key's token limit and budget, then hands it on
+/// (to the ``UsageWriter`` in the gateway, to a collecting recorder in tests).
+public struct AccountingRecorder: UsageRecorder {
+    let next: any UsageRecorder
+    let limiter: RateLimiter
+    let directory: KeyDirectory
+    let pricer: @Sendable (inout UsageRecord) -> Void
+    let now: @Sendable () -> Double
+
+    public init(
+        next: any UsageRecorder, limiter: RateLimiter, directory: KeyDirectory,
+        pricer: @escaping @Sendable (inout UsageRecord) -> Void, now: @escaping @Sendable () -> Double
+    ) {
+        self.next = next
+        self.limiter = limiter
+        self.directory = directory
+        self.pricer = pricer
+        self.now = now
+    }
+
+    public func record(_ record: UsageRecord) {
+        var record = record
+        pricer(&record)
+        if let keyID = record.keyID {
+            // Cache hits cost the upstream nothing, so they do not count against tokens per minute or budget.
+            if !record.cacheHit {
+                limiter.chargeTokens(keyID: keyID, tokens: record.promptTokens + record.completionTokens, now: now())
+            }
+            directory.addSpend(keyID: keyID, cost: record.costUSD)
+        }
+        next.record(record)
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import SluiceCore
+import SluiceStore
+
+/// A usage report as `/admin/usage` and `sluice usage --json` give it.
+public struct UsageReport: Codable, Sendable {
+    /// One row: totals plus the rates a reader wants.
+    public struct Row: Codable, Sendable {
+        public var group: String?
+        public var requests: Int
+        public var promptTokens: Int
+        public var completionTokens: Int
+        public var costUSD: Double
+        public var savedUSD: Double
+        public var cacheHits: Int
+        public var cacheHitRate: Double
+        public var errors: Int
+        public var errorRate: Double
+        public var p50LatencyMs: Double
+        public var p95LatencyMs: Double
+
+        enum CodingKeys: String, CodingKey {
+            case group, requests
+            case promptTokens = "prompt_tokens"
+            case completionTokens = "completion_tokens"
+            case costUSD = "cost_usd"
+            case savedUSD = "saved_usd"
+            case cacheHits = "cache_hits"
+            case cacheHitRate = "cache_hit_rate"
+            case errors
+            case errorRate = "error_rate"
+            case p50LatencyMs = "p50_latency_ms"
+            case p95LatencyMs = "p95_latency_ms"
+        }
+
+        init(group: String?, totals: UsageTotals) {
+            self.group = group
+            requests = totals.requests
+            promptTokens = totals.promptTokens
+            completionTokens = totals.completionTokens
+            costUSD = totals.costUSD
+            savedUSD = totals.savedUSD
+            cacheHits = totals.cacheHits
+            errors = totals.errors
+            let n = Double(max(1, totals.requests))
+            cacheHitRate = totals.requests == 0 ? 0 : Double(totals.cacheHits) / n
+            errorRate = totals.requests == 0 ? 0 : Double(totals.errors) / n
+            p50LatencyMs = totals.p50LatencyMs
+            p95LatencyMs = totals.p95LatencyMs
+        }
+    }
+
+    public var since: Double
+    public var until: Double?
+    public var by: String?
+    public var totals: Row
+    public var groups: [Row]
+
+    /// Reads totals (and groups, when `grouping` is set) from the store.
+    public static func make(store: any GatewayStore, query: UsageQuery, grouping: UsageGrouping?) async throws -> UsageReport {
+        let totals = try await store.usageTotals(query)
+        var groups: [UsageGroup] = []
+        if let grouping { groups = try await store.usageGroups(query, by: grouping) }
+        return UsageReport(
+            since: query.since, until: query.until, by: grouping?.rawValue, totals: Row(group: nil, totals: totals),
+            groups: groups.map { Row(group: $0.group, totals: $0.totals) })
+    }
+
+    /// A plain-text table for the terminal.
+    public func table() -> String {
+        let header = [by ?? "", "requests", "tokens in", "tokens out", "cost $", "saved $", "cache hit", "errors", "p50 ms", "p95 ms"]
+        func cells(_ row: Row, label: String) -> [String] {
+            [
+                label, String(row.requests), String(row.promptTokens), String(row.completionTokens),
+                String(format: "%.4f", row.costUSD), String(format: "%.4f", row.savedUSD),
+                String(format: "%.1f%%", row.cacheHitRate * 100), String(format: "%.1f%%", row.errorRate * 100),
+                String(format: "%.1f", row.p50LatencyMs), String(format: "%.1f", row.p95LatencyMs),
+            ]
+        }
+        var rows = groups.map { cells($0, label: $0.group.map { $0.isEmpty ? "(none)" : $0 } ?? "") }
+        rows.append(cells(totals, label: "total"))
+        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { column, text in
+                let pad = String(repeating: " ", count: widths[column] - text.count)
+                return column == 0 ? text + pad : pad + text
+            }.joined(separator: "  ")
+        }
+        var out = [line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")]
+        out += rows.dropLast().map(line)
+        if !groups.isEmpty { out.append(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+        out.append(line(rows.last!))
+        return out.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,84 @@
+import Logging
+import ServiceLifecycle
+import SluiceCore
+import SluiceStore
+
+/// Keeps a ``KeyDirectory`` in step with the store and writes keys' last-used times back.
+///
+/// Polls the store's key revision (one tiny query) every `interval`; only a change reloads the key table, so a
+/// key created or revoked by any instance or by `sluice keys` is seen here within one interval.
+public struct KeyDirectorySync: Service {
+    let directory: KeyDirectory
+    let store: any GatewayStore
+    let interval: Duration
+    let logger: Logger
+
+    public init(
+        directory: KeyDirectory, store: any GatewayStore, interval: Duration = .milliseconds(500), logger: Logger
+    ) {
+        self.directory = directory
+        self.store = store
+        self.interval = interval
+        self.logger = logger
+    }
+
+    /// Polls until graceful shutdown.
+    public func run() async throws {
+        // Graceful shutdown cancels the poll loop (and its sleep) at once.
+        await cancelWhenGracefulShutdown { await self.poll() }
+        // Last-used times noted since the last poll are worth one more write on the way out.
+        try? await store.touchKeys(directory.takeLastUsed())
+    }
+
+    func poll() async {
+        var failing = false
+        var polls = 0
+        while !Task.isCancelled {
+            do {
+                try await refresh()
+                // Budgets need the store's totals (other instances spend too), but not twice a second.
+                if polls % 10 == 0 { try await refreshSpend() }
+                polls += 1
+                if failing {
+                    logger.info("key store reachable again")
+                    failing = false
+                }
+            } catch {
+                // Keep serving with the last good copy; say so once per outage, not every poll.
+                if !failing {
+                    logger.warning("cannot read API keys from the store; using the last loaded keys", metadata: ["error": "\(error)"])
+                    failing = true
+                }
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// Reloads what each budgeted key has spent.
+    public func refreshSpend() async throws {
+        var totals: [String: Double] = [:]
+        for id in directory.budgetedKeyIDs {
+            totals[id] = try await store.spend(keyID: id)
+        }
+        directory.setSpend(totals)
+    }
+
+    /// One poll: reload keys when the revision moved, then write last-used times.
+    public func refresh() async throws {
+        let revision = try await store.keysRevision()
+        if revision != directory.revision || !directory.isReady {
+            let keys = try await store.listKeys()
+            directory.replace(with: keys, revision: revision)
+            logger.debug("loaded API keys", metadata: ["count": "\(keys.count)", "revision": "\(revision)"])
+        }
+        let used = directory.takeLastUsed()
+        if !used.isEmpty {
+            do {
+                try await store.touchKeys(used)
+            } catch {
+                for (id, time) in used { directory.noteUse(keyID: id, at: time) }
+                throw error
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import SluiceCore
+
+/// Authentication, budgets and rate limits for the API and admin routes.
+///
+/// Keys come as `Authorization: Bearer KEY` or `X-API-Key: KEY`, checked against the in-memory ``KeyDirectory``
+/// (no database access per request). A failed check is logged with the request ID and client IP, never the
+/// presented key, and counted in `sluice_auth_failures_total`.
+public struct AccessMiddleware: RouterMiddleware {
+    public typealias Context = SluiceRequestContext
+    let directory: KeyDirectory
+    let limiter: RateLimiter
+    let authMode: GatewayConfiguration.AuthMode
+    let metrics: GatewayMetrics
+    let now: @Sendable () -> Double
+
+    public init(
+        directory: KeyDirectory, limiter: RateLimiter, authMode: GatewayConfiguration.AuthMode, metrics: GatewayMetrics,
+        now: @escaping @Sendable () -> Double
+    ) {
+        self.directory = directory
+        self.limiter = limiter
+        self.authMode = authMode
+        self.metrics = metrics
+        self.now = now
+    }
+
+    enum Area {
+        case api
+        case admin
+    }
+
+    static func area(of path: String) -> Area? {
+        if path.hasPrefix("/v1/") || path.hasPrefix("/api/") { return .api }
+        if path == "/admin" || path.hasPrefix("/admin/") { return .admin }
+        return nil
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let area = Self.area(of: request.uri.path) else { return try await next(request, context) }
+        if area == .api {
+            // Rejected requests are accounted too; the route handler replaces this with its canonical route.
+            context.trace.update { $0.route = request.uri.path }
+        }
+        let now = self.now()
+        let identity = try authenticate(request, context: context, area: area, now: now)
+
+        var key: APIKeyRecord?
+        if case .key(let record) = identity {
+            key = record
+            // Budget and rate refusals are this key's usage too.
+            context.trace.update { $0.keyID = record.id }
+            if let budget = record.budgetUSD, directory.spent(keyID: record.id) >= budget {
+                throw APIError.budgetExceeded()
+            }
+        }
+        let verdict = limiter.admit(clientIP: context.clientIP, key: key, now: now)
+        if let refusedBy = verdict.refusedBy {
+            metrics.rateLimited(limit: refusedBy)
+            context.logger.info("rate limited", metadata: ["limit": .string(refusedBy), "key_id": .string(key?.id ?? "")])
+            throw APIError.rateLimited(refusedBy, retryAfter: verdict.retryAfter, headers: verdict.headers)
+        }
+
+        var context = context
+        context.identity = identity
+        if let key {
+            context.logger[metadataKey: "key_id"] = .string(key.id)
+            directory.noteUse(keyID: key.id, at: now)
+        }
+        var response = try await next(request, context)
+        for (name, value) in verdict.headers {
+            if let name = HTTPField.Name(name) { response.headers[name] = value }
+        }
+        return response
+    }
+
+    /// Who the request comes from, or the 401/403/503 that refuses it.
+    func authenticate(_ request: Request, context: Context, area: Area, now: Double) throws -> ClientIdentity {
+        let presented = Self.presentedKey(request.headers)
+        if area == .admin {
+            guard directory.hasMasterKey else {
+                throw fail(APIError.adminOnly(), reason: "no_master_key", context: context)
+            }
+            guard let presented else { throw fail(.missingKey(), reason: "missing", context: context) }
+            guard case .master = directory.lookup(presented) else {
+                throw fail(.invalidKey(), reason: "invalid", context: context)
+            }
+            return .master
+        }
+        if authMode == .off { return .anonymous }
+        // Fail closed: until the keys are loaded we cannot tell whether auth is required.
+        guard directory.isReady else {
+            throw APIError(status: 503, type: "server_error", code: "starting", message: "The gateway is starting; retry shortly.", retryAfter: 1)
+        }
+        let required = authMode == .required || directory.hasMasterKey || directory.hasKeys
+        guard let presented else {
+            if required { throw fail(.missingKey(), reason: "missing", context: context) }
+            return .anonymous
+        }
+        switch directory.lookup(presented) {
+        case .master:
+            return .master
+        case .key(let record):
+            if let refusal = record.refusal(now: now) {
+                throw fail(.invalidKey(refusal), reason: record.revoked ? "revoked" : "expired", context: context)
+            }
+            return .key(record)
+        case .unknown:
+            // Without required auth, SDKs that insist on sending some key (e.g. "ollama") still work.
+            if required { throw fail(.invalidKey(), reason: "invalid", context: context) }
+            return .anonymous
+        }
+    }
+
+    func fail(_ error: APIError, reason: String, context: Context) -> APIError {
+        metrics.authFailure(reason: reason)
+        context.logger.warning(
+            "authentication failed", metadata: ["reason": .string(reason), "client_ip": .string(context.clientIP ?? "")])
+        return error
+    }
+
+    /// The key from `Authorization: Bearer` or `X-API-Key`, if either is present and non-empty.
+    static func presentedKey(_ headers: HTTPFields) -> Substring? {
+        if let authorization = headers[.authorization] {
+            let value = authorization[...]
+            if value.count > 7, value.prefix(7).lowercased() == "bearer " {
+                let key = value.dropFirst(7).drop(while: { $0 == " " })
+                if !key.isEmpty { return key }
+            }
+        }
+        if let key = headers[.xAPIKey], !key.isEmpty { return key[...] }
+        return nil
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import SluiceCore
+import SluiceStore
+
+/// `/admin/keys`, `/admin/usage`, `/admin/config`: the JSON admin API (master key only, enforced by
+/// ``AccessMiddleware``).
+struct AdminRoutes {
+    let directory: KeyDirectory
+    let store: (any GatewayStore)?
+    let configuration: GatewayConfiguration
+    let now: @Sendable () -> Double
+
+    static let paths: Set<String> = ["/admin/keys", "/admin/usage", "/admin/usage/recent", "/admin/config"]
+
+    /// A key as the admin API shows it: never the secret or its hash.
+    struct KeyView: Codable, Sendable {
+        var id: String
+        var name: String
+        var prefix: String
+        var createdAt: Double
+        var lastUsedAt: Double?
+        var expiresAt: Double?
+        var models: [String]
+        var rpm: Int?
+        var tpm: Int?
+        var budgetUSD: Double?
+        var revoked: Bool
+        /// Only in the answer to the request that created the key.
+        var key: String?
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, prefix
+            case createdAt = "created_at"
+            case lastUsedAt = "last_used_at"
+            case expiresAt = "expires_at"
+            case models, rpm, tpm
+            case budgetUSD = "budget_usd"
+            case revoked, key
+        }
+
+        init(_ record: APIKeyRecord, secret: String? = nil) {
+            id = record.id
+            name = record.name
+            prefix = record.prefix
+            createdAt = record.createdAt
+            lastUsedAt = record.lastUsedAt
+            expiresAt = record.expiresAt
+            models = record.allowedModels
+            rpm = record.rpm
+            tpm = record.tpm
+            budgetUSD = record.budgetUSD
+            revoked = record.revoked
+            key = secret
+        }
+    }
+
+    /// The body of `POST /admin/keys`.
+    struct CreateKey: Decodable {
+        var name: String
+        var rpm: Int?
+        var tpm: Int?
+        var budgetUSD: Double?
+        var models: [String]?
+        /// A date or a duration from now (`30d`).
+        var expires: String?
+
+        enum CodingKeys: String, CodingKey {
+            case name, rpm, tpm
+            case budgetUSD = "budget_usd"
+            case models, expires
+        }
+    }
+
+    struct KeyList: Codable {
+        var data: [KeyView]
+    }
+
+    struct RecordList: Codable {
+        var data: [UsageRecordView]
+    }
+
+    func addRoutes(to group: RouterGroup<SluiceRequestContext>) {
+        group.get("keys") { _, _ in
+            let keys = try await requireStore().listKeys()
+            return try JSONResponse(KeyList(data: keys.map { KeyView($0) })).response(status: .ok)
+        }
+        group.post("keys") { request, context in
+            var request = request
+            let body = try await request.collectBody(upTo: 64 * 1024)
+            let create = try RequestDecoding.decode(CreateKey.self, from: body)
+            let issued = try issue(create)
+            try await requireStore().insertKey(issued.record)
+            context.logger.notice("API key created", metadata: ["key_id": .string(issued.record.id)])
+            return try JSONResponse(KeyView(issued.record, secret: issued.secret)).response(status: .created)
+        }
+        group.delete("keys/{id}") { _, context in
+            let id = try context.parameters.require("id")
+            guard try await requireStore().revokeKey(id: id) else {
+                throw APIError(status: 404, type: "invalid_request_error", code: "key_not_found", message: "No API key with id '\(id)'.")
+            }
+            context.logger.notice("API key revoked", metadata: ["key_id": .string(id)])
+            return Response(status: .noContent)
+        }
+        group.get("usage") { request, _ in
+            let (query, grouping) = try usageQuery(request.uri.queryParameters)
+            let report = try await UsageReport.make(store: requireStore(), query: query, grouping: grouping)
+            return try JSONResponse(report).response(status: .ok)
+        }
+        group.get("usage/recent") { request, _ in
+            let parameters = request.uri.queryParameters
+            let (query, _) = try usageQuery(parameters)
+            let limit = parameters["limit"].flatMap { Int($0) }.map { min(max($0, 1), 1000) } ?? 100
+            let records = try await requireStore().recentUsage(query, limit: limit)
+            return try JSONResponse(RecordList(data: records.map(UsageRecordView.init))).response(status: .ok)
+        }
+        group.get("config") { _, _ in
+            try JSONResponse(JSONValue.object(configuration.redactedSummary)).response(status: .ok)
+        }
+    }
+
+    func requireStore() throws -> any GatewayStore {
+        guard let store else {
+            throw APIError(status: 503, type: "server_error", code: "no_store", message: "This gateway runs without a store.")
+        }
+        return store
+    }
+
+    func issue(_ create: CreateKey) throws -> IssuedKey {
+        let name = create.name.trimmingCharacters(in: .whitespaces)
+        guard (1...100).contains(name.count) else { throw APIError.invalidValue("name", "must be 1 to 100 characters.") }
+        if let rpm = create.rpm, rpm < 1 { throw APIError.invalidValue("rpm", "must be at least 1.") }
+        if let tpm = create.tpm, tpm < 1 { throw APIError.invalidValue("tpm", "must be at least 1.") }
+        if let budget = create.budgetUSD, !(budget >= 0) { throw APIError.invalidValue("budget_usd", "must be 0 or more.") }
+        var expiresAt: Double?
+        if let expires = create.expires {
+            guard let moment = TimeArgument.future(expires, now: now()) else {
+                throw APIError.invalidValue("expires", "must be a date like 2026-12-31 or a duration like 30d.")
+            }
+            expiresAt = moment
+        }
+        return IssuedKey(
+            name: name, now: now(), expiresAt: expiresAt, allowedModels: create.models ?? [], rpm: create.rpm, tpm: create.tpm,
+            budgetUSD: create.budgetUSD)
+    }
+
+    /// `since` (default 24h), `until`, `key`, `model` and `by` from the query string.
+    func usageQuery(_ parameters: Parameters) throws -> (UsageQuery, UsageGrouping?) {
+        let now = self.now()
+        let sinceText = parameters["since"].map(String.init) ?? "24h"
+        guard let since = TimeArgument.past(sinceText, now: now) else {
+            throw APIError.invalidValue("since", "must be a duration like 24h or 7d, or a date like 2026-11-01.")
+        }
+        var until: Double?
+        if let text = parameters["until"] {
+            guard let value = TimeArgument.past(String(text), now: now) else {
+                throw APIError.invalidValue("until", "must be a duration like 1h or a date.")
+            }
+            until = value
+        }
+        var grouping: UsageGrouping?
+        if let by = parameters["by"] {
+            guard let value = UsageGrouping(rawValue: String(by)) else { throw APIError.invalidValue("by", "must be key, model or day.") }
+            grouping = value
+        }
+        let query = UsageQuery(
+            since: since, until: until, keyID: parameters["key"].map(String.init), model: parameters["model"].map(String.init))
+        return (query, grouping)
+    }
+}
+
+/// A usage record with snake_case fields, as the admin API and dashboard read it.
+struct UsageRecordView: Codable, Sendable {
+    var id: String
+    var time: Double
+    var requestID: String
+    var keyID: String?
+    var clientIP: String?
+    var route: String
+    var model: String?
+    var upstream: String?
+    var status: Int
+    var errorCode: String?
+    var stream: Bool
+    var cacheHit: Bool
+    var promptTokens: Int
+    var completionTokens: Int
+    var tokensEstimated: Bool
+    var latencyMs: Double
+    var timeToFirstTokenMs: Double?
+    var costUSD: Double
+    var savedUSD: Double
+
+    enum CodingKeys: String, CodingKey {
+        case id, time
+        case requestID = "request_id"
+        case keyID = "key_id"
+        case clientIP = "client_ip"
+        case route, model, upstream, status
+        case errorCode = "error_code"
+        case stream
+        case cacheHit = "cache_hit"
+        case promptTokens = "prompt_tokens"
+        case completionTokens = "completion_tokens"
+        case tokensEstimated = "tokens_estimated"
+        case latencyMs = "latency_ms"
+        case timeToFirstTokenMs = "time_to_first_token_ms"
+        case costUSD = "cost_usd"
+        case savedUSD = "saved_usd"
+    }
+
+    init(_ r: UsageRecord) {
+        id = r.id
+        time = r.time
+        requestID = r.requestID
+        keyID = r.keyID
+        clientIP = r.clientIP
+        route = r.route
+        model = r.model
+        upstream = r.upstream
+        status = r.status
+        errorCode = r.errorCode
+        stream = r.stream
+        cacheHit = r.cacheHit
+        promptTokens = r.promptTokens
+        completionTokens = r.completionTokens
+        tokensEstimated = r.tokensEstimated
+        latencyMs = r.latencyMs
+        timeToFirstTokenMs = r.timeToFirstTokenMs
+        costUSD = r.costUSD
+        savedUSD = r.savedUSD
+    }
+}

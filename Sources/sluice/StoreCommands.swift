@@ -1,0 +1,157 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SluiceCore
+import SluiceServer
+import SluiceStore
+
+/// `sluice keys`: create, list and revoke API keys in the store.
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage API keys (stored as hashes; a new key is shown once).",
+        subcommands: [CreateKey.self, ListKeys.self, RevokeKey.self])
+}
+
+/// Opens the configured store, migrates it, and runs `body` with it; store failures exit 1 with a clean message.
+func withMigratedStore<T: Sendable>(_ options: ConfigOptions, _ body: @Sendable (any GatewayStore) async throws -> T) async throws -> T {
+    let config = try options.load()
+    var logger = Logger(label: "sluice")
+    logger.logLevel = .warning
+    do {
+        return try await withGatewayStore(url: config.database, logger: logger) { store in
+            try await store.migrate()
+            return try await body(store)
+        }
+    } catch let error as StoreError {
+        throw ValidationError("database: \(error.description)")
+    }
+}
+
+struct CreateKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a key and print it once.")
+
+    @Option(help: "A name to recognise the key by.") var name: String
+    @Option(help: "Requests per minute allowed.") var rpm: Int?
+    @Option(help: "Tokens per minute allowed.") var tpm: Int?
+    @Option(help: "Spending cap in USD.") var budget: Double?
+    @Option(help: "Comma list of models the key may use (default: all).") var models: String?
+    @Option(help: "Expiry: a date (2026-12-31) or a duration from now (30d).") var expires: String?
+    @OptionGroup var options: ConfigOptions
+
+    func validate() throws {
+        guard !name.trimmingCharacters(in: .whitespaces).isEmpty, name.count <= 100 else {
+            throw ValidationError("--name must be 1 to 100 characters")
+        }
+        if let rpm, rpm < 1 { throw ValidationError("--rpm must be at least 1") }
+        if let tpm, tpm < 1 { throw ValidationError("--tpm must be at least 1") }
+        if let budget, !(budget >= 0) { throw ValidationError("--budget must be 0 or more") }
+        if let expires, TimeArgument.future(expires, now: Date().timeIntervalSince1970) == nil {
+            throw ValidationError("--expires must be a date like 2026-12-31 or a duration like 30d")
+        }
+    }
+
+    func run() async throws {
+        let now = Date().timeIntervalSince1970
+        let issued = IssuedKey(
+            name: name.trimmingCharacters(in: .whitespaces), now: now, expiresAt: expires.flatMap { TimeArgument.future($0, now: now) },
+            allowedModels: models.map(ValueParsing.list) ?? [], rpm: rpm, tpm: tpm, budgetUSD: budget)
+        try await withMigratedStore(options) { store in try await store.insertKey(issued.record) }
+        print(issued.secret)
+        FileHandle.standardError.write(
+            Data("created key \(issued.record.id) (\(issued.record.name)); the secret above is shown only once\n".utf8))
+    }
+}
+
+struct ListKeys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List keys (never their secrets).")
+
+    @Flag(help: "Print JSON instead of a table.") var json = false
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let keys = try await withMigratedStore(options) { store in try await store.listKeys() }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let rows = keys.map { key -> JSONValue in
+                .object([
+                    "id": .string(key.id), "name": .string(key.name), "prefix": .string(key.prefix),
+                    "created_at": .double(key.createdAt), "last_used_at": key.lastUsedAt.map { .double($0) } ?? .null,
+                    "expires_at": key.expiresAt.map { .double($0) } ?? .null, "models": .array(key.allowedModels.map { .string($0) }),
+                    "rpm": key.rpm.map { .int($0) } ?? .null, "tpm": key.tpm.map { .int($0) } ?? .null,
+                    "budget_usd": key.budgetUSD.map { .double($0) } ?? .null, "revoked": .bool(key.revoked),
+                ])
+            }
+            print(String(decoding: try encoder.encode(JSONValue.array(rows)), as: UTF8.self))
+            return
+        }
+        let now = Date().timeIntervalSince1970
+        let header = ["id", "name", "prefix", "created", "last used", "expires", "models", "rpm", "tpm", "budget", "status"]
+        func day(_ t: Double?) -> String { t.map { Timestamp.rfc3339($0).prefix(16).replacingOccurrences(of: "T", with: " ") } ?? "-" }
+        let rows = keys.map { key in
+            [
+                key.id, key.name, key.prefix + "…", day(key.createdAt), day(key.lastUsedAt), day(key.expiresAt),
+                key.allowedModels.isEmpty ? "all" : key.allowedModels.joined(separator: ","), key.rpm.map(String.init) ?? "-",
+                key.tpm.map(String.init) ?? "-", key.budgetUSD.map { String(format: "$%.2f", $0) } ?? "-",
+                key.revoked ? "revoked" : (key.expiresAt.map { $0 <= now } == true ? "expired" : "active"),
+            ]
+        }
+        let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
+        for row in [header] + rows {
+            print(row.enumerated().map { c, text in text + String(repeating: " ", count: widths[c] - text.count) }.joined(separator: "  "))
+        }
+    }
+}
+
+struct RevokeKey: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke", abstract: "Revoke a key; every instance refuses it within a second.")
+
+    @Argument(help: "The key's id (from `sluice keys list`).") var id: String
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let id = self.id
+        let revoked = try await withMigratedStore(options) { store in try await store.revokeKey(id: id) }
+        guard revoked else { throw ValidationError("no key with id \(id)") }
+        print("revoked \(id)")
+    }
+}
+
+/// `sluice usage`: the usage, cost and savings report.
+struct Usage: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Usage, cost and savings report from the store.")
+
+    @Option(help: "Start: a duration back from now (24h, 7d) or a date.") var since = "24h"
+    @Option(help: "End: a duration back from now or a date (default: now).") var until: String?
+    @Option(help: "Group by key, model or day.") var by: String?
+    @Option(help: "Only this key id.") var key: String?
+    @Option(help: "Only this model.") var model: String?
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var options: ConfigOptions
+
+    func validate() throws {
+        let now = Date().timeIntervalSince1970
+        if TimeArgument.past(since, now: now) == nil { throw ValidationError("--since must be a duration like 24h or a date") }
+        if let until, TimeArgument.past(until, now: now) == nil { throw ValidationError("--until must be a duration or a date") }
+        if let by, UsageGrouping(rawValue: by) == nil { throw ValidationError("--by must be key, model or day") }
+    }
+
+    func run() async throws {
+        let now = Date().timeIntervalSince1970
+        let query = UsageQuery(
+            since: TimeArgument.past(since, now: now)!, until: until.flatMap { TimeArgument.past($0, now: now) }, keyID: key,
+            model: model)
+        let grouping = by.flatMap(UsageGrouping.init(rawValue:))
+        let report = try await withMigratedStore(options) { store in
+            try await UsageReport.make(store: store, query: query, grouping: grouping)
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(report.table())
+        }
+    }
+}
