@@ -102,7 +102,10 @@ public func buildApplication(
         services.append(keySync)
         sync = keySync
         if configuration.retentionDays > 0 {
-            services.append(RetentionService(store: store, retentionDays: configuration.retentionDays, logger: logger, now: dependencies.now))
+            services.append(
+                RetentionService(
+                    store: store, retentionDays: configuration.retentionDays, logger: logger, metrics: dependencies.metrics,
+                    now: dependencies.now))
         }
     }
 
@@ -157,13 +160,12 @@ public func buildRouter(
         globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
         now: now())
     let localUpstreams = Set(upstreams.filter { $0.endpoint.kind == .ollama }.map(\.endpoint.name))
-    let prices = PriceTable(overrides: configuration.prices)
-    let referenceModel = configuration.referenceModel
+    let calculator = CostCalculator(prices: PriceTable(overrides: configuration.prices), referenceModel: configuration.referenceModel)
     let accounting = AccountingRecorder(
         next: recorder, limiter: limiter, directory: directory,
         pricer: { record in
             let local = record.upstream.map { localUpstreams.contains($0) } ?? false
-            CostCalculator(prices: prices, referenceModel: referenceModel).price(&record, isLocalUpstream: local)
+            calculator.price(&record, isLocalUpstream: local)
         },
         now: now)
     let router = Router(context: SluiceRequestContext.self)
@@ -179,13 +181,19 @@ public func buildRouter(
     }
     router.add(
         middleware: ErrorMiddleware(
-            knownPaths: OpenAIRoutes.paths.union(NativeRoutes.paths).union(OperationsRoutes.paths).union(AdminRoutes.paths),
+            knownPaths: OpenAIRoutes.paths.union(NativeRoutes.paths).union(OperationsRoutes.paths).union(AdminRoutes.paths)
+                .union(DashboardRoutes.paths),
             knownPrefixes: ["/v1/models/", "/admin/keys/"],
             maxBodyBytes: configuration.maxBodyBytes))
-    router.add(middleware: AccessMiddleware(directory: directory, limiter: limiter, authMode: configuration.auth, metrics: metrics, now: now))
+    let sessions = DashboardSessions(now: now)
+    router.add(
+        middleware: AccessMiddleware(
+            directory: directory, limiter: limiter, authMode: configuration.auth, metrics: metrics, sessions: sessions, now: now))
     OpenAIRoutes(gateway: gateway).addRoutes(to: router.group("v1"))
     NativeRoutes(gateway: gateway).addRoutes(to: router)
     OperationsRoutes(upstreams: upstreams, metrics: metrics, probeTimeout: .seconds(2), directory: directory).addRoutes(to: router)
     AdminRoutes(directory: directory, store: store, configuration: configuration, now: now).addRoutes(to: router.group("admin"))
+    DashboardRoutes(directory: directory, sessions: sessions, metrics: metrics, secureCookie: configuration.tlsCert != nil)
+        .addRoutes(to: router)
     return router
 }

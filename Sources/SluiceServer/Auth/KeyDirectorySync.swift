@@ -45,7 +45,8 @@ public struct KeyDirectorySync: Service {
                 }
             } catch {
                 // Keep serving with the last good copy; say so once per outage, not every poll.
-                if !failing {
+                // Before the start-up load the schema may still be migrating: not an outage worth a warning.
+                if !failing, directory.isReady {
                     logger.warning("cannot read API keys from the store; using the last loaded keys", metadata: ["error": "\(error)"])
                     failing = true
                 }

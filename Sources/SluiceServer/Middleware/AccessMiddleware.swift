@@ -7,7 +7,8 @@ import SluiceCore
 ///
 /// Keys come as `Authorization: Bearer KEY` or `X-API-Key: KEY`, checked against the in-memory ``KeyDirectory``
 /// (no database access per request). A failed check is logged with the request ID and client IP, never the
-/// presented key, and counted in `sluice_auth_failures_total`.
+/// presented key, and counted in `sluice_auth_failures_total`. On the admin routes a dashboard session cookie
+/// also counts as the master key.
 public struct AccessMiddleware: RouterMiddleware {
     public typealias Context = SluiceRequestContext
     let directory: KeyDirectory
@@ -15,12 +16,14 @@ public struct AccessMiddleware: RouterMiddleware {
     let authMode: GatewayConfiguration.AuthMode
     let metrics: GatewayMetrics
     let now: @Sendable () -> Double
+    let sessions: DashboardSessions?
 
     public init(
         directory: KeyDirectory, limiter: RateLimiter, authMode: GatewayConfiguration.AuthMode, metrics: GatewayMetrics,
-        now: @escaping @Sendable () -> Double
+        sessions: DashboardSessions? = nil, now: @escaping @Sendable () -> Double
     ) {
         self.directory = directory
+        self.sessions = sessions
         self.limiter = limiter
         self.authMode = authMode
         self.metrics = metrics
@@ -83,7 +86,13 @@ public struct AccessMiddleware: RouterMiddleware {
             guard directory.hasMasterKey else {
                 throw fail(APIError.adminOnly(), reason: "no_master_key", context: context)
             }
-            guard let presented else { throw fail(.missingKey(), reason: "missing", context: context) }
+            guard let presented else {
+                if let sessions, sessions.isValid(request.cookies[DashboardSessions.cookieName]?.value) {
+                    try checkSessionRequest(request, context: context)
+                    return .master
+                }
+                throw fail(.missingKey(), reason: "missing", context: context)
+            }
             guard case .master = directory.lookup(presented) else {
                 throw fail(.invalidKey(), reason: "invalid", context: context)
             }
@@ -114,6 +123,23 @@ public struct AccessMiddleware: RouterMiddleware {
         }
     }
 
+    /// Refuses a cookie-authenticated change unless it carries `X-Sluice-CSRF: 1`, which the dashboard's script
+    /// always sends.
+    ///
+    /// SameSite=Strict already keeps the cookie off cross-site requests; this also covers same-site ones (another
+    /// port or subdomain of the same site). A custom header was chosen over comparing `Origin` with `Host`
+    /// because it stays right behind proxies that rewrite the host or terminate TLS, and a page from another
+    /// origin can only add it after a CORS preflight, which ``CORSGate`` never grants for this header.
+    func checkSessionRequest(_ request: Request, context: Context) throws {
+        guard request.method != .get, request.method != .head else { return }
+        guard request.headers[.sluiceCSRF] == "1" else {
+            throw fail(
+                APIError(status: 403, type: "invalid_request_error", code: "csrf_header_missing",
+                    message: "Requests authenticated by the dashboard session must send X-Sluice-CSRF: 1."),
+                reason: "csrf", context: context)
+        }
+    }
+
     func fail(_ error: APIError, reason: String, context: Context) -> APIError {
         metrics.authFailure(reason: reason)
         context.logger.warning(
@@ -133,4 +159,8 @@ public struct AccessMiddleware: RouterMiddleware {
         if let key = headers[.xAPIKey], !key.isEmpty { return key[...] }
         return nil
     }
+}
+
+extension HTTPField.Name {
+    static let sluiceCSRF = Self("X-Sluice-CSRF")!
 }
