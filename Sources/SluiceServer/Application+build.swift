@@ -193,7 +193,9 @@ public func buildRouter(
     NativeRoutes(gateway: gateway).addRoutes(to: router)
     OperationsRoutes(upstreams: upstreams, metrics: metrics, probeTimeout: .seconds(2), directory: directory).addRoutes(to: router)
     AdminRoutes(directory: directory, store: store, configuration: configuration, now: now).addRoutes(to: router.group("admin"))
-    DashboardRoutes(directory: directory, sessions: sessions, metrics: metrics, secureCookie: configuration.tlsCert != nil)
+    DashboardRoutes(
+        directory: directory, sessions: sessions, metrics: metrics, secureCookie: configuration.tlsCert != nil,
+        loginAttempts: RateLimiter(globalRPS: 0, globalBurst: 0, ipRPM: 10, now: now()), now: now)
         .addRoutes(to: router)
     return router
 }

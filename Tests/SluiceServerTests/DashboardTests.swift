@@ -130,6 +130,21 @@ struct DashboardRouteTests {
         #expect(String(decoding: metrics.render(), as: UTF8.self).contains(#"sluice_auth_failures_total{reason="invalid"} 1"#))
     }
 
+    @Test func loginAttemptsAreLimitedPerClient() async throws {
+        try await withApp { client in
+            for _ in 0..<10 {
+                try await client.execute(
+                    uri: "/dashboard/login", method: .post, headers: form, body: ByteBuffer(string: "key=guess")
+                ) { #expect($0.status == .unauthorized) }
+            }
+            // Even the right key waits: guessing must not get cheaper by interleaving a known answer.
+            try await client.execute(uri: "/dashboard/login", method: .post, headers: form, body: loginBody) { response in
+                #expect(response.status == .tooManyRequests)
+                #expect(response.headers[.setCookie] == nil)
+            }
+        }
+    }
+
     @Test func withoutAMasterKeyNobodyCanSignIn() async throws {
         try await withApp(master: nil) { client in
             try await client.execute(uri: "/dashboard/login", method: .post, headers: form, body: ByteBuffer(string: "key=")) { response in

@@ -14,6 +14,9 @@ struct DashboardRoutes {
     /// Marks the cookie `Secure` when this process serves HTTPS itself; behind a TLS-terminating proxy the
     /// gateway cannot tell, and a `Secure` cookie over plain HTTP would never come back.
     let secureCookie: Bool
+    /// Login attempts per client IP: the form must not become a faster way to guess the master key.
+    let loginAttempts: RateLimiter
+    let now: @Sendable () -> Double
 
     static let paths: Set<String> = ["/dashboard", "/dashboard/login", "/dashboard/logout", "/dashboard/app.css", "/dashboard/app.js"]
 
@@ -33,6 +36,10 @@ struct DashboardRoutes {
             asset(DashboardAssets.javascript, contentType: "text/javascript; charset=utf-8")
         }
         router.post("dashboard/login") { request, context in
+            if loginAttempts.admit(clientIP: context.clientIP ?? "unknown", key: nil, now: now()).refusedBy != nil {
+                metrics.rateLimited(limit: "requests per minute for this client address")
+                return html(DashboardAssets.loginPage(message: .wrongKey), status: .tooManyRequests)
+            }
             var request = request
             let body = try await request.collectBody(upTo: 16 * 1024)
             let form = try? URLEncodedFormDecoder().decode(LoginForm.self, from: String(buffer: body))
