@@ -55,9 +55,15 @@ public final class SQLiteStore: GatewayStore, Service {
             storage = .file(path: path)
             // The file holds key hashes and client IPs: create it owner-only (SQLite gives -wal/-shm the same mode).
             try await NIOThreadPool.singleton.runIfActive {
-                if !FileManager.default.fileExists(atPath: path) {
-                    _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
-                }
+                // O_EXCL, not FileManager.createFile: that writes atomically (temp file + rename), which would
+                // swap the file under a connection another process or task opened a moment earlier.
+                #if canImport(Glibc)
+                let fd = Glibc.open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+                if fd >= 0 { _ = Glibc.close(fd) }
+                #else
+                let fd = Darwin.open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+                if fd >= 0 { _ = Darwin.close(fd) }
+                #endif
             }
         }
         let connection = try await SQLiteConnection.open(storage: storage, logger: logger)
@@ -65,7 +71,7 @@ public final class SQLiteStore: GatewayStore, Service {
             // Replaces sqlite-nio's retry-forever busy handler with a bounded wait.
             _ = try await connection.execute("PRAGMA busy_timeout = \(busyTimeoutMs)")
             // WAL lets readers (another `sluice` process, a report) run while the writer commits.
-            _ = try await connection.execute("PRAGMA journal_mode = WAL")
+            try await Self.enableWAL(connection)
             // In WAL mode NORMAL is still crash-safe for the database; only the last commits may roll back on power loss.
             _ = try await connection.execute("PRAGMA synchronous = NORMAL")
         } catch {
@@ -73,6 +79,22 @@ public final class SQLiteStore: GatewayStore, Service {
             throw error
         }
         return connection
+    }
+
+    /// Switching a fresh file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once, without its
+    /// busy handler, when two connections switch at the same moment (two instances starting together). The
+    /// switch is idempotent, so a bounded retry settles it.
+    static func enableWAL(_ connection: SQLiteConnection) async throws {
+        var attempt = 0
+        while true {
+            do {
+                _ = try await connection.execute("PRAGMA journal_mode = WAL")
+                return
+            } catch let error as SQLiteError where error.reason == .busy && attempt < 100 {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
     }
 
     // MARK: Service
