@@ -15,6 +15,10 @@ public struct MockUpstreamOptions: Sendable {
     public var latencyMs = 0
     /// Pace of streamed chunks; 0 sends them as fast as possible.
     public var tokensPerSecond = 0.0
+    /// When set, every generating request answers this HTTP status (a failing upstream, for routing tests).
+    public var failStatus: Int?
+    /// Models listed and served; nil keeps `MockBehaviour.models`.
+    public var models: [String]?
 
     public init() {}
 }
@@ -51,7 +55,7 @@ struct MockConnectionDrop: Error {}
 public func buildMockUpstream(options: MockUpstreamOptions, logger: Logger) -> some ApplicationProtocol {
     let mock = MockServer(options: options)
     let router = Router()
-    router.add(middleware: MockCountingMiddleware(stats: mock.stats))
+    router.add(middleware: MockCountingMiddleware(stats: mock.stats, failStatus: options.failStatus))
     mock.addRoutes(to: router)
     return Application(
         router: router,
@@ -59,10 +63,22 @@ public func buildMockUpstream(options: MockUpstreamOptions, logger: Logger) -> s
         logger: logger)
 }
 
+/// The routes that generate; probes (`/api/version`, model lists) keep answering, like a sick but reachable server.
+let mockGeneratingPaths: Set<String> = [
+    "/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+]
+
 struct MockCountingMiddleware<Context: RequestContext>: RouterMiddleware {
     let stats: MockStats
+    let failStatus: Int?
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if !request.uri.path.hasPrefix("/mock/") { stats.count(request.uri.path) }
+        if let failStatus, mockGeneratingPaths.contains(request.uri.path) {
+            return Response(
+                status: .init(code: failStatus), headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: #"{"error":"mock fail-status"}"#)))
+        }
         return try await next(request, context)
     }
 }
@@ -72,6 +88,13 @@ struct MockServer: Sendable {
     let stats = MockStats()
 
     static let encoder = WireJSON.encoder()
+
+    var models: [String] { options.models ?? MockBehaviour.models }
+
+    /// The canonical name of a served model, accepting names without `:latest`.
+    func resolve(_ model: String) -> String? {
+        models.first { $0 == model || $0 == model + ":latest" }
+    }
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.get("mock/stats") { _, _ in try json(stats.json) }
@@ -83,14 +106,14 @@ struct MockServer: Sendable {
         router.get("api/tags") { _, _ in
             try json(
                 Ollama.TagsResponse(
-                    models: MockBehaviour.models.map {
+                    models: models.map {
                         Ollama.ModelTag(name: $0, modifiedAt: "2026-01-01T00:00:00Z", size: 1_000_000, digest: String(repeating: "0", count: 64))
                     }))
         }
         router.get("api/ps") { _, _ in try json(["models": .array([])] as JSONValue) }
         router.post("api/show") { request, context in
             let body = try await request.decode(as: JSONValue.self, context: context)
-            guard let model = body["model"]?.stringValue ?? body["name"]?.stringValue, let name = MockBehaviour.resolve(model) else {
+            guard let model = body["model"]?.stringValue ?? body["name"]?.stringValue, let name = resolve(model) else {
                 return try ollamaNotFound(body["model"]?.stringValue ?? "")
             }
             let show: JSONValue = [
@@ -105,7 +128,7 @@ struct MockServer: Sendable {
         router.post("api/generate") { request, context in try await ollamaGenerate(request, context: context) }
         router.post("api/embed") { request, context in
             let body = try await request.decode(as: Ollama.EmbedRequest.self, context: context)
-            guard MockBehaviour.resolve(body.model) != nil else { return try ollamaNotFound(body.model) }
+            guard resolve(body.model) != nil else { return try ollamaNotFound(body.model) }
             try await delayFirstByte()
             return try json(
                 Ollama.EmbedResponse(
@@ -115,18 +138,18 @@ struct MockServer: Sendable {
         router.post("api/embeddings") { request, context in
             let body = try await request.decode(as: JSONValue.self, context: context)
             let model = body["model"]?.stringValue ?? ""
-            guard MockBehaviour.resolve(model) != nil else { return try ollamaNotFound(model) }
+            guard resolve(model) != nil else { return try ollamaNotFound(model) }
             let vector = MockBehaviour.embedding(of: body["prompt"]?.stringValue ?? "").map { JSONValue.double($0) }
             return try json(["embedding": .array(vector)] as JSONValue)
         }
         router.get("v1/models") { _, _ in
-            try json(ModelList(data: MockBehaviour.models.map { Model(id: $0, created: 1_767_225_600, ownedBy: "mock") }))
+            try json(ModelList(data: models.map { Model(id: $0, created: 1_767_225_600, ownedBy: "mock") }))
         }
         router.post("v1/chat/completions") { request, context in try await openAIChat(request, context: context) }
         router.post("v1/completions") { request, context in try await openAICompletion(request, context: context) }
         router.post("v1/embeddings") { request, context in
             let body = try await request.decode(as: EmbeddingsRequest.self, context: context)
-            guard MockBehaviour.resolve(body.model) != nil else { return try openAINotFound(body.model) }
+            guard resolve(body.model) != nil else { return try openAINotFound(body.model) }
             try await delayFirstByte()
             return try json(
                 EmbeddingsResponse(
@@ -141,7 +164,7 @@ struct MockServer: Sendable {
 
     func ollamaChat(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let body = try await request.decode(as: Ollama.ChatRequest.self, context: context)
-        guard MockBehaviour.resolve(body.model) != nil else { return try ollamaNotFound(body.model) }
+        guard resolve(body.model) != nil else { return try ollamaNotFound(body.model) }
         let lastUser = body.messages.last { $0.role == "user" }?.content ?? ""
         let triggers = MockBehaviour.Triggers(lastUser)
         if triggers.error { return try failure() }
@@ -177,7 +200,7 @@ struct MockServer: Sendable {
 
     func ollamaGenerate(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let body = try await request.decode(as: Ollama.GenerateRequest.self, context: context)
-        guard MockBehaviour.resolve(body.model) != nil else { return try ollamaNotFound(body.model) }
+        guard resolve(body.model) != nil else { return try ollamaNotFound(body.model) }
         let triggers = MockBehaviour.Triggers(body.prompt)
         if triggers.error { return try failure() }
         try await delayFirstByte()
@@ -202,7 +225,7 @@ struct MockServer: Sendable {
 
     func openAIChat(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let body = try await request.decode(as: ChatCompletionRequest.self, context: context)
-        guard MockBehaviour.resolve(body.model) != nil else { return try openAINotFound(body.model) }
+        guard resolve(body.model) != nil else { return try openAINotFound(body.model) }
         let lastUser = body.messages.last { $0.role == "user" }?.content?.text ?? ""
         let triggers = MockBehaviour.Triggers(lastUser)
         if triggers.error { return try failure() }
@@ -234,7 +257,7 @@ struct MockServer: Sendable {
 
     func openAICompletion(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let body = try await request.decode(as: CompletionRequest.self, context: context)
-        guard MockBehaviour.resolve(body.model) != nil else { return try openAINotFound(body.model) }
+        guard resolve(body.model) != nil else { return try openAINotFound(body.model) }
         let prompt = body.prompt.values.first ?? ""
         let triggers = MockBehaviour.Triggers(prompt)
         if triggers.error { return try failure() }

@@ -155,7 +155,8 @@ public func buildRouter(
         : nil
     let gateway = Gateway(
         upstreams: upstreams, metrics: metrics, maxBodyBytes: configuration.maxBodyBytes, cache: cache,
-        cacheScope: configuration.cacheScope, cacheDeterministicOnly: configuration.cacheDeterministicOnly, now: now)
+        cacheScope: configuration.cacheScope, cacheDeterministicOnly: configuration.cacheDeterministicOnly,
+        aliases: configuration.aliases, now: now)
     let limiter = RateLimiter(
         globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
         now: now())
@@ -191,7 +192,7 @@ public func buildRouter(
             directory: directory, limiter: limiter, authMode: configuration.auth, metrics: metrics, sessions: sessions, now: now))
     OpenAIRoutes(gateway: gateway).addRoutes(to: router.group("v1"))
     NativeRoutes(gateway: gateway).addRoutes(to: router)
-    OperationsRoutes(upstreams: upstreams, metrics: metrics, probeTimeout: .seconds(2), directory: directory).addRoutes(to: router)
+    OperationsRoutes(upstreams: upstreams, pool: gateway.pool, metrics: metrics, probeTimeout: .seconds(2), directory: directory).addRoutes(to: router)
     AdminRoutes(directory: directory, store: store, configuration: configuration, now: now).addRoutes(to: router.group("admin"))
     DashboardRoutes(
         directory: directory, sessions: sessions, metrics: metrics, secureCookie: configuration.tlsCert != nil,

@@ -74,6 +74,8 @@ struct MockUpstream: AsyncParsableCommand {
     @Option(help: "Listen port.") var port = 11434
     @Option(name: .customLong("latency-ms"), help: "Delay before each answer starts.") var latencyMs = 0
     @Option(name: .customLong("tokens-per-second"), help: "Pace of streamed chunks (0 = as fast as possible).") var tokensPerSecond = 0.0
+    @Option(name: .customLong("fail-status"), help: "Answer every generating request with this HTTP status.") var failStatus: Int?
+    @Option(name: .customLong("model"), help: "A model to list and serve (repeatable; default: the built-in three).") var models: [String] = []
 
     func run() async throws {
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: .warning, sink: .standardOutput) }
@@ -82,6 +84,8 @@ struct MockUpstream: AsyncParsableCommand {
         options.port = port
         options.latencyMs = latencyMs
         options.tokensPerSecond = tokensPerSecond
+        options.failStatus = failStatus
+        options.models = models.isEmpty ? nil : models
         let app = buildMockUpstream(options: options, logger: Logger(label: "sluice-mock-upstream"))
         try await app.runService()
     }

@@ -85,6 +85,20 @@ import Testing
         #expect(!summary.contains("sk-upstream-secret"))
     }
 
+    @Test func aliasesFromFile() throws {
+        let dir = try scratch([
+            "c.yaml": "aliases:\n  gpt-4o-mini: llama3.2\n",
+            "chain.yaml": "aliases:\n  a: b\n  b: c\n",
+            "bad.yaml": "aliases: [gpt-4o-mini]\n",
+        ])
+        func load(_ name: String) throws -> GatewayConfiguration {
+            try ConfigurationLoader(flags: ["config": dir.appendingPathComponent(name).path], environment: [:], dotEnvPath: nil).load()
+        }
+        #expect(try load("c.yaml").aliases == ["gpt-4o-mini": "llama3.2"])
+        #expect(throws: ConfigurationError.self) { try load("chain.yaml") }
+        #expect(throws: ConfigurationError.self) { try load("bad.yaml") }
+    }
+
     @Test func insecureBindIsRefusedUnlessAllowed() throws {
         #expect(throws: ConfigurationError.self) {
             try ConfigurationLoader(flags: ["host": "0.0.0.0"], environment: [:], dotEnvPath: nil).load()

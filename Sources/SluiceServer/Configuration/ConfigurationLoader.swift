@@ -64,6 +64,7 @@ public struct ConfigurationLoader: Sendable {
             config.upstreams = list
         }
         config.prices = file.prices
+        config.aliases = file.aliases
         try Self.validate(config)
         return config
     }
@@ -73,6 +74,7 @@ public struct ConfigurationLoader: Sendable {
         var options: [String: String] = [:]
         var upstreams: [UpstreamEndpoint]?
         var prices: [String: ModelPrice] = [:]
+        var aliases: [String: String] = [:]
     }
 
     private func readDotEnv() throws(ConfigurationError) -> [String: String] {
@@ -101,6 +103,7 @@ public struct ConfigurationLoader: Sendable {
         var out: [String: String] = [:]
         var upstreams: [UpstreamEndpoint]?
         var prices: [String: ModelPrice] = [:]
+        var aliases: [String: String] = [:]
         for (key, value) in map {
             let name = key.replacingOccurrences(of: "_", with: "-")
             if name == "upstreams" {
@@ -109,6 +112,10 @@ public struct ConfigurationLoader: Sendable {
             }
             if name == "prices" {
                 prices = try parsePrices(value, path: path)
+                continue
+            }
+            if name == "aliases" {
+                aliases = try parseAliases(value, path: path)
                 continue
             }
             if fileOnlyKeys.contains(name) { continue }
@@ -121,7 +128,7 @@ public struct ConfigurationLoader: Sendable {
             default: out[name] = "\(value)"
             }
         }
-        return ConfigFile(options: out, upstreams: upstreams, prices: prices)
+        return ConfigFile(options: out, upstreams: upstreams, prices: prices, aliases: aliases)
     }
 
     /// `prices: {model: {input: USD per 1M tokens, output: USD per 1M tokens}}`.
@@ -144,6 +151,24 @@ public struct ConfigurationLoader: Sendable {
                 throw ConfigurationError("prices.\(model) in \(path) needs input and output: USD per million tokens, >= 0")
             }
             out[model] = ModelPrice(inputPerMillion: input, outputPerMillion: output)
+        }
+        return out
+    }
+
+    /// `aliases: {gpt-4o-mini: llama3.2}`: the name a client sends → the model actually served.
+    static func parseAliases(_ value: Any, path: String) throws(ConfigurationError) -> [String: String] {
+        guard let map = value as? [String: Any] else {
+            throw ConfigurationError("'aliases' in \(path) must map model names clients send to the models served")
+        }
+        var out: [String: String] = [:]
+        for (alias, target) in map {
+            guard let target = target as? String, !target.isEmpty, !alias.isEmpty else {
+                throw ConfigurationError("aliases.\(alias) in \(path) must name a model")
+            }
+            out[alias] = target
+        }
+        for (alias, target) in out where out[target] != nil {
+            throw ConfigurationError("aliases.\(alias) in \(path) points at '\(target)', itself an alias: aliases do not chain")
         }
         return out
     }
@@ -314,6 +339,7 @@ extension GatewayConfiguration {
             "tls_cert": tlsCert.map { .string($0) } ?? .null, "tls_key": tlsKey.map { .string($0) } ?? .null,
             "shutdown_grace": .string("\(shutdownGrace)"), "retention_days": .int(retentionDays),
             "reference_model": .string(referenceModel),
+            "aliases": .object(aliases.mapValues { .string($0) }),
             "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),
         ]
     }

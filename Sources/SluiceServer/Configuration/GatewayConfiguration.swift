@@ -45,6 +45,8 @@ public struct GatewayConfiguration: Sendable {
     public var referenceModel = "gpt-4o-mini"
     /// Price overrides from the config file, by model name.
     public var prices: [String: ModelPrice] = [:]
+    /// Model names clients may use for another model (`gpt-4o-mini: llama3.2`), from the config file.
+    public var aliases: [String: String] = [:]
 
     public init() {}
 

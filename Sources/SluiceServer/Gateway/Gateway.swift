@@ -16,12 +16,16 @@ public struct Gateway: Sendable {
     let cache: ResponseCache?
     let cacheScope: GatewayConfiguration.CacheScope
     let cacheDeterministicOnly: Bool
+    /// Model names clients may use for another model, e.g. `gpt-4o-mini` → `llama3.2`.
+    let aliases: [String: String]
+    /// Breakers and in-flight counts that route each attempt.
+    let pool: UpstreamPool
     let now: @Sendable () -> Double
 
     public init(
         upstreams: [any UpstreamProvider], metrics: GatewayMetrics, maxBodyBytes: Int, cache: ResponseCache? = nil,
         cacheScope: GatewayConfiguration.CacheScope = .global, cacheDeterministicOnly: Bool = false,
-        now: @escaping @Sendable () -> Double
+        aliases: [String: String] = [:], now: @escaping @Sendable () -> Double
     ) {
         precondition(!upstreams.isEmpty, "a gateway needs at least one upstream")
         self.upstreams = upstreams
@@ -30,6 +34,8 @@ public struct Gateway: Sendable {
         self.cache = cache
         self.cacheScope = cacheScope
         self.cacheDeterministicOnly = cacheDeterministicOnly
+        self.aliases = aliases
+        self.pool = UpstreamPool(upstreams: upstreams, metrics: metrics, now: now)
         self.now = now
     }
 
@@ -53,40 +59,46 @@ public struct Gateway: Sendable {
 
     func chatCompletions(_ request: Request, context: SluiceRequestContext) async throws -> Response {
         context.trace.update { $0.route = "/v1/chat/completions" }
-        let body = try await collectBody(request)
-        let chat = try RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: body)
+        var body = try await collectBody(request)
+        var chat = try RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: body)
+        let requested = chat.model
+        try applyAlias(to: &chat.model, body: &body)
         let call = Call(
             route: "/v1/chat/completions", cacheFamily: "chat", format: .openAIChat, body: body, model: chat.model,
             streaming: chat.isStreaming, includeUsage: chat.includeUsage,
             cacheable: (chat.n ?? 1) == 1 && deterministicEnough(temperature: chat.temperature, seed: chat.seed), idPrefix: "chatcmpl")
-        return try await serve(call, request: request, context: context) { upstream, identity in
+        return try await serve(call, requestedModel: requested, request: request, context: context) { [chat, body] upstream, identity in
             try await upstream.chatCompletions(chat, rawBody: body, identity: identity, logger: context.logger)
         }
     }
 
     func completions(_ request: Request, context: SluiceRequestContext) async throws -> Response {
         context.trace.update { $0.route = "/v1/completions" }
-        let body = try await collectBody(request)
-        let completion = try RequestDecoding.decodeValidated(CompletionRequest.self, from: body)
+        var body = try await collectBody(request)
+        var completion = try RequestDecoding.decodeValidated(CompletionRequest.self, from: body)
+        let requested = completion.model
+        try applyAlias(to: &completion.model, body: &body)
         let call = Call(
             route: "/v1/completions", cacheFamily: "completion", format: .openAICompletion, body: body, model: completion.model,
             streaming: completion.isStreaming, includeUsage: completion.includeUsage,
             cacheable: (completion.n ?? 1) == 1 && completion.prompt.values.count == 1
                 && deterministicEnough(temperature: completion.temperature, seed: completion.seed),
             idPrefix: "cmpl")
-        return try await serve(call, request: request, context: context) { upstream, identity in
+        return try await serve(call, requestedModel: requested, request: request, context: context) { [completion, body] upstream, identity in
             try await upstream.completions(completion, rawBody: body, identity: identity, logger: context.logger)
         }
     }
 
     func embeddings(_ request: Request, context: SluiceRequestContext) async throws -> Response {
         context.trace.update { $0.route = "/v1/embeddings" }
-        let body = try await collectBody(request)
-        let embeddings = try RequestDecoding.decodeValidated(EmbeddingsRequest.self, from: body)
+        var body = try await collectBody(request)
+        var embeddings = try RequestDecoding.decodeValidated(EmbeddingsRequest.self, from: body)
+        let requested = embeddings.model
+        try applyAlias(to: &embeddings.model, body: &body)
         let call = Call(
             route: "/v1/embeddings", cacheFamily: "embeddings", format: nil, body: body, model: embeddings.model,
             streaming: false, includeUsage: false, cacheable: true, idPrefix: "embd")
-        return try await serve(call, request: request, context: context) { upstream, _ in
+        return try await serve(call, requestedModel: requested, request: request, context: context) { [embeddings, body] upstream, _ in
             try await upstream.embeddings(embeddings, rawBody: body, logger: context.logger)
         }
     }
@@ -122,7 +134,7 @@ public struct Gateway: Sendable {
 
     /// `llama3.2` and `llama3.2:latest` name the same Ollama model.
     static func sameModel(_ a: String, _ b: String) -> Bool {
-        a == b || a == b + ":latest" || b == a + ":latest"
+        UpstreamChooser.sameModel(a, b)
     }
 
     // MARK: Ollama native API
@@ -153,16 +165,18 @@ public struct Gateway: Sendable {
             }
             return relay(reply, call: nil, upstream: upstream, ticket: nil, context: context)
         }
-        let body = try await collectBody(request)
+        var body = try await collectBody(request)
         let probe: NativeProbe = try RequestDecoding.decode(NativeProbe.self, from: body)
         let streams = streamsByDefault && (probe.stream ?? true)
-        guard let model = probe.model, !model.isEmpty else { throw APIError.missingField("model") }
+        guard let requested = probe.model, !requested.isEmpty else { throw APIError.missingField("model") }
+        var model = requested
+        try applyAlias(to: &model, body: &body)
         let format = Self.nativeFormats[path]
         let call = Call(
             route: path, cacheFamily: "native:" + path, format: format ?? nil, body: body, model: model, streaming: streams,
             includeUsage: false, cacheable: format != nil && deterministicEnough(temperature: probe.options?.temperature, seed: probe.options?.seed),
             idPrefix: "native")
-        return try await serve(call, request: request, context: context) { upstream, _ in
+        return try await serve(call, requestedModel: requested, request: request, context: context) { [body] upstream, _ in
             try await upstream.native(NativeRequest(method: method, path: path, body: body, streams: streams), logger: context.logger)
         }
     }
@@ -171,16 +185,19 @@ public struct Gateway: Sendable {
 
     /// The one path every generating call takes: cache lookup, coalescing, upstream call, relay, cache fill.
     func serve(
-        _ call: Call, request: Request, context: SluiceRequestContext,
+        _ call: Call, requestedModel: String, request: Request, context: SluiceRequestContext,
         _ fetch: (any UpstreamProvider, ResponseIdentity) async throws -> UpstreamReply
     ) async throws -> Response {
-        let upstream = try self.upstream(for: call.model, context: context, stream: call.streaming)
+        let servers = try self.servers(for: call.model, requested: requestedModel, context: context, stream: call.streaming)
         let identity = newIdentity(prefix: call.idPrefix)
         var ticket: CacheTicket?
         if let cache, call.cacheable, let policy = CachePolicy(request.headers[.cacheControl]), policy.reads || policy.writes {
             let scope = cacheScope == .key ? context.trace.snapshot.keyID : nil
             guard let parsed = try? JSONDecoder().decode(JSONValue.self, from: call.body) else { throw APIError.invalidJSON("the request body is not valid JSON.") }
-            let key = CacheKey.make(family: call.cacheFamily, upstream: upstream.endpoint.name, body: parsed, scope: scope)
+            // Keyed by the set of upstreams that may answer, not the one picked: the pick varies per request,
+            // the answer's source does not (a single upstream keeps its old key).
+            let route = servers.map { upstreams[$0].endpoint.name }.joined(separator: ",")
+            let key = CacheKey.make(family: call.cacheFamily, upstream: route, body: parsed, scope: scope)
             // A follower waits for the leader, then finds its answer in the cache; if the leader failed,
             // the follower tries to lead in turn, a bounded number of times.
             for _ in 0..<3 {
@@ -194,7 +211,7 @@ public struct Gateway: Sendable {
             }
         }
         do {
-            let reply = try await measured(upstream) { try await fetch($0, identity) }
+            let (reply, upstream) = try await fetchWithRetries(call, servers: servers.count, context: context) { try await fetch($0, identity) }
             var response = relay(reply, call: call, upstream: upstream, ticket: ticket, context: context)
             if cache != nil { response.headers[.xCache] = "MISS" }
             return response
@@ -246,22 +263,78 @@ public struct Gateway: Sendable {
         !cacheDeterministicOnly || seed != nil || temperature == 0
     }
 
-    /// The upstream that serves `model`: the first that lists it, else the first that lists nothing.
-    func upstream(for model: String, context: SluiceRequestContext, stream: Bool) throws -> any UpstreamProvider {
-        if case .key(let record) = context.identity, !record.allowedModels.contains(where: { Self.sameModel($0, model) }), !record.allowedModels.isEmpty {
-            context.trace.update { $0.model = model }
-            throw APIError.modelNotAllowed(model)
-        }
-        let chosen =
-            upstreams.first { $0.endpoint.models.contains { Self.sameModel($0, model) } }
-            ?? upstreams.first { $0.endpoint.models.isEmpty }
+    /// Checks the key may use `model` and returns the indices of the upstreams serving it.
+    ///
+    /// `requested` is the name the client sent; a key allowed either it or the alias's target may use it.
+    func servers(for model: String, requested: String, context: SluiceRequestContext, stream: Bool) throws -> [Int] {
         context.trace.update {
             $0.model = model
             $0.stream = stream
-            $0.upstream = chosen?.endpoint.name
         }
-        guard let chosen else { throw APIError.modelNotFound(model) }
-        return chosen
+        if case .key(let record) = context.identity, !record.allowedModels.isEmpty,
+            !record.allowedModels.contains(where: { Self.sameModel($0, model) || Self.sameModel($0, requested) })
+        {
+            throw APIError.modelNotAllowed(requested)
+        }
+        let servers = pool.servers(of: model)
+        guard !servers.isEmpty else { throw APIError.modelNotFound(requested) }
+        return servers
+    }
+
+    /// Rewrites an aliased model name, in the decoded request and in the body forwarded as is.
+    func applyAlias(to model: inout String, body: inout ByteBuffer) throws {
+        guard let target = aliases[model] ?? aliases.first(where: { Self.sameModel($0.key, model) })?.value else { return }
+        model = target
+        // The OpenAI and native pass-throughs send these bytes upstream, so the name must change there too.
+        guard case .object(var members)? = try? JSONDecoder().decode(JSONValue.self, from: body) else {
+            throw APIError.invalidJSON("the request body is not valid JSON.")
+        }
+        members["model"] = .string(target)
+        body = try WireJSON.encoder().encodeAsByteBuffer(JSONValue.object(members), allocator: ByteBufferAllocator())
+    }
+
+    /// Error codes meaning the upstream itself failed (unreachable, 5xx, timeout): worth another upstream.
+    static let retryableCodes: Set<String> = ["upstream_unavailable", "upstream_error", "upstream_timeout"]
+
+    /// Calls the upstreams serving the call's model until one answers, at most `min(servers, 3)` attempts.
+    ///
+    /// Only failures of `fetch` itself are retried, i.e. before any byte reached the client: once a reply is
+    /// returned (a stream included) it is the client's. Client errors (4xx) are final.
+    func fetchWithRetries(
+        _ call: Call, servers: Int, context: SluiceRequestContext,
+        _ fetch: (any UpstreamProvider) async throws -> UpstreamReply
+    ) async throws -> (UpstreamReply, any UpstreamProvider) {
+        let attempts = min(servers, 3)
+        var tried = Set<Int>()
+        var lastError: (any Error)?
+        while tried.count < attempts {
+            guard let index = pool.acquire(model: call.model, excluding: tried, failOpen: tried.isEmpty) else { break }
+            if !tried.isEmpty {
+                // Jittered pause so retries of many requests do not land on the next upstream in lockstep.
+                try await Task.sleep(for: .milliseconds(Int.random(in: 10...50)))
+            }
+            tried.insert(index)
+            let upstream = upstreams[index]
+            context.trace.update { $0.upstream = upstream.endpoint.name }
+            do {
+                let reply = try await measured(upstream, fetch)
+                pool.release(index, outcome: .success)
+                return (reply, upstream)
+            } catch let error as APIError where Self.retryableCodes.contains(error.code) {
+                pool.release(index, outcome: .failure)
+                lastError = error
+                if tried.count < attempts {
+                    context.logger.warning(
+                        "upstream failed before answering; retrying on another",
+                        metadata: ["upstream": .string(upstream.endpoint.name), "code": .string(error.code)])
+                }
+            } catch {
+                // A 4xx is the request's fault, a cancellation the client's: neither says the upstream is unwell.
+                pool.release(index, outcome: .neutral)
+                throw error
+            }
+        }
+        throw lastError ?? APIError.noUpstream()
     }
 
     /// Runs an upstream call, timing it and counting its server-side failures.

@@ -39,6 +39,11 @@ public final class GatewayMetrics: Sendable {
             .recordNanoseconds(nanoseconds)
     }
 
+    /// Breaker state of one upstream: 0 closed, 1 half-open, 2 open.
+    func upstreamState(upstream: String, state: Int) {
+        Gauge(label: "sluice_upstream_state", dimensions: [("upstream", upstream)], factory: factory).record(state)
+    }
+
     func tokens(model: String, prompt: Int, completion: Int) {
         Counter(label: "sluice_tokens_total", dimensions: [("model", model), ("kind", "prompt")], factory: factory).increment(by: prompt)
         Counter(label: "sluice_tokens_total", dimensions: [("model", model), ("kind", "completion")], factory: factory).increment(by: completion)

@@ -8,6 +8,8 @@ import SluiceUpstream
 /// `/healthz`, `/readyz` and `/metrics`.
 struct OperationsRoutes {
     let upstreams: [any UpstreamProvider]
+    /// Whose breaker states `/readyz` reports.
+    let pool: UpstreamPool
     let metrics: GatewayMetrics
     /// A probe slower than this counts as failed, so `/readyz` answers promptly.
     let probeTimeout: Duration
@@ -22,6 +24,8 @@ struct OperationsRoutes {
         var kind: String
         var ok: Bool
         var error: String?
+        /// The circuit breaker: `closed`, `half_open` or `open`.
+        var state: String
     }
 
     struct Readiness: Codable, Sendable {
@@ -48,7 +52,8 @@ struct OperationsRoutes {
                 .response(status: ready ? .ok : .serviceUnavailable)
         }
         router.get("metrics") { _, _ in
-            Response(
+            pool.refreshGauges()
+            return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
         }
@@ -59,13 +64,17 @@ struct OperationsRoutes {
             for (i, upstream) in upstreams.enumerated() {
                 group.addTask {
                     let endpoint = upstream.endpoint
+                    // The probe only observes: breakers move on real traffic, so a probe cannot close one early.
+                    func status(ok: Bool, error: String? = nil) -> UpstreamStatus {
+                        UpstreamStatus(name: endpoint.name, kind: endpoint.kind.rawValue, ok: ok, error: error, state: pool.state(of: i).name)
+                    }
                     do {
                         try await withDeadline(probeTimeout) { try await upstream.probe(logger: logger) }
-                        return (i, UpstreamStatus(name: endpoint.name, kind: endpoint.kind.rawValue, ok: true))
+                        return (i, status(ok: true))
                     } catch let error as APIError {
-                        return (i, UpstreamStatus(name: endpoint.name, kind: endpoint.kind.rawValue, ok: false, error: error.code))
+                        return (i, status(ok: false, error: error.code))
                     } catch {
-                        return (i, UpstreamStatus(name: endpoint.name, kind: endpoint.kind.rawValue, ok: false, error: "upstream_timeout"))
+                        return (i, status(ok: false, error: "upstream_timeout"))
                     }
                 }
             }

@@ -1,0 +1,60 @@
+/// Picks the upstream for one attempt of a request, from a snapshot of the upstreams' state.
+public enum UpstreamChooser {
+    /// What the chooser needs to know about one upstream.
+    public struct Candidate: Sendable, Equatable {
+        /// Models served; empty means any.
+        public var models: [String]
+        public var weight: Int
+        public var inFlight: Int
+        /// False when its breaker refuses traffic.
+        public var admitted: Bool
+
+        public init(models: [String], weight: Int = 1, inFlight: Int = 0, admitted: Bool = true) {
+            self.models = models
+            self.weight = weight
+            self.inFlight = inFlight
+            self.admitted = admitted
+        }
+    }
+
+    /// `llama3.2` and `llama3.2:latest` name the same Ollama model.
+    public static func sameModel(_ a: String, _ b: String) -> Bool {
+        a == b || a == b + ":latest" || b == a + ":latest"
+    }
+
+    public static func serves(_ models: [String], model: String) -> Bool {
+        models.isEmpty || models.contains { sameModel($0, model) }
+    }
+
+    /// Indices of the upstreams that serve `model`: those listing it, else those listing nothing.
+    ///
+    /// An explicit listing wins over a catch-all, so a model pinned to one upstream never lands elsewhere.
+    public static func servers(of model: String, in candidates: [Candidate]) -> [Int] {
+        let listing = candidates.indices.filter { candidates[$0].models.contains { sameModel($0, model) } }
+        return listing.isEmpty ? candidates.indices.filter { candidates[$0].models.isEmpty } : listing
+    }
+
+    /// The index of the upstream to try next, or nil when none is left.
+    ///
+    /// Among untried servers of the model whose breaker admits traffic, the least loaded per unit of weight
+    /// (`inFlight / weight`) are kept, and one of them is drawn at random in proportion to its weight: idle
+    /// upstreams share traffic by weight, busy ones shed it to idle ones.
+    public static func choose(
+        model: String, candidates: [Candidate], excluding tried: Set<Int>, using rng: inout some RandomNumberGenerator
+    ) -> Int? {
+        let open = servers(of: model, in: candidates).filter { !tried.contains($0) && candidates[$0].admitted }
+        guard !open.isEmpty else { return nil }
+        func weight(_ i: Int) -> Int { max(1, candidates[i].weight) }
+        // Compared by cross-multiplication: a / wa < b / wb without floating point.
+        func lessLoaded(_ a: Int, _ b: Int) -> Bool { candidates[a].inFlight * weight(b) < candidates[b].inFlight * weight(a) }
+        let least = open.min(by: lessLoaded)!
+        let tied = open.filter { !lessLoaded(least, $0) }
+        let total = tied.reduce(0) { $0 + weight($1) }
+        var draw = Int(rng.next(upperBound: UInt64(total)))
+        for i in tied {
+            if draw < weight(i) { return i }
+            draw -= weight(i)
+        }
+        return tied.last
+    }
+}
