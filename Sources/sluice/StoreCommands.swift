@@ -73,16 +73,7 @@ struct ListKeys: AsyncParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let rows = keys.map { key -> JSONValue in
-                .object([
-                    "id": .string(key.id), "name": .string(key.name), "prefix": .string(key.prefix),
-                    "created_at": .double(key.createdAt), "last_used_at": key.lastUsedAt.map { .double($0) } ?? .null,
-                    "expires_at": key.expiresAt.map { .double($0) } ?? .null, "models": .array(key.allowedModels.map { .string($0) }),
-                    "rpm": key.rpm.map { .int($0) } ?? .null, "tpm": key.tpm.map { .int($0) } ?? .null,
-                    "budget_usd": key.budgetUSD.map { .double($0) } ?? .null, "revoked": .bool(key.revoked),
-                ])
-            }
-            print(String(decoding: try encoder.encode(JSONValue.array(rows)), as: UTF8.self))
+            print(String(decoding: try encoder.encode(keys.map { APIKeyView($0) }), as: UTF8.self))
             return
         }
         let now = Date().timeIntervalSince1970

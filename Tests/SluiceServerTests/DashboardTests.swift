@@ -218,7 +218,7 @@ struct DashboardRouteTests {
                 headers: [.cookie: cookie, .contentType: "application/json", .sluiceCSRF: "1"], body: create
             ) { response in
                 #expect(response.status == .created)
-                let created = try JSONDecoder().decode(AdminRoutes.KeyView.self, from: response.body)
+                let created = try JSONDecoder().decode(APIKeyView.self, from: response.body)
                 #expect(created.key?.hasPrefix("sk-sluice-") == true)
                 return created.id
             }

@@ -14,48 +14,6 @@ struct AdminRoutes {
 
     static let paths: Set<String> = ["/admin/keys", "/admin/usage", "/admin/usage/recent", "/admin/config"]
 
-    /// A key as the admin API shows it: never the secret or its hash.
-    struct KeyView: Codable, Sendable {
-        var id: String
-        var name: String
-        var prefix: String
-        var createdAt: Double
-        var lastUsedAt: Double?
-        var expiresAt: Double?
-        var models: [String]
-        var rpm: Int?
-        var tpm: Int?
-        var budgetUSD: Double?
-        var revoked: Bool
-        /// Only in the answer to the request that created the key.
-        var key: String?
-
-        enum CodingKeys: String, CodingKey {
-            case id, name, prefix
-            case createdAt = "created_at"
-            case lastUsedAt = "last_used_at"
-            case expiresAt = "expires_at"
-            case models, rpm, tpm
-            case budgetUSD = "budget_usd"
-            case revoked, key
-        }
-
-        init(_ record: APIKeyRecord, secret: String? = nil) {
-            id = record.id
-            name = record.name
-            prefix = record.prefix
-            createdAt = record.createdAt
-            lastUsedAt = record.lastUsedAt
-            expiresAt = record.expiresAt
-            models = record.allowedModels
-            rpm = record.rpm
-            tpm = record.tpm
-            budgetUSD = record.budgetUSD
-            revoked = record.revoked
-            key = secret
-        }
-    }
-
     /// The body of `POST /admin/keys`.
     struct CreateKey: Decodable {
         var name: String
@@ -74,7 +32,7 @@ struct AdminRoutes {
     }
 
     struct KeyList: Codable {
-        var data: [KeyView]
+        var data: [APIKeyView]
     }
 
     struct RecordList: Codable {
@@ -84,7 +42,7 @@ struct AdminRoutes {
     func addRoutes(to group: RouterGroup<SluiceRequestContext>) {
         group.get("keys") { _, _ in
             let keys = try await requireStore().listKeys()
-            return try JSONResponse(KeyList(data: keys.map { KeyView($0) })).response(status: .ok)
+            return try JSONResponse(KeyList(data: keys.map { APIKeyView($0) })).response(status: .ok)
         }
         group.post("keys") { request, context in
             var request = request
@@ -93,7 +51,7 @@ struct AdminRoutes {
             let issued = try issue(create)
             try await requireStore().insertKey(issued.record)
             context.logger.notice("API key created", metadata: ["key_id": .string(issued.record.id)])
-            return try JSONResponse(KeyView(issued.record, secret: issued.secret)).response(status: .created)
+            return try JSONResponse(APIKeyView(issued.record, secret: issued.secret)).response(status: .created)
         }
         group.delete("keys/{id}") { _, context in
             let id = try context.parameters.require("id")

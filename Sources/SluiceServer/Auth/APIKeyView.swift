@@ -1,0 +1,44 @@
+import SluiceCore
+
+/// A key as the admin API and `sluice keys list --json` show it: never the secret or its hash.
+public struct APIKeyView: Codable, Sendable {
+    public var id: String
+    public var name: String
+    public var prefix: String
+    public var createdAt: Double
+    public var lastUsedAt: Double?
+    public var expiresAt: Double?
+    public var models: [String]
+    public var rpm: Int?
+    public var tpm: Int?
+    public var budgetUSD: Double?
+    public var revoked: Bool
+    /// Only in the answer to the request that created the key.
+    public var key: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, prefix
+        case createdAt = "created_at"
+        case lastUsedAt = "last_used_at"
+        case expiresAt = "expires_at"
+        case models, rpm, tpm
+        case budgetUSD = "budget_usd"
+        case revoked, key
+    }
+
+    public init(_ record: APIKeyRecord, secret: String? = nil) {
+        id = record.id
+        name = record.name
+        prefix = record.prefix
+        createdAt = record.createdAt
+        lastUsedAt = record.lastUsedAt
+        expiresAt = record.expiresAt
+        models = record.allowedModels
+        rpm = record.rpm
+        tpm = record.tpm
+        budgetUSD = record.budgetUSD
+        revoked = record.revoked
+        key = secret
+    }
+}
+
