@@ -139,3 +139,32 @@ import Testing
         }
     }
 }
+
+@Suite("Usage estimates")
+struct UsageEstimateTests {
+    static let stream = """
+        data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant"}}]}
+
+        data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hel"}}]}
+
+        data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"lo"}}]}
+
+        data: [DONE]
+
+
+        """
+
+    @Test func aPassthroughStreamWithoutUsageEstimatesOneTokenPerContentChunk() throws {
+        var translator = OpenAIStreamPassthrough()
+        _ = try run(&translator, Self.stream, pieceSize: 9)
+        #expect(translator.usage == nil)
+        #expect(translator.estimatedCompletionTokens == 2)
+    }
+
+    @Test func noEstimateForAnUnfinishedStream() throws {
+        var translator = OpenAIStreamPassthrough()
+        var out = ByteBuffer()
+        try translator.translate(ByteBuffer(string: String(Self.stream.prefix(200))), into: &out)
+        #expect(translator.estimatedCompletionTokens == nil)
+    }
+}

@@ -112,3 +112,26 @@ def test_usage_command_rejects_bad_arguments(procs, tmp_path):
     done = procs.run_sluice("usage", "--by", "colour", "--database", f"sqlite:{tmp_path / 'x.db'}")
     assert done.returncode == 2
     assert "--by" in done.stderr
+
+
+def test_streams_without_a_usage_chunk_are_estimated_and_flagged(procs, tmp_path):
+    mock = procs.start_mock()
+    database = f"sqlite:{tmp_path / 'estimate.db'}"
+    gateway = procs.start_gateway(
+        upstream=mock.url, args=["--upstream-kind", "openai", "--database", database, "--master-key", MASTER])
+    auth = {"authorization": f"Bearer {MASTER}"}
+    with httpx.stream("POST", f"{gateway.v1}/chat/completions", headers=auth,
+                      json=chat_body(f"estimate {nonce()}", stream=True)) as s:
+        assert s.status_code == 200
+        text = s.read().decode()
+    assert '"usage"' not in text or '"usage":null' in text.replace(" ", "")
+
+    from e2e_support import wait_until
+
+    def record():
+        data = httpx.get(f"{gateway.url}/admin/usage/recent", params={"limit": 5}, headers=auth).json()["data"]
+        return next((r for r in data if r["route"] == "/v1/chat/completions"), None)
+
+    found = wait_until(record, "the streamed request's usage record")
+    assert found["tokens_estimated"] is True
+    assert found["completion_tokens"] > 0 and found["prompt_tokens"] > 0

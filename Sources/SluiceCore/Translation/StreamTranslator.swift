@@ -17,6 +17,12 @@ public protocol StreamTranslator: Sendable {
     mutating func finish(into output: inout ByteBuffer) throws(APIError)
     /// The bytes that end a client stream which failed after it started.
     func failureFrame(for error: APIError) -> ByteBuffer
+    /// Completion tokens guessed from the stream when the upstream reported no usage; nil when it cannot guess.
+    var estimatedCompletionTokens: Int? { get }
+}
+
+extension StreamTranslator {
+    public var estimatedCompletionTokens: Int? { nil }
 }
 
 /// Failure frame of OpenAI-style SSE streams: an `error` event with the error body, and no `[DONE]`.
@@ -227,8 +233,13 @@ public struct OpenAIStreamPassthrough: StreamTranslator {
     public private(set) var usage: Usage?
     private var decoder = SSEDecoder()
     private var complete = false
+    /// Data chunks passed through; OpenAI-style servers send about one token per chunk.
+    private var chunks = 0
 
     public init() {}
+
+    /// One token per chunk, less the opening role-only chunk: a rough count, recorded as estimated.
+    public var estimatedCompletionTokens: Int? { complete && usage == nil ? max(0, chunks - 1) : nil }
 
     private struct UsageProbe: Decodable {
         var usage: Usage?
@@ -246,7 +257,10 @@ public struct OpenAIStreamPassthrough: StreamTranslator {
         for event in events {
             if event.data == "[DONE]" || event.event == "error" {
                 complete = true
-            } else if event.data.contains("\"usage\""),
+                continue
+            }
+            chunks += 1
+            if event.data.contains("\"usage\""),
                 let probe = try? JSONDecoder().decode(UsageProbe.self, from: Data(event.data.utf8)), let u = probe.usage
             {
                 usage = u

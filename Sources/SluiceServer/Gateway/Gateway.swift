@@ -383,8 +383,10 @@ public struct Gateway: Sendable {
             return Response(
                 status: .ok,
                 headers: [.contentType: stream.translator.contentType, .cacheControl: "no-cache", .xAccelBuffering: "no"],
-                body: .init { writer in
-                    try await relayStream(stream, upstream: upstream, collector: collector, ticket: ticket, context: context, writer: &writer)
+                body: .init { [promptBytes = call?.body.readableBytes ?? 0] writer in
+                    try await relayStream(
+                        stream, upstream: upstream, collector: collector, ticket: ticket, promptBytes: promptBytes, context: context,
+                        writer: &writer)
                 })
         }
     }
@@ -393,7 +395,7 @@ public struct Gateway: Sendable {
     /// so the client's pace is the upstream's pace (backpressure) and nothing is buffered whole.
     func relayStream(
         _ stream: UpstreamStream, upstream: any UpstreamProvider, collector: AnswerCollector?, ticket: CacheTicket?,
-        context: SluiceRequestContext, writer: inout any ResponseBodyWriter
+        promptBytes: Int, context: SluiceRequestContext, writer: inout any ResponseBodyWriter
     ) async throws {
         metrics.streamsInFlight.increment()
         defer { metrics.streamsInFlight.decrement() }
@@ -445,6 +447,14 @@ public struct Gateway: Sendable {
             if failure != nil || chunk == nil { break }
         }
         context.trace.update { $0.usage = translator.usage }
+        if failure == nil, translator.usage == nil, let completion = translator.estimatedCompletionTokens {
+            // No usage chunk (the client did not ask for one): account an estimate, flagged as such, rather
+            // than zero. About four bytes of request JSON per prompt token.
+            context.trace.update {
+                $0.usage = Usage(promptTokens: promptBytes / 4, completionTokens: completion)
+                $0.tokensEstimated = true
+            }
+        }
         if let failure {
             metrics.upstreamError(upstream: upstream.endpoint.name, code: failure.code)
             context.trace.update {

@@ -13,6 +13,8 @@ public final class RequestTrace: Sendable {
         public var upstream: String?
         public var stream = false
         public var usage: Usage?
+        /// True when `usage` was estimated because the upstream reported none.
+        public var tokensEstimated = false
         public var errorCode: String?
         /// Set when a stream ended abnormally after its 200 status was sent.
         public var streamFailed = false

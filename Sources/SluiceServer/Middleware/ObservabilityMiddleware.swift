@@ -64,6 +64,7 @@ public struct ObservabilityMiddleware: RouterMiddleware {
                     clientIP: context.clientIP, route: route, model: fields.model, upstream: fields.upstream,
                     status: recordedStatus, errorCode: fields.errorCode, stream: fields.stream, cacheHit: fields.cacheHit,
                     promptTokens: fields.usage?.promptTokens ?? 0, completionTokens: fields.usage?.completionTokens ?? 0,
+                    tokensEstimated: fields.tokensEstimated,
                     latencyMs: elapsed.milliseconds, timeToFirstTokenMs: fields.firstByteAt.map { ($0 - start).milliseconds }))
         }
         return response
