@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import shutil
 import stat
 import subprocess
@@ -205,10 +206,11 @@ def test_https_round_trip(procs, tmp_path):
         None, None,
     ).start()
     url = f"https://127.0.0.1:{port}"
-    wait_until(lambda: httpx.get(f"{url}/healthz", verify=str(cert)).status_code == 200, "the HTTPS listener",
+    trust = ssl.create_default_context(cafile=str(cert))
+    wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, "the HTTPS listener",
                on_timeout=proc.logs)
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0,
-                           http_client=httpx.Client(verify=str(cert)))
+                           http_client=httpx.Client(verify=trust))
     reply = client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": nonce()}])
     assert reply.choices[0].message.content
     with pytest.raises(httpx.HTTPError):
