@@ -24,6 +24,25 @@ public struct UsageRecord: Sendable, Equatable, Codable {
     /// Cost avoided: by a cache hit, or by running locally instead of on the reference model.
     public var savedUSD: Double
 
+    /// Snake case, as DESIGN.md names the fields and the admin API and dashboard read them.
+    enum CodingKeys: String, CodingKey {
+        case id, time
+        case requestID = "request_id"
+        case keyID = "key_id"
+        case clientIP = "client_ip"
+        case route, model, upstream, status
+        case errorCode = "error_code"
+        case stream
+        case cacheHit = "cache_hit"
+        case promptTokens = "prompt_tokens"
+        case completionTokens = "completion_tokens"
+        case tokensEstimated = "tokens_estimated"
+        case latencyMs = "latency_ms"
+        case timeToFirstTokenMs = "time_to_first_token_ms"
+        case costUSD = "cost_usd"
+        case savedUSD = "saved_usd"
+    }
+
     public init(
         id: String, time: Double, requestID: String, keyID: String? = nil, clientIP: String? = nil, route: String,
         model: String? = nil, upstream: String? = nil, status: Int, errorCode: String? = nil, stream: Bool = false,

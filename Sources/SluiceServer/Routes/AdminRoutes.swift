@@ -36,7 +36,7 @@ struct AdminRoutes {
     }
 
     struct RecordList: Codable {
-        var data: [UsageRecordView]
+        var data: [UsageRecord]
     }
 
     func addRoutes(to group: RouterGroup<SluiceRequestContext>) {
@@ -71,7 +71,7 @@ struct AdminRoutes {
             let (query, _) = try usageQuery(parameters)
             let limit = parameters["limit"].flatMap { Int($0) }.map { min(max($0, 1), 1000) } ?? 100
             let records = try await requireStore().recentUsage(query, limit: limit)
-            return try JSONResponse(RecordList(data: records.map(UsageRecordView.init))).response(status: .ok)
+            return try JSONResponse(RecordList(data: records)).response(status: .ok)
         }
         group.get("config") { _, _ in
             try JSONResponse(JSONValue.object(configuration.redactedSummary)).response(status: .ok)
@@ -125,68 +125,5 @@ struct AdminRoutes {
         let query = UsageQuery(
             since: since, until: until, keyID: parameters["key"].map(String.init), model: parameters["model"].map(String.init))
         return (query, grouping)
-    }
-}
-
-/// A usage record with snake_case fields, as the admin API and dashboard read it.
-struct UsageRecordView: Codable, Sendable {
-    var id: String
-    var time: Double
-    var requestID: String
-    var keyID: String?
-    var clientIP: String?
-    var route: String
-    var model: String?
-    var upstream: String?
-    var status: Int
-    var errorCode: String?
-    var stream: Bool
-    var cacheHit: Bool
-    var promptTokens: Int
-    var completionTokens: Int
-    var tokensEstimated: Bool
-    var latencyMs: Double
-    var timeToFirstTokenMs: Double?
-    var costUSD: Double
-    var savedUSD: Double
-
-    enum CodingKeys: String, CodingKey {
-        case id, time
-        case requestID = "request_id"
-        case keyID = "key_id"
-        case clientIP = "client_ip"
-        case route, model, upstream, status
-        case errorCode = "error_code"
-        case stream
-        case cacheHit = "cache_hit"
-        case promptTokens = "prompt_tokens"
-        case completionTokens = "completion_tokens"
-        case tokensEstimated = "tokens_estimated"
-        case latencyMs = "latency_ms"
-        case timeToFirstTokenMs = "time_to_first_token_ms"
-        case costUSD = "cost_usd"
-        case savedUSD = "saved_usd"
-    }
-
-    init(_ r: UsageRecord) {
-        id = r.id
-        time = r.time
-        requestID = r.requestID
-        keyID = r.keyID
-        clientIP = r.clientIP
-        route = r.route
-        model = r.model
-        upstream = r.upstream
-        status = r.status
-        errorCode = r.errorCode
-        stream = r.stream
-        cacheHit = r.cacheHit
-        promptTokens = r.promptTokens
-        completionTokens = r.completionTokens
-        tokensEstimated = r.tokensEstimated
-        latencyMs = r.latencyMs
-        timeToFirstTokenMs = r.timeToFirstTokenMs
-        costUSD = r.costUSD
-        savedUSD = r.savedUSD
     }
 }
