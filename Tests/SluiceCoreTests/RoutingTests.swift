@@ -137,3 +137,74 @@ struct SeededGenerator: RandomNumberGenerator {
         #expect(pick("m", [Candidate(models: [], weight: 0)]) == 0)
     }
 }
+
+@Suite struct LoadSheddingTests {
+    typealias Candidate = UpstreamChooser.Candidate
+
+    func decide(_ candidates: [Candidate], excluding: Set<Int> = [], failOpen: Bool = true, cap: Int) -> UpstreamChooser.Decision {
+        var rng = SeededGenerator(state: 7)
+        return UpstreamChooser.decide(model: "m", candidates: candidates, excluding: excluding, failOpen: failOpen, maxInFlight: cap, using: &rng)
+    }
+
+    @Test func fullUpstreamsAreSkippedThenWaitedFor() {
+        let one = [Candidate(models: [], inFlight: 2), Candidate(models: [], inFlight: 1)]
+        #expect(decide(one, cap: 2) == .send(1))
+        let both = [Candidate(models: [], inFlight: 2), Candidate(models: [], inFlight: 2)]
+        #expect(decide(both, cap: 2) == .wait)
+        #expect(decide(both, cap: 0) != .wait)
+    }
+
+    @Test func nothingLeftIsNoneNotWait() {
+        let full = [Candidate(models: [], inFlight: 1), Candidate(models: ["other"], inFlight: 0)]
+        #expect(decide(full, excluding: [0], cap: 1) == .none)
+        #expect(decide(full, cap: 1) == .wait)
+    }
+
+    @Test func aFullHealthyUpstreamIsWaitedForRatherThanAnUnhealthyOneUsed() {
+        let candidates = [Candidate(models: [], inFlight: 1), Candidate(models: [], inFlight: 0, admitted: false)]
+        #expect(decide(candidates, cap: 1) == .wait)
+        // With every breaker refusing, fail-open still respects the cap.
+        let refused = [Candidate(models: [], inFlight: 1, admitted: false), Candidate(models: [], inFlight: 0, admitted: false)]
+        #expect(decide(refused, cap: 1) == .send(1))
+        #expect(decide(refused, failOpen: false, cap: 1) == .none)
+        let refusedAndFull = [Candidate(models: [], inFlight: 1, admitted: false)]
+        #expect(decide(refusedAndFull, cap: 1) == .wait)
+    }
+
+    @Test func queueIsBoundedAndFirstInFirstOut() {
+        var queue = AdmissionQueue<String>(capacity: 2)
+        let accepted = [queue.enqueue(id: 1, "a"), queue.enqueue(id: 2, "b"), queue.enqueue(id: 3, "c")]
+        #expect(accepted == [true, true, false])
+        #expect(queue.isFull)
+        var slots = 1
+        let served = queue.serve { waiter -> Int? in
+            guard slots > 0 else { return nil }
+            slots -= 1
+            return 0
+        }
+        #expect(served.map(\.waiter) == ["a"])
+        #expect(queue.count == 1)
+        let acceptedAfterServing = queue.enqueue(id: 4, "d")
+        #expect(acceptedAfterServing)
+        let rest = queue.serve { $0 }
+        #expect(rest.map(\.waiter) == ["b", "d"])
+    }
+
+    @Test func aWaiterThatCannotBeServedKeepsItsPlaceWithoutBlockingOthers() {
+        var queue = AdmissionQueue<String>(capacity: 3)
+        for (id, name) in [(1, "other-model"), (2, "a"), (3, "b")] { _ = queue.enqueue(id: UInt64(id), name) }
+        let served = queue.serve { $0 == "other-model" ? nil : $0 }
+        #expect(served.map(\.waiter) == ["a", "b"])
+        #expect(queue.count == 1)
+        let removed = [queue.remove(id: 1), queue.remove(id: 1)]
+        #expect(removed == ["other-model", nil])
+        #expect(queue.count == 0)
+    }
+
+    @Test func zeroCapacityNeverQueues() {
+        var queue = AdmissionQueue<Int>(capacity: 0)
+        #expect(queue.isFull)
+        let accepted = queue.enqueue(id: 1, 1)
+        #expect(!accepted)
+    }
+}

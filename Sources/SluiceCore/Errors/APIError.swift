@@ -119,6 +119,14 @@ extension APIError {
         APIError(status: 503, type: "upstream_error", code: "no_upstream", message: message)
     }
 
+    /// 503 when every upstream that could serve a request is at its in-flight cap and the waiting line is full or
+    /// the wait ran out: the gateway sheds load rather than queue without bound.
+    public static func upstreamOverloaded(retryAfter: Int = 1) -> APIError {
+        APIError(
+            status: 503, type: "server_error", code: "upstream_overloaded",
+            message: "All upstreams serving this model are busy. Retry after \(max(1, retryAfter)) s.", retryAfter: max(1, retryAfter))
+    }
+
     public static func internalError() -> APIError {
         APIError(status: 500, type: "server_error", code: "internal_error", message: "Internal gateway error.")
     }

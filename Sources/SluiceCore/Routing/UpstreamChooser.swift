@@ -58,3 +58,39 @@ public enum UpstreamChooser {
         return tied.last
     }
 }
+
+extension UpstreamChooser {
+    /// What a request should do about its next attempt.
+    public enum Decision: Sendable, Equatable {
+        /// Send it to this upstream now.
+        case send(Int)
+        /// Every upstream that would take it is at its in-flight cap: wait for a slot.
+        case wait
+        /// No upstream is left to try.
+        case none
+    }
+
+    /// Decides the next attempt under a per-upstream in-flight cap (`maxInFlight` 0 means no cap).
+    ///
+    /// A full upstream is skipped rather than refused: the request waits only when every upstream that would
+    /// take it is full. With `failOpen`, upstreams whose breaker refuses are used when none admits, as `choose`
+    /// documents; but a request waits for a full healthy upstream rather than fall back on an unhealthy one.
+    public static func decide(
+        model: String, candidates: [Candidate], excluding tried: Set<Int>, failOpen: Bool, maxInFlight: Int,
+        using rng: inout some RandomNumberGenerator
+    ) -> Decision {
+        func hasRoom(_ i: Int) -> Bool { maxInFlight <= 0 || candidates[i].inFlight < maxInFlight }
+        let untried = servers(of: model, in: candidates).filter { !tried.contains($0) }
+        var eligible = untried.filter { candidates[$0].admitted }
+        var pool = candidates
+        if eligible.isEmpty, failOpen {
+            eligible = untried
+            for i in pool.indices { pool[i].admitted = true }
+        }
+        guard !eligible.isEmpty else { return .none }
+        // Full upstreams are hidden from the draw by marking them refused; the draw itself is `choose`'s.
+        for i in pool.indices where !hasRoom(i) { pool[i].admitted = false }
+        if let pick = choose(model: model, candidates: pool, excluding: tried, using: &rng) { return .send(pick) }
+        return .wait
+    }
+}
