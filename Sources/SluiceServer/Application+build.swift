@@ -51,7 +51,7 @@ public struct ApplicationDependencies: Sendable {
 /// Builds the gateway application the binary runs and the tests drive.
 ///
 /// Its services start in this order and stop in reverse, after the HTTP server has drained: the upstream client,
-/// the store, the usage writer (so its final flush still has a store), the key sync.
+/// the store, the usage writer (so its final flush still has a store), the key sync, the upstream prober.
 public func buildApplication(
     configuration: GatewayConfiguration,
     logger: Logger,
@@ -109,9 +109,11 @@ public func buildApplication(
         }
     }
 
+    let pool = UpstreamPool(upstreams: upstreams, metrics: dependencies.metrics, limits: configuration.upstreamLimits, now: dependencies.now)
+    // Last in, so it stops first: no probe runs against an HTTP client that is shutting down.
+    services.append(UpstreamProber(pool: pool, interval: configuration.probeInterval, logger: logger))
     let router = buildRouter(
-        configuration: configuration, upstreams: upstreams, directory: directory, store: store, recorder: recorder,
-        dependencies: dependencies)
+        configuration: configuration, pool: pool, directory: directory, store: store, recorder: recorder, dependencies: dependencies)
     let server: HTTPServerBuilder
     if let tls = try configuration.tlsConfiguration() {
         server = try .tls(.http1(), tlsConfiguration: tls)
@@ -147,6 +149,20 @@ public func buildRouter(
     recorder: any UsageRecorder,
     dependencies: ApplicationDependencies
 ) -> Router<SluiceRequestContext> {
+    let pool = UpstreamPool(upstreams: upstreams, metrics: dependencies.metrics, limits: configuration.upstreamLimits, now: dependencies.now)
+    return buildRouter(configuration: configuration, pool: pool, directory: directory, store: store, recorder: recorder, dependencies: dependencies)
+}
+
+/// The router around a given upstream pool, which the application shares with its prober.
+func buildRouter(
+    configuration: GatewayConfiguration,
+    pool: UpstreamPool,
+    directory: KeyDirectory,
+    store: (any GatewayStore)?,
+    recorder: any UsageRecorder,
+    dependencies: ApplicationDependencies
+) -> Router<SluiceRequestContext> {
+    let upstreams = pool.upstreams
     let metrics = dependencies.metrics
     let now = dependencies.now
     let cache =
@@ -154,9 +170,8 @@ public func buildRouter(
         ? ResponseCache(maxBytes: configuration.cacheMaxBytes, ttl: configuration.cacheTTL, metrics: metrics, now: now)
         : nil
     let gateway = Gateway(
-        upstreams: upstreams, metrics: metrics, maxBodyBytes: configuration.maxBodyBytes, cache: cache,
-        cacheScope: configuration.cacheScope, cacheDeterministicOnly: configuration.cacheDeterministicOnly,
-        aliases: configuration.aliases, now: now)
+        pool: pool, maxBodyBytes: configuration.maxBodyBytes, cache: cache, cacheScope: configuration.cacheScope,
+        cacheDeterministicOnly: configuration.cacheDeterministicOnly, aliases: configuration.aliases, now: now)
     let limiter = RateLimiter(
         globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
         now: now())

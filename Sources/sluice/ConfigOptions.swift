@@ -35,6 +35,12 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("shutdown-grace"), help: "How long shutdown waits for in-flight requests (default 10s).") var shutdownGrace: String?
     @Option(name: .customLong("retention-days"), help: "Delete usage records older than this many days (0 = keep; default 90).") var retentionDays: String?
     @Option(name: .customLong("reference-model"), help: "Hosted model local traffic is priced against for savings (default gpt-4o-mini).") var referenceModel: String?
+    @Option(name: .customLong("breaker-failures"), help: "Consecutive upstream failures that open its circuit breaker (default 3).") var breakerFailures: String?
+    @Option(name: .customLong("breaker-cooldown"), help: "How long an open breaker waits before a trial request (default 10s).") var breakerCooldown: String?
+    @Option(name: .customLong("probe-interval"), help: "Time between background probes of every upstream; 0 disables (default 10s).") var probeInterval: String?
+    @Option(name: .customLong("upstream-max-inflight"), help: "Requests in flight per upstream, streams included; 0 = no cap (default 256).") var upstreamMaxInflight: String?
+    @Option(name: .customLong("upstream-queue"), help: "Requests that may wait for a busy upstream, in total (default 512).") var upstreamQueue: String?
+    @Option(name: .customLong("upstream-queue-timeout"), help: "How long a waiting request waits before 503 (default 10s).") var upstreamQueueTimeout: String?
 
     /// The flags that were given, by option name.
     var flags: [String: String] {
@@ -49,6 +55,8 @@ struct ConfigOptions: ParsableArguments {
             ("idle-timeout", idleTimeout), ("cors-origins", corsOrigins), ("log-level", logLevel), ("log-file", logFile),
             ("log-bodies", logBodies), ("store-bodies", storeBodies), ("tls-cert", tlsCert), ("tls-key", tlsKey),
             ("shutdown-grace", shutdownGrace), ("retention-days", retentionDays), ("reference-model", referenceModel),
+            ("breaker-failures", breakerFailures), ("breaker-cooldown", breakerCooldown), ("probe-interval", probeInterval),
+            ("upstream-max-inflight", upstreamMaxInflight), ("upstream-queue", upstreamQueue), ("upstream-queue-timeout", upstreamQueueTimeout),
         ]
         for (name, value) in pairs { if let value { out[name] = value } }
         if allowInsecure { out["allow-insecure"] = "true" }

@@ -107,6 +107,41 @@ import Testing
         _ = try ConfigurationLoader(flags: ["host": "0.0.0.0", "master-key": "mk"], environment: [:], dotEnvPath: nil).load()
     }
 
+    @Test func routingLimitsHaveDefaultsAndAllForms() throws {
+        let defaults = try ConfigurationLoader(flags: [:], environment: [:], dotEnvPath: nil).load().upstreamLimits
+        #expect(defaults.breakerFailures == 3)
+        #expect(defaults.breakerCooldown == .seconds(10))
+        #expect(defaults.maxInFlight == 256)
+        #expect(defaults.queueCapacity == 512)
+        #expect(defaults.queueTimeout == .seconds(10))
+        let dir = try scratch(["c.yaml": "breaker_failures: 5\nupstream-queue: 7\nprobe_interval: 0\n"])
+        let config = try ConfigurationLoader(
+            flags: ["config": dir.appendingPathComponent("c.yaml").path, "breaker-cooldown": "2.5"],
+            environment: ["SLUICE_UPSTREAM_MAX_INFLIGHT": "0", "SLUICE_UPSTREAM_QUEUE_TIMEOUT": "250ms"], dotEnvPath: nil
+        ).load()
+        #expect(config.breakerFailures == 5)
+        #expect(config.breakerCooldown == .milliseconds(2500))
+        #expect(config.probeInterval == .zero)
+        #expect(config.upstreamMaxInflight == 0)
+        #expect(config.upstreamQueue == 7)
+        #expect(config.upstreamQueueTimeout == .milliseconds(250))
+        #expect(config.redactedSummary["breaker_failures"] == .int(5))
+    }
+
+    @Test func routingLimitsAreValidated() {
+        for (name, value) in [
+            ("breaker-failures", "0"), ("breaker-failures", "many"), ("breaker-cooldown", "0s"), ("probe-interval", "-1"),
+            ("upstream-max-inflight", "-1"), ("upstream-queue", "x"), ("upstream-queue-timeout", "0"),
+        ] {
+            do {
+                _ = try ConfigurationLoader(flags: [name: value], environment: [:], dotEnvPath: nil).load()
+                Issue.record("\(name)=\(value) was accepted")
+            } catch {
+                #expect(error.description.contains(name))
+            }
+        }
+    }
+
     @Test func secretsAreMasked() throws {
         let config = try ConfigurationLoader(
             flags: ["master-key": "super-secret", "database": "postgres://u:pw123@db:5432/s"], environment: [:], dotEnvPath: nil

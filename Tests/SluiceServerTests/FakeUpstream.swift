@@ -14,11 +14,15 @@ struct FakeUpstream: UpstreamProvider {
         case fail(APIError)
         /// Streams these NDJSON lines, then ends (possibly without a `done` line).
         case streamLines([String])
+        /// Streams whatever this body yields, so a test controls when the stream moves and ends.
+        case streamBody(HTTPClientResponse.Body)
     }
 
     var endpoint = UpstreamEndpoint(name: "fake", baseURL: "http://fake.invalid", kind: .ollama)
     var behaviour: Behaviour
     var probeError: APIError?
+    /// While on, probes fail as if the upstream were down; tests flip it to take the upstream down and up.
+    var probeDown: FakeSwitch?
 
     init(_ behaviour: Behaviour, probeError: APIError? = nil) {
         self.behaviour = behaviour
@@ -42,6 +46,9 @@ struct FakeUpstream: UpstreamProvider {
             return .complete(body: body, usage: Usage(promptTokens: 1, completionTokens: 2))
         case .streamLines(let lines):
             return stream(lines, request: request, identity: identity)
+        case .streamBody(let body):
+            return .stream(
+                UpstreamStream(body: body, translator: OllamaChatStreamTranslator(model: request.model, identity: identity, includeUsage: request.includeUsage)))
         }
     }
 
@@ -71,6 +78,17 @@ struct FakeUpstream: UpstreamProvider {
 
     func probe(logger: Logger) async throws {
         if let probeError { throw probeError }
+        if probeDown?.isOn == true { throw APIError.upstreamUnavailable() }
+    }
+}
+
+/// A flag shared between a test and the fakes it drives.
+final class FakeSwitch: Sendable {
+    private let value: Mutex<Bool>
+    init(_ on: Bool = false) { value = Mutex(on) }
+    var isOn: Bool {
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
     }
 }
 

@@ -32,6 +32,7 @@ public struct ConfigurationLoader: Sendable {
         "max-body-bytes", "upstream-timeout", "connect-timeout", "idle-timeout", "cors-origins", "log-level", "log-file",
         "log-bodies", "store-bodies", "tls-cert", "tls-key", "shutdown-grace",
         "retention-days", "reference-model",
+        "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
     ]
     /// Keys only a config file can hold.
     static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases"]
@@ -277,6 +278,12 @@ public struct ConfigurationLoader: Sendable {
         if let v = try duration("shutdown-grace") { c.shutdownGrace = v }
         if let v = try int("retention-days", 0...36_500) { c.retentionDays = v }
         if let v = string("reference-model") { c.referenceModel = v }
+        if let v = try int("breaker-failures", 1...1_000) { c.breakerFailures = v }
+        if let v = try duration("breaker-cooldown") { c.breakerCooldown = v }
+        if let v = try duration("probe-interval") { c.probeInterval = v }
+        if let v = try int("upstream-max-inflight", 0...1_000_000) { c.upstreamMaxInflight = v }
+        if let v = try int("upstream-queue", 0...1_000_000) { c.upstreamQueue = v }
+        if let v = try duration("upstream-queue-timeout") { c.upstreamQueueTimeout = v }
         return c
     }
 
@@ -289,8 +296,10 @@ public struct ConfigurationLoader: Sendable {
             }
         }
         if c.maxBodyBytes < 1 { throw ConfigurationError("invalid max-body-bytes: must be at least 1 byte") }
-        for (name, d) in [("upstream-timeout", c.upstreamTimeout), ("connect-timeout", c.connectTimeout), ("idle-timeout", c.idleTimeout)]
-        where d <= .zero {
+        for (name, d) in [
+            ("upstream-timeout", c.upstreamTimeout), ("connect-timeout", c.connectTimeout), ("idle-timeout", c.idleTimeout),
+            ("breaker-cooldown", c.breakerCooldown), ("upstream-queue-timeout", c.upstreamQueueTimeout),
+        ] where d <= .zero {
             throw ConfigurationError("invalid \(name): must be greater than 0")
         }
         guard c.database.hasPrefix("sqlite:") || c.database.hasPrefix("postgres://") || c.database.hasPrefix("postgresql://") else {
@@ -339,6 +348,9 @@ extension GatewayConfiguration {
             "tls_cert": tlsCert.map { .string($0) } ?? .null, "tls_key": tlsKey.map { .string($0) } ?? .null,
             "shutdown_grace": .string("\(shutdownGrace)"), "retention_days": .int(retentionDays),
             "reference_model": .string(referenceModel),
+            "breaker_failures": .int(breakerFailures), "breaker_cooldown": .string("\(breakerCooldown)"),
+            "probe_interval": .string("\(probeInterval)"), "upstream_max_inflight": .int(upstreamMaxInflight),
+            "upstream_queue": .int(upstreamQueue), "upstream_queue_timeout": .string("\(upstreamQueueTimeout)"),
             "aliases": .object(aliases.mapValues { .string($0) }),
             "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),
         ]

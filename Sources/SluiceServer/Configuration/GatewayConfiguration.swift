@@ -43,6 +43,18 @@ public struct GatewayConfiguration: Sendable {
     public var retentionDays = 90
     /// The hosted model local traffic is compared with, to report what running locally saved.
     public var referenceModel = "gpt-4o-mini"
+    /// Consecutive failures that open an upstream's circuit breaker.
+    public var breakerFailures = 3
+    /// How long an open breaker keeps traffic away before a trial request.
+    public var breakerCooldown = Duration.seconds(10)
+    /// Time between background probes of every upstream; zero turns the prober off.
+    public var probeInterval = Duration.seconds(10)
+    /// Requests in flight per upstream (streams until they end); 0 means no cap.
+    public var upstreamMaxInflight = 256
+    /// Requests that may wait for a slot when every upstream they could use is full, all upstreams together.
+    public var upstreamQueue = 512
+    /// How long a request waits for a slot before it gets 503.
+    public var upstreamQueueTimeout = Duration.seconds(10)
     /// Price overrides from the config file, by model name.
     public var prices: [String: ModelPrice] = [:]
     /// Model names clients may use for another model (`gpt-4o-mini: llama3.2`), from the config file.
@@ -53,6 +65,17 @@ public struct GatewayConfiguration: Sendable {
     /// Whether cache entries are shared between API keys.
     public enum CacheScope: String, Sendable, CaseIterable {
         case global, key
+    }
+
+    /// The routing limits in the form the upstream pool takes.
+    public var upstreamLimits: UpstreamLimits {
+        var limits = UpstreamLimits()
+        limits.breakerFailures = breakerFailures
+        limits.breakerCooldown = breakerCooldown
+        limits.maxInFlight = upstreamMaxInflight
+        limits.queueCapacity = upstreamQueue
+        limits.queueTimeout = upstreamQueueTimeout
+        return limits
     }
 
     /// Upstream time limits in the form the HTTP client takes.

@@ -25,8 +25,20 @@ public struct Gateway: Sendable {
     public init(
         upstreams: [any UpstreamProvider], metrics: GatewayMetrics, maxBodyBytes: Int, cache: ResponseCache? = nil,
         cacheScope: GatewayConfiguration.CacheScope = .global, cacheDeterministicOnly: Bool = false,
-        aliases: [String: String] = [:], now: @escaping @Sendable () -> Double
+        aliases: [String: String] = [:], limits: UpstreamLimits = .unlimited, now: @escaping @Sendable () -> Double
     ) {
+        self.init(
+            pool: UpstreamPool(upstreams: upstreams, metrics: metrics, limits: limits, now: now), maxBodyBytes: maxBodyBytes, cache: cache,
+            cacheScope: cacheScope, cacheDeterministicOnly: cacheDeterministicOnly, aliases: aliases, now: now)
+    }
+
+    /// A gateway routing through `pool`, which the application shares with the background prober.
+    init(
+        pool: UpstreamPool, maxBodyBytes: Int, cache: ResponseCache?, cacheScope: GatewayConfiguration.CacheScope,
+        cacheDeterministicOnly: Bool, aliases: [String: String], now: @escaping @Sendable () -> Double
+    ) {
+        let upstreams = pool.upstreams
+        let metrics = pool.metrics
         precondition(!upstreams.isEmpty, "a gateway needs at least one upstream")
         self.upstreams = upstreams
         self.metrics = metrics
@@ -35,7 +47,7 @@ public struct Gateway: Sendable {
         self.cacheScope = cacheScope
         self.cacheDeterministicOnly = cacheDeterministicOnly
         self.aliases = aliases
-        self.pool = UpstreamPool(upstreams: upstreams, metrics: metrics, now: now)
+        self.pool = pool
         self.now = now
     }
 
@@ -163,7 +175,7 @@ public struct Gateway: Sendable {
             let reply = try await measured(upstream) {
                 try await $0.native(NativeRequest(method: method, path: path, body: nil, streams: false), logger: context.logger)
             }
-            return relay(reply, call: nil, upstream: upstream, ticket: nil, context: context)
+            return relay(reply, call: nil, upstream: upstream, lease: nil, ticket: nil, context: context)
         }
         var body = try await collectBody(request)
         let probe: NativeProbe = try RequestDecoding.decode(NativeProbe.self, from: body)
@@ -211,8 +223,8 @@ public struct Gateway: Sendable {
             }
         }
         do {
-            let (reply, upstream) = try await fetchWithRetries(call, servers: servers.count, context: context) { try await fetch($0, identity) }
-            var response = relay(reply, call: call, upstream: upstream, ticket: ticket, context: context)
+            let (reply, upstream, lease) = try await fetchWithRetries(call, servers: servers.count, context: context) { try await fetch($0, identity) }
+            var response = relay(reply, call: call, upstream: upstream, lease: lease, ticket: ticket, context: context)
             if cache != nil { response.headers[.xCache] = "MISS" }
             return response
         } catch {
@@ -300,28 +312,33 @@ public struct Gateway: Sendable {
     ///
     /// Only failures of `fetch` itself are retried, i.e. before any byte reached the client: once a reply is
     /// returned (a stream included) it is the client's. Client errors (4xx) are final.
+    ///
+    /// The returned lease holds the upstream's slot: a complete reply's is already ended, a stream's ends with
+    /// the stream. When every upstream is full the call waits for a slot, or fails with `upstream_overloaded`.
     func fetchWithRetries(
         _ call: Call, servers: Int, context: SluiceRequestContext,
         _ fetch: (any UpstreamProvider) async throws -> UpstreamReply
-    ) async throws -> (UpstreamReply, any UpstreamProvider) {
+    ) async throws -> (UpstreamReply, any UpstreamProvider, UpstreamLease) {
         let attempts = min(servers, 3)
         var tried = Set<Int>()
         var lastError: (any Error)?
         while tried.count < attempts {
-            guard let index = pool.acquire(model: call.model, excluding: tried, failOpen: tried.isEmpty) else { break }
             if !tried.isEmpty {
-                // Jittered pause so retries of many requests do not land on the next upstream in lockstep.
+                // Jittered pause so retries of many requests do not land on the next upstream in lockstep; taken
+                // before the slot, so a pausing request holds none.
                 try await Task.sleep(for: .milliseconds(Int.random(in: 10...50)))
             }
+            guard let index = try await pool.acquire(model: call.model, excluding: tried, failOpen: tried.isEmpty) else { break }
+            let lease = UpstreamLease(pool: pool, index: index)
             tried.insert(index)
             let upstream = upstreams[index]
             context.trace.update { $0.upstream = upstream.endpoint.name }
             do {
                 let reply = try await measured(upstream, fetch)
-                pool.release(index, outcome: .success)
-                return (reply, upstream)
+                if case .complete = reply { lease.end(.success) }
+                return (reply, upstream, lease)
             } catch let error as APIError where Self.retryableCodes.contains(error.code) {
-                pool.release(index, outcome: .failure)
+                lease.end(.failure)
                 lastError = error
                 if tried.count < attempts {
                     context.logger.warning(
@@ -330,7 +347,7 @@ public struct Gateway: Sendable {
                 }
             } catch {
                 // A 4xx is the request's fault, a cancellation the client's: neither says the upstream is unwell.
-                pool.release(index, outcome: .neutral)
+                lease.end(.neutral)
                 throw error
             }
         }
@@ -361,7 +378,11 @@ public struct Gateway: Sendable {
 
     // MARK: Relaying answers
 
-    func relay(_ reply: UpstreamReply, call: Call?, upstream: any UpstreamProvider, ticket: CacheTicket?, context: SluiceRequestContext) -> Response {
+    /// Turns an upstream reply into the client's response; a stream's `lease` is held until the stream is over.
+    func relay(
+        _ reply: UpstreamReply, call: Call?, upstream: any UpstreamProvider, lease: UpstreamLease?, ticket: CacheTicket?,
+        context: SluiceRequestContext
+    ) -> Response {
         switch reply {
         case .complete(let body, let usage):
             context.trace.update {
@@ -385,8 +406,8 @@ public struct Gateway: Sendable {
                 headers: [.contentType: stream.translator.contentType, .cacheControl: "no-cache", .xAccelBuffering: "no"],
                 body: .init { [promptBytes = call?.body.readableBytes ?? 0] writer in
                     try await relayStream(
-                        stream, upstream: upstream, collector: collector, ticket: ticket, promptBytes: promptBytes, context: context,
-                        writer: &writer)
+                        stream, upstream: upstream, lease: lease, collector: collector, ticket: ticket, promptBytes: promptBytes,
+                        context: context, writer: &writer)
                 })
         }
     }
@@ -394,11 +415,14 @@ public struct Gateway: Sendable {
     /// Relays a stream chunk by chunk: each upstream chunk is translated and written before the next is read,
     /// so the client's pace is the upstream's pace (backpressure) and nothing is buffered whole.
     func relayStream(
-        _ stream: UpstreamStream, upstream: any UpstreamProvider, collector: AnswerCollector?, ticket: CacheTicket?,
-        promptBytes: Int, context: SluiceRequestContext, writer: inout any ResponseBodyWriter
+        _ stream: UpstreamStream, upstream: any UpstreamProvider, lease: UpstreamLease?, collector: AnswerCollector?,
+        ticket: CacheTicket?, promptBytes: Int, context: SluiceRequestContext, writer: inout any ResponseBodyWriter
     ) async throws {
         metrics.streamsInFlight.increment()
         defer { metrics.streamsInFlight.decrement() }
+        // The upstream is busy with this request until its stream ends, so the slot is held as long. Paths that
+        // end it without a verdict (client gone, writer failed) leave it to this.
+        defer { lease?.end(.neutral) }
         var collector = collector
         var answer: CachedAnswer?
         defer { ticket?.finish(answer) }
@@ -456,6 +480,7 @@ public struct Gateway: Sendable {
             }
         }
         if let failure {
+            lease?.end(.failure)
             metrics.upstreamError(upstream: upstream.endpoint.name, code: failure.code)
             context.trace.update {
                 $0.streamFailed = true
@@ -464,6 +489,7 @@ public struct Gateway: Sendable {
             context.logger.error("upstream stream failed after it started", metadata: ["code": .string(failure.code)])
             try await writer.write(translator.failureFrame(for: failure))
         } else {
+            lease?.end(.success)
             answer = collector?.answer().map(CachedAnswer.generation)
         }
         try await writer.finish(nil)

@@ -44,6 +44,27 @@ public final class GatewayMetrics: Sendable {
         Gauge(label: "sluice_upstream_state", dimensions: [("upstream", upstream)], factory: factory).record(state)
     }
 
+    /// Requests of one upstream in flight, relayed streams included.
+    func upstreamInFlight(upstream: String, count: Int) {
+        Gauge(label: "sluice_upstream_in_flight", dimensions: [("upstream", upstream)], factory: factory).record(count)
+    }
+
+    /// Requests waiting for an upstream slot, all upstreams together.
+    func upstreamQueueDepth(_ count: Int) {
+        Gauge(label: "sluice_upstream_queue_depth", dimensions: [], factory: factory).record(count)
+    }
+
+    /// A request answered 503 because every upstream it could use was full: `queue_full` or `queue_timeout`.
+    func upstreamShed(reason: String) {
+        Counter(label: "sluice_upstream_shed_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
+    /// One background probe of an upstream: `ok` or `failed`.
+    func upstreamProbe(upstream: String, ok: Bool) {
+        Counter(label: "sluice_upstream_probes_total", dimensions: [("upstream", upstream), ("result", ok ? "ok" : "failed")], factory: factory)
+            .increment()
+    }
+
     func tokens(model: String, prompt: Int, completion: Int) {
         Counter(label: "sluice_tokens_total", dimensions: [("model", model), ("kind", "prompt")], factory: factory).increment(by: prompt)
         Counter(label: "sluice_tokens_total", dimensions: [("model", model), ("kind", "completion")], factory: factory).increment(by: completion)

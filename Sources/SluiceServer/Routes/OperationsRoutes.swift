@@ -64,7 +64,7 @@ struct OperationsRoutes {
             for (i, upstream) in upstreams.enumerated() {
                 group.addTask {
                     let endpoint = upstream.endpoint
-                    // The probe only observes: breakers move on real traffic, so a probe cannot close one early.
+                    // This probe only observes: breakers move on traffic and on the background prober's rounds.
                     func status(ok: Bool, error: String? = nil) -> UpstreamStatus {
                         UpstreamStatus(name: endpoint.name, kind: endpoint.kind.rawValue, ok: ok, error: error, state: pool.state(of: i).name)
                     }

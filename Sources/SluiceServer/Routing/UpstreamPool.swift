@@ -2,10 +2,36 @@ import SluiceCore
 import SluiceUpstream
 import Synchronization
 
-/// The upstreams with their live routing state: one circuit breaker and one in-flight count each.
+/// How much each upstream is trusted and loaded: breaker threshold and cool-down, in-flight cap, waiting line.
+public struct UpstreamLimits: Sendable, Equatable {
+    /// Consecutive failures (requests or probes) that open an upstream's breaker.
+    public var breakerFailures = 3
+    /// How long an open breaker refuses traffic before it lets a trial request through.
+    public var breakerCooldown = Duration.seconds(10)
+    /// Requests in flight per upstream, a relayed stream included until it ends; 0 means no cap.
+    public var maxInFlight = 256
+    /// Requests that may wait, over all upstreams, when every upstream they could use is full.
+    public var queueCapacity = 512
+    /// How long a request waits for a slot before it is answered 503.
+    public var queueTimeout = Duration.seconds(10)
+
+    public init() {}
+
+    /// No cap and no line: what a gateway built without configuration (tests, benchmarks) gets.
+    public static let unlimited: UpstreamLimits = {
+        var limits = UpstreamLimits()
+        limits.maxInFlight = 0
+        limits.queueCapacity = 0
+        return limits
+    }()
+}
+
+/// The upstreams with their live routing state: one circuit breaker and one in-flight count each, and the
+/// line of requests waiting for a slot.
 final class UpstreamPool: Sendable {
     let upstreams: [any UpstreamProvider]
     let metrics: GatewayMetrics
+    let limits: UpstreamLimits
     let now: @Sendable () -> Double
 
     private struct Entry {
@@ -13,7 +39,32 @@ final class UpstreamPool: Sendable {
         var inFlight = 0
     }
 
-    private let entries: Mutex<[Entry]>
+    /// A request waiting for a slot, and what it would accept.
+    private struct Waiter: Sendable {
+        var model: String
+        var tried: Set<Int>
+        var failOpen: Bool
+        var continuation: CheckedContinuation<Int?, any Error>
+    }
+
+    /// What a freed slot or a recovered breaker gives a waiter.
+    private enum Grant {
+        case slot(Int)
+        /// Nothing will ever serve it now (all its servers tried): it stops waiting with no upstream.
+        case nothingLeft
+    }
+
+    private struct State {
+        var entries: [Entry]
+        var queue: AdmissionQueue<Waiter>
+        var lastWaiterID: UInt64 = 0
+        /// Waits begun and not yet over; a timer that fires before its waiter is in line takes it out of here.
+        var openWaits: Set<UInt64> = []
+    }
+
+    // Breakers, counts and the line share one lock: a slot freed and handed to a waiter is one step, so no
+    // newcomer can take it in between and no wake-up is lost.
+    private let state: Mutex<State>
 
     /// How one attempt ended, as far as the upstream's health goes.
     enum Outcome {
@@ -23,11 +74,16 @@ final class UpstreamPool: Sendable {
         case neutral
     }
 
-    init(upstreams: [any UpstreamProvider], metrics: GatewayMetrics, failureThreshold: Int = 3, coolDown: Double = 10, now: @escaping @Sendable () -> Double) {
+    init(upstreams: [any UpstreamProvider], metrics: GatewayMetrics, limits: UpstreamLimits = .unlimited, now: @escaping @Sendable () -> Double) {
         self.upstreams = upstreams
         self.metrics = metrics
+        self.limits = limits
         self.now = now
-        self.entries = Mutex(upstreams.map { _ in Entry(breaker: CircuitBreaker(failureThreshold: failureThreshold, coolDown: coolDown)) })
+        let coolDown = Double(limits.breakerCooldown.nanoseconds) / 1e9
+        self.state = Mutex(
+            State(
+                entries: upstreams.map { _ in Entry(breaker: CircuitBreaker(failureThreshold: max(1, limits.breakerFailures), coolDown: coolDown)) },
+                queue: AdmissionQueue(capacity: limits.queueCapacity)))
         refreshGauges()
     }
 
@@ -40,54 +96,238 @@ final class UpstreamPool: Sendable {
     ///
     /// With `failOpen`, when every untried server's breaker refuses, one is picked anyway: a request
     /// that has nowhere else to go is better sent to a maybe-dead upstream than refused outright.
-    func acquire(model: String, excluding tried: Set<Int>, failOpen: Bool) -> Int? {
+    /// When every upstream that would take the request is at its cap, it waits in line for a slot; a full line
+    /// or a wait past `queueTimeout` throws `upstreamOverloaded`, a cancelled wait `CancellationError`.
+    func acquire(model: String, excluding tried: Set<Int>, failOpen: Bool) async throws -> Int? {
         let time = now()
-        let chosen: Int? = entries.withLock { entries in
-            var rng = SystemRandomNumberGenerator()
-            var candidates = upstreams.indices.map { i in
-                UpstreamChooser.Candidate(
-                    models: upstreams[i].endpoint.models, weight: upstreams[i].endpoint.weight, inFlight: entries[i].inFlight,
-                    admitted: entries[i].breaker.admits(at: time))
+        enum First { case chosen(Int?), shed, wait }
+        let first: First = state.withLock { state in
+            switch decide(&state, model: model, tried: tried, failOpen: failOpen, at: time) {
+            case .send(let index): return .chosen(index)
+            case .none: return .chosen(nil)
+            case .wait: return state.queue.isFull ? .shed : .wait
             }
-            var pick = UpstreamChooser.choose(model: model, candidates: candidates, excluding: tried, using: &rng)
-            if pick == nil, failOpen {
-                for i in candidates.indices { candidates[i].admitted = true }
-                pick = UpstreamChooser.choose(model: model, candidates: candidates, excluding: tried, using: &rng)
-            }
-            guard let pick else { return nil }
-            _ = entries[pick].breaker.admit(at: time)
-            entries[pick].inFlight += 1
-            return pick
         }
-        refreshGauges()
-        return chosen
+        switch first {
+        case .chosen(let index):
+            if index != nil { refreshGauges() }
+            return index
+        case .shed:
+            metrics.upstreamShed(reason: "queue_full")
+            throw APIError.upstreamOverloaded()
+        case .wait:
+            return try await waitForSlot(model: model, tried: tried, failOpen: failOpen)
+        }
     }
 
-    /// Ends an attempt started by `acquire`, feeding its outcome to the breaker.
+    /// Ends an attempt started by `acquire`, feeding its outcome to the breaker, and hands the slot on.
     func release(_ index: Int, outcome: Outcome) {
         let time = now()
-        entries.withLock { entries in
-            entries[index].inFlight -= 1
+        let granted = state.withLock { state in
+            state.entries[index].inFlight -= 1
             switch outcome {
-            case .success: entries[index].breaker.recordSuccess()
-            case .failure: entries[index].breaker.recordFailure(at: time)
-            case .neutral: entries[index].breaker.recordAbandoned()
+            case .success: state.entries[index].breaker.recordSuccess()
+            case .failure: state.entries[index].breaker.recordFailure(at: time)
+            case .neutral: state.entries[index].breaker.recordAbandoned()
             }
+            return serveWaiters(&state, at: time)
         }
+        resume(granted)
         refreshGauges()
+    }
+
+    /// Feeds a background probe's result to an upstream's breaker; returns the state before and after.
+    ///
+    /// A failed probe counts like a failed request. A successful one closes an open or half-open breaker, so an
+    /// upstream comes back without a client paying for the trial; on a closed breaker it changes nothing, since
+    /// a server that answers probes may still fail real requests.
+    @discardableResult
+    func recordProbe(_ index: Int, ok: Bool) -> (before: CircuitBreaker.State, after: CircuitBreaker.State) {
+        let time = now()
+        let (states, granted) = state.withLock { state in
+            let before = state.entries[index].breaker.state(at: time)
+            if !ok {
+                state.entries[index].breaker.recordFailure(at: time)
+            } else if before != .closed {
+                state.entries[index].breaker.recordSuccess()
+            }
+            let after = state.entries[index].breaker.state(at: time)
+            return ((before, after), after == .closed && before != .closed ? serveWaiters(&state, at: time) : [])
+        }
+        resume(granted)
+        refreshGauges()
+        return states
     }
 
     func state(of index: Int) -> CircuitBreaker.State {
         let time = now()
-        return entries.withLock { $0[index].breaker.state(at: time) }
+        return state.withLock { $0.entries[index].breaker.state(at: time) }
     }
 
-    /// Sets `sluice_upstream_state` for every upstream; open turns half-open by time alone, so readers call this too.
+    func inFlight(of index: Int) -> Int {
+        state.withLock { $0.entries[index].inFlight }
+    }
+
+    var waiting: Int {
+        state.withLock { $0.queue.count }
+    }
+
+    /// Sets the per-upstream gauges; open turns half-open by time alone, so readers call this too.
     func refreshGauges() {
         let time = now()
-        let states = entries.withLock { entries in entries.map { $0.breaker.state(at: time) } }
-        for (upstream, state) in zip(upstreams, states) {
-            metrics.upstreamState(upstream: upstream.endpoint.name, state: state.rawValue)
+        let (states, counts, waiting) = state.withLock { state in
+            (state.entries.map { $0.breaker.state(at: time) }, state.entries.map(\.inFlight), state.queue.count)
         }
+        for (i, upstream) in upstreams.enumerated() {
+            metrics.upstreamState(upstream: upstream.endpoint.name, state: states[i].rawValue)
+            metrics.upstreamInFlight(upstream: upstream.endpoint.name, count: counts[i])
+        }
+        metrics.upstreamQueueDepth(waiting)
+    }
+
+    // MARK: Waiting for a slot
+
+    private func waitForSlot(model: String, tried: Set<Int>, failOpen: Bool) async throws -> Int? {
+        let id = state.withLock { state in
+            state.lastWaiterID &+= 1
+            state.openWaits.insert(state.lastWaiterID)
+            return state.lastWaiterID
+        }
+        defer { state.withLock { _ = $0.openWaits.remove(id) } }
+        let timeout = limits.queueTimeout
+        let outcome: Result<Int?, any Error> = await withTaskGroup(of: Void.self) { group in
+            // The timer is a child, so it ends with the wait whichever way the wait ends.
+            group.addTask {
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                self.expire(id)
+            }
+            defer { group.cancelAll() }
+            do {
+                return .success(try await enqueueAndWait(id: id, model: model, tried: tried, failOpen: failOpen))
+            } catch {
+                return .failure(error)
+            }
+        }
+        refreshGauges()
+        return try outcome.get()
+    }
+
+    private func enqueueAndWait(id: UInt64, model: String, tried: Set<Int>, failOpen: Bool) async throws -> Int? {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int?, any Error>) in
+                let time = now()
+                var shed: String?
+                let immediate: Result<Int?, any Error>? = state.withLock { state in
+                    // Checked under the lock: a cancellation handler that ran before this found nothing to remove.
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    // Decided again: a slot may have been freed since the first look, with nobody in line to take it.
+                    switch decide(&state, model: model, tried: tried, failOpen: failOpen, at: time) {
+                    case .send(let index): return .success(index)
+                    case .none: return .success(nil)
+                    case .wait:
+                        guard state.openWaits.contains(id) else {
+                            shed = "queue_timeout"
+                            return .failure(APIError.upstreamOverloaded())
+                        }
+                        let waiter = Waiter(model: model, tried: tried, failOpen: failOpen, continuation: continuation)
+                        guard state.queue.enqueue(id: id, waiter) else {
+                            shed = "queue_full"
+                            return .failure(APIError.upstreamOverloaded())
+                        }
+                        return nil
+                    }
+                }
+                if let shed { metrics.upstreamShed(reason: shed) }
+                if let immediate {
+                    continuation.resume(with: immediate)
+                } else {
+                    refreshGauges()
+                }
+            }
+        } onCancel: {
+            let waiter = state.withLock { $0.queue.remove(id: id) }
+            waiter?.continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    /// The wait of `id` ran out: it leaves the line with a 503, unless it was served or cancelled meanwhile.
+    private func expire(_ id: UInt64) {
+        let waiter = state.withLock { state in
+            state.openWaits.remove(id)
+            return state.queue.remove(id: id)
+        }
+        guard let waiter else { return }
+        metrics.upstreamShed(reason: "queue_timeout")
+        waiter.continuation.resume(throwing: APIError.upstreamOverloaded(retryAfter: 1))
+    }
+
+    // MARK: Under the lock
+
+    /// Decides an attempt and, when it may go, claims the slot (and a half-open breaker's trial).
+    private func decide(_ state: inout State, model: String, tried: Set<Int>, failOpen: Bool, at time: Double) -> UpstreamChooser.Decision {
+        var rng = SystemRandomNumberGenerator()
+        let candidates = upstreams.indices.map { i in
+            UpstreamChooser.Candidate(
+                models: upstreams[i].endpoint.models, weight: upstreams[i].endpoint.weight, inFlight: state.entries[i].inFlight,
+                admitted: state.entries[i].breaker.admits(at: time))
+        }
+        let decision = UpstreamChooser.decide(
+            model: model, candidates: candidates, excluding: tried, failOpen: failOpen, maxInFlight: limits.maxInFlight, using: &rng)
+        if case .send(let index) = decision {
+            _ = state.entries[index].breaker.admit(at: time)
+            state.entries[index].inFlight += 1
+        }
+        return decision
+    }
+
+    /// Gives free slots to waiters, first come first served; their continuations are resumed by the caller,
+    /// outside the lock.
+    private func serveWaiters(_ state: inout State, at time: Double) -> [(CheckedContinuation<Int?, any Error>, Int?)] {
+        guard state.queue.count > 0 else { return [] }
+        var queue = state.queue
+        // Emptied while served, so the line is not copied on write.
+        state.queue = AdmissionQueue(capacity: 0)
+        let served = queue.serve { waiter -> Grant? in
+            switch decide(&state, model: waiter.model, tried: waiter.tried, failOpen: waiter.failOpen, at: time) {
+            case .send(let index): .slot(index)
+            case .none: .nothingLeft
+            case .wait: nil
+            }
+        }
+        state.queue = queue
+        return served.map { served in
+            switch served.grant {
+            case .slot(let index): (served.waiter.continuation, index)
+            case .nothingLeft: (served.waiter.continuation, nil)
+            }
+        }
+    }
+
+    private func resume(_ granted: [(CheckedContinuation<Int?, any Error>, Int?)]) {
+        for (continuation, index) in granted { continuation.resume(returning: index) }
+    }
+}
+
+/// One attempt's hold on an upstream slot, from `acquire` until the exchange is over (a relayed stream included).
+///
+/// Ends once: explicitly with the outcome, or, if the answer is dropped unsent, as neutral when the lease goes
+/// away, so no path can leak a slot.
+final class UpstreamLease: Sendable {
+    let index: Int
+    private let pool: UpstreamPool
+    private let ended = Atomic(false)
+
+    init(pool: UpstreamPool, index: Int) {
+        self.pool = pool
+        self.index = index
+    }
+
+    func end(_ outcome: UpstreamPool.Outcome) {
+        guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        pool.release(index, outcome: outcome)
+    }
+
+    deinit {
+        end(.neutral)
     }
 }
