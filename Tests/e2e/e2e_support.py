@@ -276,11 +276,12 @@ class ProcessGroup:
         LIVE_PROCESSES.append(proc)
         return proc
 
-    def start_mock(self, *args: str, attempts: int = 3) -> Mock:
-        """Start `sluice mock-upstream` on a free port and wait until it answers."""
+    def start_mock(self, *args: str, attempts: int = 3, port: Optional[int] = None) -> Mock:
+        """Start `sluice mock-upstream` on a free port (or `port`, to bring a stopped one back) and wait until it answers."""
         last: Optional[ManagedProcess] = None
-        for _ in range(attempts):
-            port = free_port()
+        fixed = port
+        for _ in range(attempts if fixed is None else 1):
+            port = fixed if fixed is not None else free_port()
             proc = self._new(
                 "mock", [sluice_bin(), "mock-upstream", "--host", "127.0.0.1", "--port", port, *args], None, None
             ).start()
