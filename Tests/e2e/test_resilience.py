@@ -180,3 +180,19 @@ def test_every_request_has_exactly_one_usage_record(procs, tmp_path):
     for rid, expected in sent.items():
         if expected != 200:
             assert seen[rid] == [expected], (rid, seen[rid], expected)
+
+
+def test_stalled_upstream_is_retried_on_another_before_the_first_byte(procs, tmp_path):
+    # --latency-ms far beyond --upstream-timeout: the upstream accepts the request and then hangs.
+    stalled, good = procs.start_mock("--latency-ms", "5000"), procs.start_mock()
+    config = write_config(tmp_path, [("stalled", stalled.url, []), ("good", good.url, [])])
+    gw = procs.start_gateway(args=["--config", config, "--upstream-timeout", "1s", "--probe-interval", "0"])
+    with httpx.Client(base_url=gw.url, timeout=30) as client:
+        for _ in range(20):
+            if generated(stalled) >= 1:
+                break
+            assert chat(client).status_code == 200
+        assert generated(stalled) >= 1, "the stalled upstream was never tried"
+        # The request that met the stall was answered by the other upstream, so nothing failed.
+        assert chat(client).status_code == 200
+        assert metric(client, 'sluice_upstream_errors_total{upstream="stalled",code="upstream_timeout"}') >= 1
