@@ -193,11 +193,12 @@ public struct Gateway: Sendable {
         var ticket: CacheTicket?
         if let cache, call.cacheable, let policy = CachePolicy(request.headers[.cacheControl]), policy.reads || policy.writes {
             let scope = cacheScope == .key ? context.trace.snapshot.keyID : nil
-            guard let parsed = try? JSONDecoder().decode(JSONValue.self, from: call.body) else { throw APIError.invalidJSON("the request body is not valid JSON.") }
             // Keyed by the set of upstreams that may answer, not the one picked: the pick varies per request,
             // the answer's source does not (a single upstream keeps its old key).
             let route = servers.map { upstreams[$0].endpoint.name }.joined(separator: ",")
-            let key = CacheKey.make(family: call.cacheFamily, upstream: route, body: parsed, scope: scope)
+            guard let key = try? CacheKey.make(family: call.cacheFamily, upstream: route, body: call.body, scope: scope) else {
+                throw APIError.invalidJSON("the request body is not valid JSON.")
+            }
             // A follower waits for the leader, then finds its answer in the cache; if the leader failed,
             // the follower tries to lead in turn, a bounded number of times.
             for _ in 0..<3 {
@@ -351,13 +352,8 @@ public struct Gateway: Sendable {
     }
 
     func newIdentity(prefix: String) -> ResponseIdentity {
-        var rng = SystemRandomNumberGenerator()
-        var suffix = [UInt8](repeating: 0, count: 24)
-        for i in suffix.indices { suffix[i] = Self.idAlphabet[Int(rng.next() % UInt64(Self.idAlphabet.count))] }
-        return ResponseIdentity(id: prefix + "-" + String(decoding: suffix, as: UTF8.self), created: Int(now()))
+        ResponseIdentity(id: ResponseIdentity.randomID(prefix: prefix), created: Int(now()))
     }
-
-    private static let idAlphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
 
     // MARK: Relaying answers
 
@@ -372,7 +368,7 @@ public struct Gateway: Sendable {
                 if let format = call.format {
                     var collector = AnswerCollector(format: format, streaming: false)
                     collector.observe(body)
-                    ticket.finish(collector.answer().map(CachedAnswer.generation))
+                    ticket.finish(collector.answer().map { .generation($0.withTemplate(format: format, model: call.model)) })
                 } else {
                     ticket.finish(.raw(Array(body.readableBytesView)))
                 }
@@ -383,10 +379,10 @@ public struct Gateway: Sendable {
             return Response(
                 status: .ok,
                 headers: [.contentType: stream.translator.contentType, .cacheControl: "no-cache", .xAccelBuffering: "no"],
-                body: .init { [promptBytes = call?.body.readableBytes ?? 0] writer in
+                body: .init { [promptBytes = call?.body.readableBytes ?? 0, model = call?.model ?? ""] writer in
                     try await relayStream(
-                        stream, upstream: upstream, collector: collector, ticket: ticket, promptBytes: promptBytes, context: context,
-                        writer: &writer)
+                        stream, upstream: upstream, collector: collector, ticket: ticket, model: model, promptBytes: promptBytes,
+                        context: context, writer: &writer)
                 })
         }
     }
@@ -394,7 +390,7 @@ public struct Gateway: Sendable {
     /// Relays a stream chunk by chunk: each upstream chunk is translated and written before the next is read,
     /// so the client's pace is the upstream's pace (backpressure) and nothing is buffered whole.
     func relayStream(
-        _ stream: UpstreamStream, upstream: any UpstreamProvider, collector: AnswerCollector?, ticket: CacheTicket?,
+        _ stream: UpstreamStream, upstream: any UpstreamProvider, collector: AnswerCollector?, ticket: CacheTicket?, model: String,
         promptBytes: Int, context: SluiceRequestContext, writer: inout any ResponseBodyWriter
     ) async throws {
         metrics.streamsInFlight.increment()
@@ -464,7 +460,9 @@ public struct Gateway: Sendable {
             context.logger.error("upstream stream failed after it started", metadata: ["code": .string(failure.code)])
             try await writer.write(translator.failureFrame(for: failure))
         } else {
-            answer = collector?.answer().map(CachedAnswer.generation)
+            if var collector, let generation = collector.answer() {
+                answer = .generation(generation.withTemplate(format: collector.format, model: model))
+            }
         }
         try await writer.finish(nil)
     }
