@@ -34,6 +34,7 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("tls-key"), help: "PEM private key for HTTPS.") var tlsKey: String?
     @Option(name: .customLong("shutdown-grace"), help: "How long shutdown waits for in-flight requests (default 10s).") var shutdownGrace: String?
     @Option(name: .customLong("retention-days"), help: "Delete usage records older than this many days (0 = keep; default 90).") var retentionDays: String?
+    @Option(name: .customLong("record-usage"), help: "Write a usage record for every request (default true).") var recordUsage: String?
     @Option(name: .customLong("reference-model"), help: "Hosted model local traffic is priced against for savings (default gpt-4o-mini).") var referenceModel: String?
 
     /// The flags that were given, by option name.
@@ -49,6 +50,7 @@ struct ConfigOptions: ParsableArguments {
             ("idle-timeout", idleTimeout), ("cors-origins", corsOrigins), ("log-level", logLevel), ("log-file", logFile),
             ("log-bodies", logBodies), ("store-bodies", storeBodies), ("tls-cert", tlsCert), ("tls-key", tlsKey),
             ("shutdown-grace", shutdownGrace), ("retention-days", retentionDays), ("reference-model", referenceModel),
+            ("record-usage", recordUsage),
         ]
         for (name, value) in pairs { if let value { out[name] = value } }
         if allowInsecure { out["allow-insecure"] = "true" }

@@ -31,7 +31,7 @@ public struct ConfigurationLoader: Sendable {
         "cache-scope", "cache-deterministic-only",
         "max-body-bytes", "upstream-timeout", "connect-timeout", "idle-timeout", "cors-origins", "log-level", "log-file",
         "log-bodies", "store-bodies", "tls-cert", "tls-key", "shutdown-grace",
-        "retention-days", "reference-model",
+        "retention-days", "reference-model", "record-usage",
     ]
     /// Keys only a config file can hold.
     static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases"]
@@ -258,6 +258,7 @@ public struct ConfigurationLoader: Sendable {
             c.cacheScope = scope
         }
         if let v = try bool("cache-deterministic-only") { c.cacheDeterministicOnly = v }
+        if let v = try bool("record-usage") { c.recordUsage = v }
         if let v = try bytes("max-body-bytes") { c.maxBodyBytes = v }
         if let v = try duration("upstream-timeout") { c.upstreamTimeout = v }
         if let v = try duration("connect-timeout") { c.connectTimeout = v }
@@ -337,7 +338,7 @@ extension GatewayConfiguration {
             "log_level": .string(logLevel.rawValue), "log_file": logFile.map { .string($0) } ?? .null,
             "log_bodies": .bool(logBodies), "store_bodies": .bool(storeBodies),
             "tls_cert": tlsCert.map { .string($0) } ?? .null, "tls_key": tlsKey.map { .string($0) } ?? .null,
-            "shutdown_grace": .string("\(shutdownGrace)"), "retention_days": .int(retentionDays),
+            "shutdown_grace": .string("\(shutdownGrace)"), "retention_days": .int(retentionDays), "record_usage": .bool(recordUsage),
             "reference_model": .string(referenceModel),
             "aliases": .object(aliases.mapValues { .string($0) }),
             "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),
