@@ -93,7 +93,7 @@ public func buildApplication(
     var recorder = dependencies.recorder ?? DiscardingUsageRecorder()
     var sync: KeyDirectorySync?
     if let store {
-        if dependencies.recorder == nil {
+        if dependencies.recorder == nil, configuration.recordUsage {
             let writer = UsageWriter(store: store, logger: logger, metrics: dependencies.metrics)
             services.append(writer)
             recorder = writer

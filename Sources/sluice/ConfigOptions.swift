@@ -34,6 +34,7 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("tls-key"), help: "PEM private key for HTTPS.") var tlsKey: String?
     @Option(name: .customLong("shutdown-grace"), help: "How long shutdown waits for in-flight requests (default 10s).") var shutdownGrace: String?
     @Option(name: .customLong("retention-days"), help: "Delete usage records older than this many days (0 = keep; default 90).") var retentionDays: String?
+    @Option(name: .customLong("record-usage"), help: "Write a usage record for every request (default true).") var recordUsage: String?
     @Option(name: .customLong("reference-model"), help: "Hosted model local traffic is priced against for savings (default gpt-4o-mini).") var referenceModel: String?
     @Option(name: .customLong("breaker-failures"), help: "Consecutive upstream failures that open its circuit breaker (default 3).") var breakerFailures: String?
     @Option(name: .customLong("breaker-cooldown"), help: "How long an open breaker waits before a trial request (default 10s).") var breakerCooldown: String?
@@ -57,6 +58,7 @@ struct ConfigOptions: ParsableArguments {
             ("shutdown-grace", shutdownGrace), ("retention-days", retentionDays), ("reference-model", referenceModel),
             ("breaker-failures", breakerFailures), ("breaker-cooldown", breakerCooldown), ("probe-interval", probeInterval),
             ("upstream-max-inflight", upstreamMaxInflight), ("upstream-queue", upstreamQueue), ("upstream-queue-timeout", upstreamQueueTimeout),
+            ("record-usage", recordUsage),
         ]
         for (name, value) in pairs { if let value { out[name] = value } }
         if allowInsecure { out["allow-insecure"] = "true" }

@@ -11,7 +11,7 @@ struct CacheKeyTests {
         """
 
     func key(_ body: String, family: String = "chat", upstream: String = "ollama", scope: String? = nil) throws -> CacheKey {
-        CacheKey.make(family: family, upstream: upstream, body: try json(body), scope: scope)
+        try CacheKey.make(family: family, upstream: upstream, body: ByteBuffer(string: body), scope: scope)
     }
 
     @Test func keyOrderAndWhitespaceDoNotMatter() throws {
@@ -69,8 +69,26 @@ struct CacheKeyTests {
     }
 
     @Test func canonicalJSONSortsKeysAndEscapes() throws {
-        let bytes = CanonicalJSON.bytes(try json(#"{"b":1,"a":{"d":"x\"\n","c":[true,null,1.5]}}"#))
-        #expect(String(decoding: bytes, as: UTF8.self) == #"{"a":{"c":[true,null,1.5],"d":"x\"\u000a"},"b":1}"#)
+        #expect(try canonical(#"{"b":1,"a":{"d":"x\"\n","c":[true,null,1.5]}}"#) == #"{"a":{"c":[true,null,1.5],"d":"x\"\n"},"b":1}"#)
+    }
+
+    func canonical(_ text: String, dropping: Set<String> = []) throws -> String {
+        let bytes = try Array(text.utf8).withUnsafeBytes { try CanonicalJSON.bytes(of: $0, dropping: dropping) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    @Test func canonicalJSONNormalisesWhitespaceAndZeroFractions() throws {
+        #expect(try canonical(" { \"z\" : [ 1 , 2.0 , 2.50 , -0.000 , 1e3 , 1.0e2 ] ,\n\t\"a\" : { } , \"m\":[ ] } ") == #"{"a":{},"m":[],"z":[1,2,2.50,-0,1e3,1.0e2]}"#)
+    }
+
+    @Test func canonicalJSONDropsOnlyTopLevelMembers() throws {
+        #expect(try canonical(#"{"stream":true,"a":{"stream":false}}"#, dropping: ["stream"]) == #"{"a":{"stream":false}}"#)
+    }
+
+    @Test func canonicalJSONRefusesBrokenDocuments() {
+        for broken in [#"{"a":1"#, #"{"a" 1}"#, #"[1,]"#, #"{"a":tru}"#, #""abc"#, #"{} {}"#, "", #"{"a":x}"#, String(repeating: "[", count: 200) + String(repeating: "]", count: 200)] {
+            #expect(throws: CanonicalJSON.InvalidJSON.self, "\(broken)") { try canonical(broken) }
+        }
     }
 }
 
@@ -241,6 +259,27 @@ struct CachedAnswerTests {
             #expect(replayed.text == "Hello")
             #expect(replayed.usage?.completionTokens == 2)
         }
+    }
+
+    @Test(arguments: [
+        CachedGeneration(pieces: ["Hel", "lo \"quoted\" / ü"], finishReason: "length", usage: Usage(promptTokens: 1, completionTokens: 2)),
+        CachedGeneration(pieces: ["no usage"], finishReason: "stop", usage: nil),
+        CachedGeneration(
+            pieces: [], toolCalls: [ToolCall(id: "call_1", name: "f", arguments: #"{"a":1}"#)], finishReason: "tool_calls",
+            usage: Usage(promptTokens: 3, completionTokens: 4)),
+    ])
+    func templatedBodyIsByteIdenticalToTheEncodedOne(_ g: CachedGeneration) {
+        for format in [AnswerFormat.openAIChat, .openAICompletion] {
+            let plain = CacheReplay.body(g, format: format, model: "llama3.2 \"x\"", identity: identity, createdAt: "")
+            let templated = g.withTemplate(format: format, model: "llama3.2 \"x\"")
+            #expect(templated.template != nil)
+            let fast = CacheReplay.body(templated, format: format, model: "llama3.2 \"x\"", identity: identity, createdAt: "")
+            #expect(String(buffer: fast) == String(buffer: plain), "format \(format)")
+            // A template for another model or format is not used.
+            let other = CacheReplay.body(templated, format: format, model: "other", identity: identity, createdAt: "")
+            #expect(String(buffer: other).contains(#""model":"other""#))
+        }
+        #expect(g.withTemplate(format: .ollamaChat, model: "m").template == nil)
     }
 
     @Test func costGrowsWithContent() {

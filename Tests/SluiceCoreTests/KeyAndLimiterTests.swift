@@ -36,6 +36,29 @@ struct APIKeySecretTests {
         #expect(!APIKeySecret.matches("master-secreT", configured: "master-secret"))
     }
 
+    @Test func digestWordsRoundTripThroughHex() throws {
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        let digest = SHA256Words(hashing: "abc")
+        #expect(digest.hex == hex)
+        #expect(SHA256Words(hex: hex) == digest)
+        #expect(SHA256Words(hex: hex.uppercased()) == digest)
+        #expect(digest.constantTimeEquals(try #require(SHA256Words(hex: hex))))
+        #expect(!digest.constantTimeEquals(SHA256Words(hashing: "abd")))
+        #expect(SHA256Words(hex: String(hex.dropLast())) == nil)
+        #expect(SHA256Words(hex: String(hex.dropLast()) + "g") == nil)
+    }
+
+    @Test func responseIDsHaveOpenAIsShapeAndDiffer() {
+        let ids = (0..<1000).map { _ in ResponseIdentity.randomID(prefix: "chatcmpl") }
+        #expect(Set(ids).count == ids.count)
+        for id in ids.prefix(50) {
+            #expect(id.hasPrefix("chatcmpl-"))
+            let suffix = id.dropFirst("chatcmpl-".count)
+            #expect(suffix.count == 24)
+            #expect(suffix.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) })
+        }
+    }
+
     @Test func issuedKeysStoreOnlyTheHash() {
         let issued = IssuedKey(name: "ci", now: 100, allowedModels: ["llama3.2"], rpm: 5)
         #expect(issued.record.hash == APIKeySecret.hash(issued.secret))

@@ -176,3 +176,24 @@ import Testing
         #expect(close(local.savedUSD, 0.15))
     }
 }
+
+@Suite("Usage record ids")
+struct UsageRecordIDTests {
+    @Test func idsAreVersion7UUIDsOrderedByTime() throws {
+        let ids = (0..<200).map { UsageRecord.newID(time: 1_790_000_000 + Double($0) * 0.01) }
+        #expect(Set(ids).count == ids.count)
+        #expect(ids == ids.sorted(), "ids must grow with time so index inserts append")
+        for id in ids.prefix(20) {
+            let bytes = Array(id.utf8)
+            #expect(bytes.count == 36)
+            #expect([8, 13, 18, 23].allSatisfy { bytes[$0] == UInt8(ascii: "-") })
+            #expect(bytes[14] == UInt8(ascii: "7"))
+            #expect("89ab".utf8.contains(bytes[19]))
+            #expect(UUID(uuidString: id) != nil)
+        }
+        // The first 48 bits are the milliseconds.
+        let id = UsageRecord.newID(time: 1_790_000_000.125)
+        let millis = UInt64(id.replacingOccurrences(of: "-", with: "").prefix(12), radix: 16)
+        #expect(millis == 1_790_000_000_125)
+    }
+}

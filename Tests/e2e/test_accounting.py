@@ -135,3 +135,19 @@ def test_streams_without_a_usage_chunk_are_estimated_and_flagged(procs, tmp_path
     found = wait_until(record, "the streamed request's usage record")
     assert found["tokens_estimated"] is True
     assert found["completion_tokens"] > 0 and found["prompt_tokens"] > 0
+
+
+def test_record_usage_off_stores_nothing_but_still_serves(procs, tmp_path):
+    database = f"sqlite:{tmp_path / 'quiet.db'}"
+    mock = procs.start_mock()
+    gateway = procs.start_gateway(
+        upstream=mock.url, args=["--database", database, "--master-key", MASTER, "--record-usage", "false"])
+    auth = {"authorization": f"Bearer {MASTER}"}
+    with httpx.Client(timeout=30, headers=auth) as client:
+        for _ in range(3):
+            assert client.post(f"{gateway.v1}/chat/completions", json=chat_body(nonce())).status_code == 200
+        assert client.get(f"{gateway.url}/admin/config").json()["record_usage"] is False
+    # The graceful shutdown would flush queued records; with recording off there are none to flush.
+    gateway.process.signal(signal.SIGTERM)
+    assert gateway.process.wait() == 0
+    assert totals(procs, database)["requests"] == 0

@@ -99,7 +99,7 @@ public struct PriceTable: Sendable {
         for (name, price) in overrides { entries[name.lowercased()] = price }
         self.entries = entries
         // Ties broken by name only so lookups never depend on dictionary order.
-        self.namesByLength = entries.keys.sorted { $0.count != $1.count ? $0.count > $1.count : $0 < $1 }
+        self.namesByLength = entries.keys.sorted { $0.utf8.count != $1.utf8.count ? $0.utf8.count > $1.utf8.count : $0 < $1 }
     }
 
     /// The price of `model`, or nil when neither its name nor a prefix of it is known.
@@ -115,15 +115,17 @@ public struct PriceTable: Sendable {
 
     private func lookup(_ name: String) -> ModelPrice? {
         if let price = entries[name] { return price }
-        for known in namesByLength where name.count > known.count && name.hasPrefix(known) {
+        // Bytes rather than Characters: this runs for every priced request.
+        let bytes = name.utf8
+        for known in namesByLength where bytes.count > known.utf8.count && bytes.starts(with: known.utf8) {
             // Requiring a separator keeps `gpt-4` from pricing `gpt-4o` and `o3` from pricing `o3x`.
-            let next = name[name.index(name.startIndex, offsetBy: known.count)]
+            let next = bytes[bytes.index(bytes.startIndex, offsetBy: known.utf8.count)]
             if Self.separators.contains(next) { return entries[known] }
         }
         return nil
     }
 
-    private static let separators: Set<Character> = ["-", ":", "@", "_"]
+    private static let separators: [UInt8] = Array("-:@_".utf8)
 }
 
 /// Fills a usage record's `costUSD` and `savedUSD` from a price table.

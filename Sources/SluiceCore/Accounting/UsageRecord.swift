@@ -70,3 +70,37 @@ public struct UsageRecord: Sendable, Equatable, Codable {
         self.savedUSD = savedUSD
     }
 }
+
+extension UsageRecord {
+    /// A time-ordered UUID (version 7) for a record made at `time` (Unix seconds).
+    ///
+    /// Ids that grow with time land at the end of the store's primary-key index instead of at random places in
+    /// it, which keeps batched inserts cheap in both SQLite and PostgreSQL.
+    public static func newID(time: Double, using rng: inout some RandomNumberGenerator) -> String {
+        let millis = UInt64(max(0, time * 1000)) & 0xFFFF_FFFF_FFFF
+        let random: UInt64 = rng.next()
+        let more: UInt64 = rng.next()
+        // 48 bits of milliseconds, version 7, 12 random bits; variant 0b10, 62 random bits.
+        let high = millis << 16 | 0x7000 | (random & 0x0FFF)
+        let low = 0x8000_0000_0000_0000 | (more & 0x3FFF_FFFF_FFFF_FFFF)
+        var digits = [UInt8](repeating: UInt8(ascii: "-"), count: 36)
+        let hex = Array("0123456789abcdef".utf8)
+        var position = 35
+        for (word, dashes) in [(low, [23]), (high, [18, 13, 8])] {
+            var word = word
+            for _ in 0..<16 {
+                if dashes.contains(position) { position -= 1 }
+                digits[position] = hex[Int(word & 0xF)]
+                word >>= 4
+                position -= 1
+            }
+        }
+        return String(decoding: digits, as: UTF8.self)
+    }
+
+    /// A time-ordered UUID from the system's random source.
+    public static func newID(time: Double) -> String {
+        var rng = SystemRandomNumberGenerator()
+        return newID(time: time, using: &rng)
+    }
+}

@@ -6,6 +6,9 @@ import NIOFoundationCompat
 public enum CacheReplay {
     /// The whole answer as one JSON body.
     public static func body(_ g: CachedGeneration, format: AnswerFormat, model: String, identity: ResponseIdentity, createdAt: String) -> ByteBuffer {
+        if let template = g.template, template.format == format, template.model == model, ReplayTemplate.isPlain(identity.id) {
+            return template.render(identity)
+        }
         let encoder = WireJSON.encoder()
         let value: any Encodable
         switch format {
@@ -98,6 +101,46 @@ public enum CacheReplay {
         return frames
     }
 
+    /// Renders the parts of an OpenAI body that are the same on every replay; nil for formats without a template.
+    ///
+    /// With sorted keys the body is `{"choices":…,"created":N,"id":"…","model":…,"object":…,"usage":…}`: only
+    /// `created` and `id` change, and both sit between the choices and the model.
+    public static func template(_ g: CachedGeneration, format: AnswerFormat, model: String) -> ReplayTemplate? {
+        let encoder = WireJSON.encoder()
+        let choices: Data
+        let object: String
+        do {
+            switch format {
+            case .openAIChat:
+                let message = ChatMessage(
+                    role: "assistant", content: g.toolCalls.isEmpty || !g.text.isEmpty ? .text(g.text) : nil,
+                    toolCalls: g.toolCalls.isEmpty ? nil : g.toolCalls)
+                choices = try encoder.encode([ChatCompletionResponse.Choice(index: 0, message: message, finishReason: g.finishReason)])
+                object = "chat.completion"
+            case .openAICompletion:
+                choices = try encoder.encode([CompletionResponse.Choice(text: g.text, index: 0, finishReason: g.finishReason)])
+                object = "text_completion"
+            case .ollamaChat, .ollamaGenerate:
+                return nil
+            }
+            var head = Array(#"{"choices":"#.utf8)
+            head += choices
+            head += #","created":"#.utf8
+            var tail = Array(#"","model":"#.utf8)
+            tail += try encoder.encode(model)
+            tail += #","object":"#.utf8
+            tail += try encoder.encode(object)
+            if let usage = g.usage {
+                tail += #","usage":"#.utf8
+                tail += try encoder.encode(usage)
+            }
+            tail.append(UInt8(ascii: "}"))
+            return ReplayTemplate(format: format, model: model, head: head, tail: tail)
+        } catch {
+            return nil
+        }
+    }
+
     static func ollamaCalls(_ g: CachedGeneration) -> [Ollama.ToolCall] {
         g.toolCalls.map { call in
             let arguments = (try? JSONDecoder().decode(JSONValue.self, from: Data(call.function.arguments.utf8))) ?? .object([:])
@@ -112,5 +155,38 @@ public enum CacheReplay {
         r.promptEvalCount = g.usage?.promptTokens
         r.evalCount = g.usage?.completionTokens
         return r
+    }
+}
+
+/// A whole-body OpenAI replay with everything but the response id and creation time already encoded.
+public struct ReplayTemplate: Sendable, Equatable {
+    let format: AnswerFormat
+    let model: String
+    /// `{"choices":[…],"created":`
+    let head: [UInt8]
+    /// `","model":…,"object":…,"usage":{…}}`, closing the id's string first.
+    let tail: [UInt8]
+
+    /// Whether an id can be written into JSON as it is.
+    static func isPlain(_ id: String) -> Bool {
+        id.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "_"):
+                true
+            default: false
+            }
+        }
+    }
+
+    func render(_ identity: ResponseIdentity) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(head.count + tail.count + identity.id.utf8.count + 32)
+        buffer.writeBytes(head)
+        buffer.writeString(String(identity.created))
+        buffer.writeString(#","id":""#)
+        buffer.writeString(identity.id)
+        buffer.writeBytes(tail)
+        return buffer
     }
 }

@@ -28,6 +28,8 @@ public struct CachedGeneration: Sendable, Equatable {
     public var toolCalls: [ToolCall]
     public var finishReason: String
     public var usage: Usage?
+    /// The unchanging bytes of a whole-body OpenAI replay, rendered once when the answer is stored.
+    public var template: ReplayTemplate?
 
     public init(pieces: [String], toolCalls: [ToolCall] = [], finishReason: String, usage: Usage?) {
         self.pieces = pieces
@@ -36,11 +38,18 @@ public struct CachedGeneration: Sendable, Equatable {
         self.usage = usage
     }
 
+    /// The same answer with its replay template rendered for `format` and `model`, ready to be stored.
+    public func withTemplate(format: AnswerFormat, model: String) -> CachedGeneration {
+        var copy = self
+        copy.template = CacheReplay.template(self, format: format, model: model)
+        return copy
+    }
+
     public var text: String { pieces.joined() }
 
     var cost: Int {
         // Strings plus a fixed allowance for the array and struct overhead of each piece.
-        128 + pieces.reduce(0) { $0 + $1.utf8.count + 32 }
+        128 + (template.map { $0.head.count + $0.tail.count + 64 } ?? 0) + pieces.reduce(0) { $0 + $1.utf8.count + 32 }
             + toolCalls.reduce(0) { $0 + $1.id.utf8.count + $1.function.name.utf8.count + $1.function.arguments.utf8.count + 64 }
     }
 }

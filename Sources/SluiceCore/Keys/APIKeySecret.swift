@@ -7,7 +7,6 @@ public enum APIKeySecret {
     /// Characters of the secret kept in listings so people can tell keys apart.
     public static let visiblePrefixLength = prefix.count + 4
     static let randomBytes = 32
-    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     /// A new secret: 256 bits from the system CSPRNG, base64url without padding.
     public static func generate() -> String {
@@ -30,17 +29,28 @@ public enum APIKeySecret {
     }
 
     /// True when `secret` has the shape of a Sluice key; cheap rejection before hashing.
+    @inlinable
     public static func isWellFormed(_ secret: some StringProtocol) -> Bool {
         guard secret.hasPrefix(prefix) else { return false }
         let body = secret.utf8.dropFirst(prefix.utf8.count)
-        return body.count >= 32 && body.count <= 128 && body.allSatisfy { alphabet.contains($0) }
+        return body.count >= 32 && body.count <= 128 && body.allSatisfy(isAlphabet)
+    }
+
+    @usableFromInline
+    static func isAlphabet(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "_"):
+            true
+        default: false
+        }
     }
 
     /// Compares two byte strings in time that depends only on their lengths, never on where they differ.
-    public static func constantTimeEquals(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
+    public static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         var difference: UInt8 = 0
-        for (x, y) in zip(a, b) { difference |= x ^ y }
+        for i in a.indices { difference |= a[i] ^ b[i] }
         return difference == 0
     }
 

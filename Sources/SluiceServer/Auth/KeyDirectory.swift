@@ -23,12 +23,13 @@ public enum ClientIdentity: Sendable {
 /// Until the first load the directory is not ready and authentication fails closed.
 public final class KeyDirectory: Sendable {
     struct Snapshot {
-        var byHash: [String: APIKeyRecord] = [:]
+        /// Keyed by the digest of the secret, parsed once from the stored hex so that lookups allocate nothing.
+        var byDigest: [SHA256Words: APIKeyRecord] = [:]
         var revision: Int64 = -1
         var loaded = false
     }
 
-    let masterKeyDigest: [UInt8]?
+    let masterKeyDigest: SHA256Words?
     private let snapshot: Mutex<Snapshot>
     private let lastUsed = Mutex<[String: Double]>([:])
     /// Spend per key with a budget: the store's total at the last refresh plus costs recorded here since.
@@ -37,16 +38,16 @@ public final class KeyDirectory: Sendable {
     /// - Parameter loaded: true when there is no store to load from (tests, embedded use): the directory starts
     ///   ready with `keys`.
     public init(masterKey: String?, keys: [APIKeyRecord] = [], loaded: Bool) {
-        self.masterKeyDigest = masterKey.map { Array(SHA256.hash(data: Array($0.utf8))) }
+        self.masterKeyDigest = masterKey.map { SHA256Words(hashing: $0) }
         var initial = Snapshot()
         initial.loaded = loaded
-        for key in keys { initial.byHash[key.hash] = key }
+        initial.byDigest = Self.index(keys)
         self.snapshot = Mutex(initial)
     }
 
     /// False until the first load from the store.
     public var isReady: Bool { snapshot.withLock { $0.loaded } }
-    public var hasKeys: Bool { snapshot.withLock { !$0.byHash.isEmpty } }
+    public var hasKeys: Bool { snapshot.withLock { !$0.byDigest.isEmpty } }
     public var hasMasterKey: Bool { masterKeyDigest != nil }
     var revision: Int64 { snapshot.withLock { $0.revision } }
 
@@ -59,25 +60,32 @@ public final class KeyDirectory: Sendable {
 
     /// Checks a presented secret against the master key and the key table.
     public func lookup(_ presented: some StringProtocol) -> Lookup {
-        let digest = Array(SHA256.hash(data: Array(presented.utf8)))
-        if let masterKeyDigest, APIKeySecret.constantTimeEquals(digest, masterKeyDigest) {
+        let digest = SHA256Words(hashing: presented)
+        if let masterKeyDigest, masterKeyDigest.constantTimeEquals(digest) {
             return .master
         }
         guard APIKeySecret.isWellFormed(presented) else { return .unknown }
-        let hash = APIKeySecret.hex(digest)
-        guard let record = snapshot.withLock({ $0.byHash[hash] }),
-            APIKeySecret.constantTimeEquals(Array(record.hash.utf8), Array(hash.utf8))
-        else { return .unknown }
+        // The table compares SHA-256 digests, not secrets: how long a probe takes tells an attacker at most how
+        // many leading digest bits of a guess match a stored one, which without a preimage leads nowhere.
+        guard let record = snapshot.withLock({ $0.byDigest[digest] }) else { return .unknown }
         return .key(record)
+    }
+
+    static func index(_ keys: [APIKeyRecord]) -> [SHA256Words: APIKeyRecord] {
+        var byDigest: [SHA256Words: APIKeyRecord] = [:]
+        byDigest.reserveCapacity(keys.count)
+        for key in keys {
+            // A hash that is not 64 hex digits cannot match any secret; such a row is skipped rather than trusted.
+            if let digest = SHA256Words(hex: key.hash) { byDigest[digest] = key }
+        }
+        return byDigest
     }
 
     /// Replaces the table with a fresh load from the store.
     public func replace(with keys: [APIKeyRecord], revision: Int64) {
-        var byHash: [String: APIKeyRecord] = [:]
-        byHash.reserveCapacity(keys.count)
-        for key in keys { byHash[key.hash] = key }
+        let byDigest = Self.index(keys)
         snapshot.withLock {
-            $0.byHash = byHash
+            $0.byDigest = byDigest
             $0.revision = revision
             $0.loaded = true
         }
@@ -115,6 +123,6 @@ public final class KeyDirectory: Sendable {
 
     /// Keys with a budget, whose spend must be tracked.
     var budgetedKeyIDs: [String] {
-        snapshot.withLock { $0.byHash.values.filter { $0.budgetUSD != nil && !$0.revoked }.map(\.id) }
+        snapshot.withLock { $0.byDigest.values.filter { $0.budgetUSD != nil && !$0.revoked }.map(\.id) }
     }
 }

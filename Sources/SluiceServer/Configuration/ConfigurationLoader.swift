@@ -31,7 +31,7 @@ public struct ConfigurationLoader: Sendable {
         "cache-scope", "cache-deterministic-only",
         "max-body-bytes", "upstream-timeout", "connect-timeout", "idle-timeout", "cors-origins", "log-level", "log-file",
         "log-bodies", "store-bodies", "tls-cert", "tls-key", "shutdown-grace",
-        "retention-days", "reference-model",
+        "retention-days", "reference-model", "record-usage",
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
     ]
     /// Keys only a config file can hold.
@@ -259,6 +259,7 @@ public struct ConfigurationLoader: Sendable {
             c.cacheScope = scope
         }
         if let v = try bool("cache-deterministic-only") { c.cacheDeterministicOnly = v }
+        if let v = try bool("record-usage") { c.recordUsage = v }
         if let v = try bytes("max-body-bytes") { c.maxBodyBytes = v }
         if let v = try duration("upstream-timeout") { c.upstreamTimeout = v }
         if let v = try duration("connect-timeout") { c.connectTimeout = v }
@@ -346,7 +347,7 @@ extension GatewayConfiguration {
             "log_level": .string(logLevel.rawValue), "log_file": logFile.map { .string($0) } ?? .null,
             "log_bodies": .bool(logBodies), "store_bodies": .bool(storeBodies),
             "tls_cert": tlsCert.map { .string($0) } ?? .null, "tls_key": tlsKey.map { .string($0) } ?? .null,
-            "shutdown_grace": .string("\(shutdownGrace)"), "retention_days": .int(retentionDays),
+            "shutdown_grace": .string("\(shutdownGrace)"), "retention_days": .int(retentionDays), "record_usage": .bool(recordUsage),
             "reference_model": .string(referenceModel),
             "breaker_failures": .int(breakerFailures), "breaker_cooldown": .string("\(breakerCooldown)"),
             "probe_interval": .string("\(probeInterval)"), "upstream_max_inflight": .int(upstreamMaxInflight),

@@ -27,6 +27,8 @@ public struct GatewayConfiguration: Sendable {
     public var cacheScope = CacheScope.global
     /// When on, sampled requests (temperature above 0 without a seed) are not cached.
     public var cacheDeterministicOnly = false
+    /// Whether usage records are written to the store; off keeps limits and budgets but no history.
+    public var recordUsage = true
     public var maxBodyBytes = 4 * 1024 * 1024
     public var upstreamTimeout = Duration.seconds(300)
     public var connectTimeout = Duration.seconds(5)

@@ -205,11 +205,12 @@ public struct Gateway: Sendable {
         var ticket: CacheTicket?
         if let cache, call.cacheable, let policy = CachePolicy(request.headers[.cacheControl]), policy.reads || policy.writes {
             let scope = cacheScope == .key ? context.trace.snapshot.keyID : nil
-            guard let parsed = try? JSONDecoder().decode(JSONValue.self, from: call.body) else { throw APIError.invalidJSON("the request body is not valid JSON.") }
             // Keyed by the set of upstreams that may answer, not the one picked: the pick varies per request,
             // the answer's source does not (a single upstream keeps its old key).
             let route = servers.map { upstreams[$0].endpoint.name }.joined(separator: ",")
-            let key = CacheKey.make(family: call.cacheFamily, upstream: route, body: parsed, scope: scope)
+            guard let key = try? CacheKey.make(family: call.cacheFamily, upstream: route, body: call.body, scope: scope) else {
+                throw APIError.invalidJSON("the request body is not valid JSON.")
+            }
             // A follower waits for the leader, then finds its answer in the cache; if the leader failed,
             // the follower tries to lead in turn, a bounded number of times.
             for _ in 0..<3 {
@@ -368,13 +369,8 @@ public struct Gateway: Sendable {
     }
 
     func newIdentity(prefix: String) -> ResponseIdentity {
-        var rng = SystemRandomNumberGenerator()
-        var suffix = [UInt8](repeating: 0, count: 24)
-        for i in suffix.indices { suffix[i] = Self.idAlphabet[Int(rng.next() % UInt64(Self.idAlphabet.count))] }
-        return ResponseIdentity(id: prefix + "-" + String(decoding: suffix, as: UTF8.self), created: Int(now()))
+        ResponseIdentity(id: ResponseIdentity.randomID(prefix: prefix), created: Int(now()))
     }
-
-    private static let idAlphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
 
     // MARK: Relaying answers
 
@@ -393,7 +389,7 @@ public struct Gateway: Sendable {
                 if let format = call.format {
                     var collector = AnswerCollector(format: format, streaming: false)
                     collector.observe(body)
-                    ticket.finish(collector.answer().map(CachedAnswer.generation))
+                    ticket.finish(collector.answer().map { .generation($0.withTemplate(format: format, model: call.model)) })
                 } else {
                     ticket.finish(.raw(Array(body.readableBytesView)))
                 }
@@ -404,9 +400,10 @@ public struct Gateway: Sendable {
             return Response(
                 status: .ok,
                 headers: [.contentType: stream.translator.contentType, .cacheControl: "no-cache", .xAccelBuffering: "no"],
-                body: .init { [promptBytes = call?.body.readableBytes ?? 0] writer in
+                body: .init { [promptBytes = call?.body.readableBytes ?? 0, model = call?.model ?? ""] writer in
                     try await relayStream(
-                        stream, upstream: upstream, lease: lease, collector: collector, ticket: ticket, promptBytes: promptBytes,
+                        stream, upstream: upstream, lease: lease, collector: collector, ticket: ticket, model: model,
+                        promptBytes: promptBytes,
                         context: context, writer: &writer)
                 })
         }
@@ -416,7 +413,7 @@ public struct Gateway: Sendable {
     /// so the client's pace is the upstream's pace (backpressure) and nothing is buffered whole.
     func relayStream(
         _ stream: UpstreamStream, upstream: any UpstreamProvider, lease: UpstreamLease?, collector: AnswerCollector?,
-        ticket: CacheTicket?, promptBytes: Int, context: SluiceRequestContext, writer: inout any ResponseBodyWriter
+        ticket: CacheTicket?, model: String, promptBytes: Int, context: SluiceRequestContext, writer: inout any ResponseBodyWriter
     ) async throws {
         metrics.streamsInFlight.increment()
         defer { metrics.streamsInFlight.decrement() }
@@ -490,7 +487,9 @@ public struct Gateway: Sendable {
             try await writer.write(translator.failureFrame(for: failure))
         } else {
             lease?.end(.success)
-            answer = collector?.answer().map(CachedAnswer.generation)
+            if var collector, let generation = collector.answer() {
+                answer = .generation(generation.withTemplate(format: collector.format, model: model))
+            }
         }
         try await writer.finish(nil)
     }

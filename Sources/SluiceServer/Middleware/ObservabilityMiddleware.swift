@@ -41,26 +41,29 @@ public struct ObservabilityMiddleware: RouterMiddleware {
             let route = fields.route ?? context.endpointPath ?? "unmatched"
             let recordedStatus = fields.clientDisconnected ? 499 : status
             metrics.requestFinished(route: route, method: method, status: recordedStatus, nanoseconds: elapsed.nanoseconds)
-            var metadata: Logger.Metadata = [
-                "method": .string(method), "path": .string(path), "status": .stringConvertible(recordedStatus),
-                "duration_ms": .stringConvertible(elapsed.milliseconds),
-            ]
-            if let ip = context.clientIP { metadata["client_ip"] = .string(ip) }
-            if let model = fields.model { metadata["model"] = .string(model) }
-            if let code = fields.errorCode { metadata["error_code"] = .string(code) }
-            if fields.cacheHit { metadata["cache"] = "hit" }
-            if let usage = fields.usage {
-                metadata["prompt_tokens"] = .stringConvertible(usage.promptTokens)
-                metadata["completion_tokens"] = .stringConvertible(usage.completionTokens)
-                if let model = fields.model {
-                    metrics.tokens(model: model, prompt: usage.promptTokens, completion: usage.completionTokens)
-                }
+            if let usage = fields.usage, let model = fields.model {
+                metrics.tokens(model: model, prompt: usage.promptTokens, completion: usage.completionTokens)
             }
-            context.logger.info("request completed", metadata: metadata)
+            // The access line's metadata costs a dozen allocations: build it only when it will be written.
+            if context.logger.logLevel <= .info {
+                var metadata: Logger.Metadata = [
+                    "method": .string(method), "path": .string(path), "status": .stringConvertible(recordedStatus),
+                    "duration_ms": .stringConvertible(elapsed.milliseconds),
+                ]
+                if let ip = context.clientIP { metadata["client_ip"] = .string(ip) }
+                if let model = fields.model { metadata["model"] = .string(model) }
+                if let code = fields.errorCode { metadata["error_code"] = .string(code) }
+                if fields.cacheHit { metadata["cache"] = "hit" }
+                if let usage = fields.usage {
+                    metadata["prompt_tokens"] = .stringConvertible(usage.promptTokens)
+                    metadata["completion_tokens"] = .stringConvertible(usage.completionTokens)
+                }
+                context.logger.info("request completed", metadata: metadata)
+            }
             guard fields.route != nil else { return }
             recorder.record(
                 UsageRecord(
-                    id: UUID().uuidString.lowercased(), time: wallStart, requestID: context.requestID, keyID: fields.keyID,
+                    id: UsageRecord.newID(time: wallStart), time: wallStart, requestID: context.requestID, keyID: fields.keyID,
                     clientIP: context.clientIP, route: route, model: fields.model, upstream: fields.upstream,
                     status: recordedStatus, errorCode: fields.errorCode, stream: fields.stream, cacheHit: fields.cacheHit,
                     promptTokens: fields.usage?.promptTokens ?? 0, completionTokens: fields.usage?.completionTokens ?? 0,
