@@ -1,5 +1,6 @@
 import CoreMetrics
 import Prometheus
+import Synchronization
 
 /// The gateway's Prometheus metrics, all named `sluice_…`.
 ///
@@ -23,11 +24,31 @@ public final class GatewayMetrics: Sendable {
         self.requestsInFlight = Meter(label: "sluice_http_requests_in_flight", dimensions: [], factory: factory)
     }
 
+    private struct RequestSeries: Hashable {
+        var route: String
+        var method: String
+        var status: Int
+    }
+
+    /// The counter and timer of each route, method and status seen, so a finished request costs one dictionary
+    /// lookup instead of building label arrays and asking the registry for both every time.
+    private let requestSeries = Mutex<[RequestSeries: (CoreMetrics.Counter, CoreMetrics.Timer)]>([:])
+
     func requestFinished(route: String, method: String, status: Int, nanoseconds: Int64) {
-        Counter(label: "sluice_http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(status))], factory: factory)
-            .increment()
-        Timer(label: "sluice_http_request_duration_seconds", dimensions: [("route", route)], factory: factory)
-            .recordNanoseconds(nanoseconds)
+        let series = RequestSeries(route: route, method: method, status: status)
+        let handles = requestSeries.withLock { cache in
+            if let handles = cache[series] { return handles }
+            let handles = (
+                CoreMetrics.Counter(
+                    label: "sluice_http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(status))],
+                    factory: factory),
+                CoreMetrics.Timer(label: "sluice_http_request_duration_seconds", dimensions: [("route", route)], factory: factory)
+            )
+            cache[series] = handles
+            return handles
+        }
+        handles.0.increment()
+        handles.1.recordNanoseconds(nanoseconds)
     }
 
     func upstreamError(upstream: String, code: String) {
@@ -40,18 +61,18 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// Breaker state of one upstream: 0 closed, 1 half-open, 2 open.
-    func upstreamState(upstream: String, state: Int) {
-        Gauge(label: "sluice_upstream_state", dimensions: [("upstream", upstream)], factory: factory).record(state)
+    func upstreamStateGauge(upstream: String) -> CoreMetrics.Gauge {
+        Gauge(label: "sluice_upstream_state", dimensions: [("upstream", upstream)], factory: factory)
     }
 
     /// Requests of one upstream in flight, relayed streams included.
-    func upstreamInFlight(upstream: String, count: Int) {
-        Gauge(label: "sluice_upstream_in_flight", dimensions: [("upstream", upstream)], factory: factory).record(count)
+    func upstreamInFlightGauge(upstream: String) -> CoreMetrics.Gauge {
+        Gauge(label: "sluice_upstream_in_flight", dimensions: [("upstream", upstream)], factory: factory)
     }
 
     /// Requests waiting for an upstream slot, all upstreams together.
-    func upstreamQueueDepth(_ count: Int) {
-        Gauge(label: "sluice_upstream_queue_depth", dimensions: [], factory: factory).record(count)
+    func upstreamQueueDepthGauge() -> CoreMetrics.Gauge {
+        Gauge(label: "sluice_upstream_queue_depth", dimensions: [], factory: factory)
     }
 
     /// A request answered 503 because every upstream it could use was full: `queue_full` or `queue_timeout`.

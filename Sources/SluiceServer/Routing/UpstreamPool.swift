@@ -1,3 +1,4 @@
+import CoreMetrics
 import SluiceCore
 import SluiceUpstream
 import Synchronization
@@ -33,6 +34,10 @@ final class UpstreamPool: Sendable {
     let metrics: GatewayMetrics
     let limits: UpstreamLimits
     let now: @Sendable () -> Double
+    /// Made once: every acquire and release sets them, and making a gauge means a registry lookup by label.
+    private let stateGauges: [CoreMetrics.Gauge]
+    private let inFlightGauges: [CoreMetrics.Gauge]
+    private let queueDepthGauge: CoreMetrics.Gauge
 
     private struct Entry {
         var breaker: CircuitBreaker
@@ -79,6 +84,9 @@ final class UpstreamPool: Sendable {
         self.metrics = metrics
         self.limits = limits
         self.now = now
+        self.stateGauges = upstreams.map { metrics.upstreamStateGauge(upstream: $0.endpoint.name) }
+        self.inFlightGauges = upstreams.map { metrics.upstreamInFlightGauge(upstream: $0.endpoint.name) }
+        self.queueDepthGauge = metrics.upstreamQueueDepthGauge()
         let coolDown = Double(limits.breakerCooldown.nanoseconds) / 1e9
         self.state = Mutex(
             State(
@@ -178,11 +186,11 @@ final class UpstreamPool: Sendable {
         let (states, counts, waiting) = state.withLock { state in
             (state.entries.map { $0.breaker.state(at: time) }, state.entries.map(\.inFlight), state.queue.count)
         }
-        for (i, upstream) in upstreams.enumerated() {
-            metrics.upstreamState(upstream: upstream.endpoint.name, state: states[i].rawValue)
-            metrics.upstreamInFlight(upstream: upstream.endpoint.name, count: counts[i])
+        for i in upstreams.indices {
+            stateGauges[i].record(states[i].rawValue)
+            inFlightGauges[i].record(counts[i])
         }
-        metrics.upstreamQueueDepth(waiting)
+        queueDepthGauge.record(waiting)
     }
 
     // MARK: Waiting for a slot
