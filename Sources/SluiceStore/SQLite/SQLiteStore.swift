@@ -234,7 +234,7 @@ public final class SQLiteStore: GatewayStore, Service {
             try await self.inTransaction(connection) {
                 for start in stride(from: 0, to: records.count, by: UsageSQL.insertChunk) {
                     let chunk = records[start..<min(start + UsageSQL.insertChunk, records.count)]
-                    try await Self.run(UsageSQL.insert(chunk, dialect: .sqlite), on: connection)
+                    try await Self.run(UsageSQL.sqliteInsert(chunk), on: connection)
                 }
             }
         }

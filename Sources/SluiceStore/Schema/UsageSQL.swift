@@ -70,13 +70,10 @@ enum UsageSQL {
         ]
     }
 
-    /// A multi-row insert that skips ids already stored.
-    static func insert(_ records: ArraySlice<UsageRecord>, dialect: SQLDialect) -> SQLStatement {
-        var statement = SQLStatement(dialect)
-        switch dialect {
-        case .sqlite: statement.append("INSERT OR IGNORE INTO usage_records (\(columnList)) VALUES ")
-        case .postgres: statement.append("INSERT INTO usage_records (\(columnList)) VALUES ")
-        }
+    /// A multi-row insert that skips ids already stored (SQLite; PostgreSQL unnests arrays instead).
+    static func sqliteInsert(_ records: ArraySlice<UsageRecord>) -> SQLStatement {
+        var statement = SQLStatement(.sqlite)
+        statement.append("INSERT OR IGNORE INTO usage_records (\(columnList)) VALUES ")
         for (index, record) in records.enumerated() {
             statement.append(index == 0 ? "(" : ", (")
             for (column, value) in bindValues(record).enumerated() {
@@ -84,9 +81,6 @@ enum UsageSQL {
                 statement.bind(value)
             }
             statement.append(")")
-        }
-        if dialect == .postgres {
-            statement.append(" ON CONFLICT (id) DO NOTHING")
         }
         return statement
     }
