@@ -13,6 +13,7 @@ public struct CacheKey: Hashable, Sendable, CustomStringConvertible {
 
     /// Fields that change how an answer is delivered but not what it says.
     public static let deliveryFields: Set<String> = ["stream", "stream_options", "user", "keep_alive"]
+    static let deliveryFieldBytes = deliveryFields.map { Array($0.utf8) }
 
     /// The key of a request body on a route, sent to an upstream, optionally scoped to one API key.
     ///
@@ -28,7 +29,7 @@ public struct CacheKey: Hashable, Sendable, CustomStringConvertible {
         }
         let canonical: [UInt8]
         do {
-            canonical = try body.withUnsafeReadableBytes { try CanonicalJSON.bytes(of: $0, dropping: deliveryFields) }
+            canonical = try body.withUnsafeReadableBytes { try CanonicalJSON.bytes(of: $0, dropping: deliveryFieldBytes) }
         } catch {
             throw CanonicalJSON.InvalidJSON()
         }

@@ -13,7 +13,12 @@ extension CanonicalJSON {
     /// the same bytes, because the output is itself the document in JSON. Members of the top-level object named
     /// in `dropping` are left out.
     public static func bytes(of json: UnsafeRawBufferPointer, dropping: Set<String> = []) throws(InvalidJSON) -> [UInt8] {
-        var scanner = Scanner(input: json.bindMemory(to: UInt8.self), dropping: dropping.map { Array($0.utf8) })
+        try bytes(of: json, dropping: dropping.map { Array($0.utf8) })
+    }
+
+    /// As ``bytes(of:dropping:)``, with the dropped names already as bytes (the cache key's are made once).
+    static func bytes(of json: UnsafeRawBufferPointer, dropping: [[UInt8]]) throws(InvalidJSON) -> [UInt8] {
+        var scanner = Scanner(input: json.bindMemory(to: UInt8.self), dropping: dropping)
         var out: [UInt8] = []
         out.reserveCapacity(json.count)
         scanner.skipSpace()
