@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 
 from e2e_support import CHAT_MODEL, chat_body, expected_reply, nonce, wait_until
@@ -57,6 +61,48 @@ def test_killed_upstream_loses_no_request(procs, tmp_path):
         assert failures == []
         served_by_b = generated(b)
         assert served_by_b >= 40
+
+
+def test_upstream_killed_under_concurrent_load_loses_no_request(procs, tmp_path):
+    """SIGKILL one of two upstreams while eight clients keep calling: requests in flight to it are retried on the
+    other before their first byte, later ones avoid it, and no client sees an error."""
+    a, b = procs.start_mock("--latency-ms", "5"), procs.start_mock("--latency-ms", "5")
+    config = write_config(tmp_path, [("a", a.url, []), ("b", b.url, [])])
+    gw = procs.start_gateway(args=["--config", config])
+    stop = threading.Event()
+    failures: list[str] = []
+    answered = [0]
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with httpx.Client(base_url=gw.url, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    r = chat(client)
+                    ok, detail = r.status_code == 200, r.text
+                except (httpx.HTTPError, AssertionError) as e:
+                    ok, detail = False, repr(e)
+                with lock:
+                    answered[0] += 1
+                    if not ok:
+                        failures.append(detail)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(8):
+            pool.submit(worker)
+        try:
+            wait_until(lambda: generated(a) > 10 and generated(b) > 10, "both upstreams to take traffic")
+            a.process.signal(signal.SIGKILL)
+            after_kill = generated(b)
+            wait_until(lambda: generated(b) > after_kill + 200, "the survivor to take the load")
+        finally:
+            stop.set()
+    assert answered[0] > 200
+    assert failures == []
+    # Calls did reach the dead upstream and fail there: the zero above is the retries' doing.
+    metrics = httpx.get(f"{gw.url}/metrics", timeout=10).text
+    assert any(line.startswith('sluice_upstream_errors_total{') and 'upstream="a"' in line
+               for line in metrics.splitlines()), metrics
 
 
 def test_failing_upstream_is_retried_then_avoided(procs, tmp_path):
