@@ -42,9 +42,6 @@ public struct OpenAIUpstream: UpstreamProvider {
         _ = try await http.sendCollecting(.GET, "/v1/models", body: nil, logger: logger)
     }
 
-    private struct UsageProbe: Decodable {
-        var usage: Usage?
-    }
 
     private func forward(_ path: String, _ body: ByteBuffer, streams: Bool, logger: Logger) async throws -> UpstreamReply {
         if streams {
@@ -52,7 +49,6 @@ public struct OpenAIUpstream: UpstreamProvider {
             return .stream(UpstreamStream(body: response.body, translator: OpenAIStreamPassthrough()))
         }
         let answer = try await http.sendCollecting(.POST, path, body: body, logger: logger)
-        let usage = (try? JSONDecoder().decode(UsageProbe.self, from: answer))?.usage
-        return .complete(body: answer, usage: usage)
+        return .complete(body: answer, usage: Usage(inAnswer: answer))
     }
 }

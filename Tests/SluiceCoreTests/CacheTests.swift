@@ -85,6 +85,33 @@ struct CacheKeyTests {
         #expect(try canonical(#"{"stream":true,"a":{"stream":false}}"#, dropping: ["stream"]) == #"{"a":{"stream":false}}"#)
     }
 
+    func member(_ name: String, _ text: String) -> String? {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { raw in
+            CanonicalJSON.topLevelMember(name, in: raw).map { String(decoding: bytes[$0], as: UTF8.self) }
+        }
+    }
+
+    @Test func topLevelMemberFindsOnlyTheTopLevelOne() {
+        let answer = #"""
+            { "choices" : [ {"message": {"content": "\"usage\": 1", "usage": {"x": 1}}} ], "id":"a",
+              "usage" : {"prompt_tokens":2,"completion_tokens":3,"total_tokens":5} , "z": [1, 2.5e3, true, null] }
+            """#
+        #expect(member("usage", answer) == #"{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}"#)
+        #expect(member("id", answer) == #""a""#)
+        #expect(member("z", answer) == "[1, 2.5e3, true, null]")
+        #expect(member("missing", answer) == nil)
+        #expect(member("usage", "[1, 2]") == nil)
+        #expect(member("usage", #"{"usage": "#) == nil)
+    }
+
+    @Test func usageIsReadFromAnAnswerWithoutDecodingTheRest() {
+        let answer = ByteBuffer(string: #"{"choices":[{"message":{"content":"long answer"}}],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}}"#)
+        #expect(Usage(inAnswer: answer) == Usage(promptTokens: 2, completionTokens: 3))
+        #expect(Usage(inAnswer: ByteBuffer(string: #"{"choices":[],"usage":null}"#)) == nil)
+        #expect(Usage(inAnswer: ByteBuffer(string: #"{"choices":[]}"#)) == nil)
+    }
+
     @Test func canonicalJSONRefusesBrokenDocuments() {
         for broken in [#"{"a":1"#, #"{"a" 1}"#, #"[1,]"#, #"{"a":tru}"#, #""abc"#, #"{} {}"#, "", #"{"a":x}"#, String(repeating: "[", count: 200) + String(repeating: "]", count: 200)] {
             #expect(throws: CanonicalJSON.InvalidJSON.self, "\(broken)") { try canonical(broken) }

@@ -28,6 +28,37 @@ extension CanonicalJSON {
         return out
     }
 
+    /// The bytes of the top-level member `name` of a JSON object (its value only), without parsing the rest:
+    /// how the gateway reads `usage` from an answer it forwards as is. Nil when absent or not an object.
+    public static func topLevelMember(_ name: String, in json: UnsafeRawBufferPointer) -> Range<Int>? {
+        var scanner = Scanner(input: json.bindMemory(to: UInt8.self), dropping: [])
+        let wanted = Array(name.utf8)
+        do throws(InvalidJSON) {
+            scanner.skipSpace()
+            guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: "{") else { return nil }
+            scanner.position += 1
+            while true {
+                scanner.skipSpace()
+                guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: "\"") else { return nil }
+                let key = try scanner.string()
+                scanner.skipSpace()
+                guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: ":") else { return nil }
+                scanner.position += 1
+                scanner.skipSpace()
+                let start = scanner.position
+                try scanner.skipValue(depth: 1)
+                if scanner.input[(key.lowerBound + 1)..<(key.upperBound - 1)].elementsEqual(wanted) {
+                    return start..<scanner.position
+                }
+                scanner.skipSpace()
+                guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: ",") else { return nil }
+                scanner.position += 1
+            }
+        } catch {
+            return nil
+        }
+    }
+
     struct Scanner {
         let input: UnsafeBufferPointer<UInt8>
         let dropping: [[UInt8]]
@@ -67,6 +98,44 @@ extension CanonicalJSON {
             case UInt8(ascii: "f"): try expect("false", into: &out)
             case UInt8(ascii: "n"): try expect("null", into: &out)
             default: try number(into: &out)
+            }
+        }
+
+        /// Moves past one value without writing it anywhere.
+        mutating func skipValue(depth: Int) throws(InvalidJSON) {
+            guard position < input.count, depth < Self.maxDepth else { throw InvalidJSON() }
+            switch input[position] {
+            case UInt8(ascii: "\""):
+                _ = try string()
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                let close = input[position] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+                position += 1
+                skipSpace()
+                if position < input.count, input[position] == close {
+                    position += 1
+                    return
+                }
+                while true {
+                    skipSpace()
+                    if close == UInt8(ascii: "}") {
+                        guard position < input.count, input[position] == UInt8(ascii: "\"") else { throw InvalidJSON() }
+                        _ = try string()
+                        skipSpace()
+                        guard position < input.count, input[position] == UInt8(ascii: ":") else { throw InvalidJSON() }
+                        position += 1
+                        skipSpace()
+                    }
+                    try skipValue(depth: depth + 1)
+                    skipSpace()
+                    guard position < input.count else { throw InvalidJSON() }
+                    let byte = input[position]
+                    position += 1
+                    if byte == close { return }
+                    guard byte == UInt8(ascii: ",") else { throw InvalidJSON() }
+                }
+            default:
+                var ignored: [UInt8] = []
+                try value(into: &ignored, depth: depth)
             }
         }
 
