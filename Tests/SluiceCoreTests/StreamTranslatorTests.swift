@@ -168,3 +168,29 @@ struct UsageEstimateTests {
         #expect(translator.estimatedCompletionTokens == nil)
     }
 }
+
+@Suite("Content chunk writer")
+struct ContentChunkWriterTests {
+    @Test(arguments: [
+        "plain words ", "", "quotes \" and \\ backslashes", "line\nbreak\r\n\ttab", "slash / stays", "ünïcödé 漢字 🦙",
+        "\"", "\\", "end\\",
+    ])
+    func writesWhatTheEncoderWrites(_ content: String) throws {
+        let chunk = ChatCompletionChunk(
+            id: "chatcmpl-abc", created: 1_790_000_000, model: "llama3.2 \"q\"", choices: [.init(delta: .init(content: content))])
+        var expected = ByteBuffer()
+        SSEEncoder.writeData(try WireJSON.encoder().encodeAsByteBuffer(chunk, allocator: ByteBufferAllocator()), into: &expected)
+        let writer = try OllamaChatStreamTranslator.contentWriter(for: chunk, encoder: WireJSON.encoder())
+        var fast = ByteBuffer()
+        #expect(writer.write(content: content, into: &fast))
+        #expect(String(buffer: fast) == String(buffer: expected))
+    }
+
+    @Test func rareControlCharactersAreLeftToTheEncoder() throws {
+        let chunk = ChatCompletionChunk(id: "x", created: 1, model: "m", choices: [.init(delta: .init(content: "bell \u{7}"))])
+        let writer = try OllamaChatStreamTranslator.contentWriter(for: chunk, encoder: WireJSON.encoder())
+        var out = ByteBuffer()
+        #expect(!writer.write(content: "bell \u{7}", into: &out))
+        #expect(out.readableBytes == 0)
+    }
+}

@@ -59,6 +59,7 @@ public struct OllamaChatStreamTranslator: StreamTranslator {
     private var toolCallCount = 0
     private var done = false
     private let encoder = WireJSON.encoder()
+    private var contentWriter: ContentChunkWriter?
 
     public init(model: String, identity: ResponseIdentity, includeUsage: Bool) {
         self.model = model
@@ -136,9 +137,33 @@ public struct OllamaChatStreamTranslator: StreamTranslator {
         SSEEncoder.writeDone(into: &output)
     }
 
-    private func write(_ chunk: ChatCompletionChunk, into output: inout ByteBuffer) throws(APIError) {
+    private mutating func write(_ chunk: ChatCompletionChunk, into output: inout ByteBuffer) throws(APIError) {
+        if chunk.usage == nil, chunk.choices.count == 1, let choice = chunk.choices.first, choice.index == 0,
+            choice.finishReason == nil, choice.delta.role == nil, choice.delta.toolCalls == nil, let content = choice.delta.content
+        {
+            if contentWriter == nil { contentWriter = try Self.contentWriter(for: chunk, encoder: encoder) }
+            if contentWriter?.write(content: content, into: &output) == true { return }
+        }
         do {
             try SSEEncoder.writeData(encoder.encodeAsByteBuffer(chunk, allocator: ByteBufferAllocator()), into: &output)
+        } catch {
+            throw .internalError()
+        }
+    }
+
+    /// The fast writer for this stream's content chunks, its unchanging tail encoded by `encoder` itself.
+    static func contentWriter(for chunk: ChatCompletionChunk, encoder: JSONEncoder) throws(APIError) -> ContentChunkWriter {
+        do {
+            var tail = Array(#"],"created":"#.utf8)
+            tail += try encoder.encode(chunk.created)
+            tail += #","id":"#.utf8
+            tail += try encoder.encode(chunk.id)
+            tail += #","model":"#.utf8
+            tail += try encoder.encode(chunk.model)
+            tail += #","object":"#.utf8
+            tail += try encoder.encode(chunk.object)
+            tail.append(UInt8(ascii: "}"))
+            return ContentChunkWriter(tail: tail)
         } catch {
             throw .internalError()
         }
