@@ -316,3 +316,28 @@ struct CachedAnswerTests {
         #expect(CachedAnswer.raw(Array(repeating: 0, count: 5000)).cost >= 5000)
     }
 }
+
+@Suite("Cache probe")
+struct CacheProbeTests {
+    func probe(_ text: String) -> CacheProbe? {
+        Array(text.utf8).withUnsafeBytes { CacheProbe(json: $0) }
+    }
+
+    @Test func readsThePlainDeliveryFields() {
+        #expect(probe(#"{"model":"llama3.2","messages":[]}"#) == CacheProbe(model: "llama3.2", stream: false, includeUsage: false))
+        #expect(
+            probe(#"{"messages":[{"role":"user","content":"\"model\""}], "stream" : true, "stream_options": {"include_usage": true}, "model": "m", "user": "u"}"#)
+                == CacheProbe(model: "m", stream: true, includeUsage: true))
+        #expect(probe(#"{"model":"m","stream":null,"stream_options":null,"user":null}"#) == CacheProbe(model: "m", stream: false, includeUsage: false))
+        #expect(probe(#"{"model":"m","stream_options":{}}"#) == CacheProbe(model: "m", stream: false, includeUsage: false))
+    }
+
+    @Test(arguments: [
+        #"{"messages":[]}"#, #"{"model":5}"#, #"{"model":"ll\u0061ma"}"#, #"{"model":"m","stream":"yes"}"#,
+        #"{"model":"m","stream":1}"#, #"{"model":"m","stream_options":true}"#, #"{"model":"m","stream_options":{"include_usage":"yes"}}"#,
+        #"{"model":"m","user":5}"#, #"["model"]"#, "",
+    ])
+    func anythingUnusualTakesTheFullPath(_ text: String) {
+        #expect(probe(text) == nil)
+    }
+}

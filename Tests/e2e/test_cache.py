@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-from e2e_support import CHAT_MODEL, chat_body, iter_sse, make_ollama, make_openai, nonce
+from e2e_support import CHAT_MODEL, chat_body, iter_sse, make_ollama, make_openai, nonce, wait_until
 
 
 @pytest.fixture()
@@ -187,3 +187,46 @@ def test_cache_hits_are_accounted_and_counted(pair):
     post_chat(gateway, body)
     post_chat(gateway, body)
     assert _metric(gateway, "sluice_cache_hits_total") == before_hits + 1
+
+
+def test_a_cached_body_with_a_bad_delivery_field_is_still_refused(pair):
+    """Hits skip decoding the request; the fields the cache key leaves out must still be validated."""
+    mock, gateway = pair
+    body = chat_body(f"delivery {nonce()}")
+    assert post_chat(gateway, body).headers["x-cache"] == "MISS"
+    for field, value in (("stream", "yes"), ("user", 5), ("stream_options", {"include_usage": "yes"})):
+        r = post_chat(gateway, {**body, field: value})
+        assert r.status_code == 400, (field, r.text)
+        assert "x-cache" not in r.headers
+    # A valid variation of the same fields still hits, streamed with a usage chunk as asked.
+    hit = post_chat(gateway, {**body, "user": "someone", "stream": False})
+    assert hit.headers["x-cache"] == "HIT"
+    with httpx.stream("POST", f"{gateway.v1}/chat/completions", timeout=30,
+                      json={**body, "stream": True, "stream_options": {"include_usage": True}}) as s:
+        assert s.headers["x-cache"] == "HIT"
+        events = list(iter_sse(s.iter_lines()))
+    assert events[-1].data == "[DONE]"
+    assert '"usage"' in events[-2].data
+    assert chat_calls(mock) == 1
+    # Misses are counted once per request even though hits are looked for before decoding.
+    assert _metric(gateway, "sluice_cache_misses_total") == 1
+
+
+def test_a_key_limited_to_other_models_gets_no_hit(procs, tmp_path):
+    mock = procs.start_mock()
+    database = f"sqlite:{tmp_path / 'keys.db'}"
+    gateway = procs.start_gateway(upstream=mock.url, args=["--database", database, "--master-key", "m" * 40])
+    limited = procs.run_sluice("keys", "create", "--name", "limited", "--models", "other-model", "--database", database)
+    assert limited.returncode == 0, limited.stderr
+    body = chat_body(f"scoped {nonce()}")
+    master = {"authorization": "Bearer " + "m" * 40}
+    assert post_chat(gateway, body, master).headers["x-cache"] == "MISS"
+    assert post_chat(gateway, body, master).headers["x-cache"] == "HIT"
+    key = limited.stdout.strip()
+
+    def refused():
+        r = post_chat(gateway, body, {"authorization": f"Bearer {key}"})
+        return r if r.status_code != 401 else None  # the new key reaches the gateway within a second
+
+    r = wait_until(refused, "the new key to be known")
+    assert r.status_code == 403, r.text

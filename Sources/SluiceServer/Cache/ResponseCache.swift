@@ -31,11 +31,16 @@ public final class ResponseCache: Sendable {
         self.entries = Gauge(label: "sluice_cache_entries", dimensions: [], factory: metrics.factory)
     }
 
-    /// The live entry for `key`; counts a hit or a miss.
-    public func lookup(_ key: CacheKey) -> CachedAnswer? {
+    /// The live entry for `key`; counts a hit, and a miss unless `countsMiss` is false (a first look that the
+    /// full lookup follows when it misses).
+    public func lookup(_ key: CacheKey, countsMiss: Bool = true) -> CachedAnswer? {
         let t = now()
         let answer = state.withLock { $0.lru.value(for: key, now: t) }
-        if answer != nil { hits.increment() } else { misses.increment() }
+        if answer != nil {
+            hits.increment()
+        } else if countsMiss {
+            misses.increment()
+        }
         return answer
     }
 

@@ -72,6 +72,9 @@ public struct Gateway: Sendable {
     func chatCompletions(_ request: Request, context: SluiceRequestContext) async throws -> Response {
         context.trace.update { $0.route = "/v1/chat/completions" }
         var body = try await collectBody(request)
+        if let hit = earlyCacheHit(body, route: "/v1/chat/completions", family: "chat", format: .openAIChat, idPrefix: "chatcmpl", request: request, context: context) {
+            return hit
+        }
         var chat = try RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: body)
         let requested = chat.model
         try applyAlias(to: &chat.model, body: &body)
@@ -87,6 +90,9 @@ public struct Gateway: Sendable {
     func completions(_ request: Request, context: SluiceRequestContext) async throws -> Response {
         context.trace.update { $0.route = "/v1/completions" }
         var body = try await collectBody(request)
+        if let hit = earlyCacheHit(body, route: "/v1/completions", family: "completion", format: .openAICompletion, idPrefix: "cmpl", request: request, context: context) {
+            return hit
+        }
         var completion = try RequestDecoding.decodeValidated(CompletionRequest.self, from: body)
         let requested = completion.model
         try applyAlias(to: &completion.model, body: &body)
@@ -204,11 +210,7 @@ public struct Gateway: Sendable {
         let identity = newIdentity(prefix: call.idPrefix)
         var ticket: CacheTicket?
         if let cache, call.cacheable, let policy = CachePolicy(request.headers[.cacheControl]), policy.reads || policy.writes {
-            let scope = cacheScope == .key ? context.trace.snapshot.keyID : nil
-            // Keyed by the set of upstreams that may answer, not the one picked: the pick varies per request,
-            // the answer's source does not (a single upstream keeps its old key).
-            let route = servers.map { upstreams[$0].endpoint.name }.joined(separator: ",")
-            guard let key = try? CacheKey.make(family: call.cacheFamily, upstream: route, body: call.body, scope: scope) else {
+            guard let key = cacheKey(family: call.cacheFamily, body: call.body, servers: servers, context: context) else {
                 throw APIError.invalidJSON("the request body is not valid JSON.")
             }
             // A follower waits for the leader, then finds its answer in the cache; if the leader failed,
@@ -232,6 +234,39 @@ public struct Gateway: Sendable {
             ticket?.finish(nil)
             throw error
         }
+    }
+
+    /// Answers a repeated request from the cache before decoding it, when its exact bytes have an entry.
+    ///
+    /// Decoding and validating the request is most of a cache hit's work, and redundant: an entry exists only
+    /// for a request that was valid and answered, and ``CacheProbe`` checks the few fields the key leaves out.
+    /// Aliased models, unusual delivery fields and anything the key directory or the routing would refuse
+    /// return nil, and the request takes the full path, which counts the miss and gives any error.
+    func earlyCacheHit(
+        _ body: ByteBuffer, route: String, family: String, format: AnswerFormat, idPrefix: String, request: Request,
+        context: SluiceRequestContext
+    ) -> Response? {
+        guard let cache, let policy = CachePolicy(request.headers[.cacheControl]), policy.reads,
+            let probe = body.withUnsafeReadableBytes({ CacheProbe(json: $0) }),
+            aliases.isEmpty || !aliases.keys.contains(where: { Self.sameModel($0, probe.model) }),
+            let servers = try? servers(for: probe.model, requested: probe.model, context: context, stream: probe.stream)
+        else { return nil }
+        guard let key = cacheKey(family: family, body: body, servers: servers, context: context),
+            let answer = cache.lookup(key, countsMiss: false)
+        else { return nil }
+        let call = Call(
+            route: route, cacheFamily: family, format: format, body: body, model: probe.model, streaming: probe.stream,
+            includeUsage: probe.includeUsage, cacheable: true, idPrefix: idPrefix)
+        return replay(answer, call: call, identity: newIdentity(prefix: idPrefix), context: context)
+    }
+
+    /// The cache key of a body; nil when it is not JSON.
+    func cacheKey(family: String, body: ByteBuffer, servers: [Int], context: SluiceRequestContext) -> CacheKey? {
+        let scope = cacheScope == .key ? context.trace.snapshot.keyID : nil
+        // Keyed by the set of upstreams that may answer, not the one picked: the pick varies per request,
+        // the answer's source does not (a single upstream keeps its old key).
+        let upstreamSet = servers.map { upstreams[$0].endpoint.name }.joined(separator: ",")
+        return try? CacheKey.make(family: family, upstream: upstreamSet, body: body, scope: scope)
     }
 
     func replay(_ answer: CachedAnswer, call: Call, identity: ResponseIdentity, context: SluiceRequestContext) -> Response {
