@@ -264,6 +264,20 @@ struct StoreContractTests {
 
     // MARK: Usage inserts
 
+    /// A client can put a NUL into a model name (`"a\u0000b"` in its JSON): PostgreSQL refuses NUL in text (a
+    /// refused batch would be retried for ever) and SQLite read it back cut short, so both drop the NUL.
+    @Test(arguments: Backend.available)
+    func textWithNULIsStored(_ backend: Backend) async throws {
+        try await TestDatabase.withFresh(backend) { database in
+            try await database.withStore { store in
+                try await store.insertUsage([usage("nul", time: day0, model: "llama\u{0}3.2")])
+                let stored = try await store.recentUsage(UsageQuery(since: 0), limit: 10)
+                #expect(stored.count == 1)
+                #expect(stored.first?.model == "llama3.2")
+            }
+        }
+    }
+
     @Test(arguments: Backend.available)
     func duplicateUsageIDsAreNotCountedTwice(_ backend: Backend) async throws {
         try await TestDatabase.withFresh(backend) { database in

@@ -428,10 +428,3 @@ private final class LeaseRace: Sendable {
         }
     }
 }
-
-extension String {
-    /// PostgreSQL text cannot hold NUL; a request's model name could, and must not poison a whole usage batch.
-    fileprivate var sanitized: String {
-        self.contains("\u{0}") ? self.replacingOccurrences(of: "\u{0}", with: "") : self
-    }
-}

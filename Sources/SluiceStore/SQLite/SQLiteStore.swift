@@ -343,7 +343,7 @@ public final class SQLiteStore: GatewayStore, Service {
 
     private static func data(_ value: SQLValue) -> SQLiteData {
         switch value {
-        case .text(let text): .text(text)
+        case .text(let text): .text(text.sanitized)
         case .double(let double): .float(double)
         case .int(let int): .integer(int)
         case .bool(let bool): .integer(bool ? 1 : 0)
