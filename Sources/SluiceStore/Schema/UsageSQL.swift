@@ -55,7 +55,8 @@ enum UsageSQL {
     ]
     static let columnList = columns.joined(separator: ", ")
 
-    /// Rows per INSERT: far below SQLite's 32766 and PostgreSQL's 65535 bind limits.
+    /// Rows per INSERT: 19 binds each keeps SQLite far below its 32,766; PostgreSQL sends arrays, whose size
+    /// this bounds only to keep one message small.
     static let insertChunk = 500
 
     /// Binds one record in `columns` order.
