@@ -18,16 +18,17 @@ public struct CacheProbe: Sendable, Equatable {
 
     public init?(json: UnsafeRawBufferPointer) {
         let bytes = json.bindMemory(to: UInt8.self)
-        guard let modelRange = CanonicalJSON.topLevelMember("model", in: json), let model = Self.plainString(bytes[modelRange])
-        else { return nil }
+        // One pass over the body for all four; this runs for every cacheable request.
+        let members = CanonicalJSON.topLevelMembers(["model", "stream", "stream_options", "user"], in: json)
+        guard let modelRange = members[0], let model = Self.plainString(bytes[modelRange]) else { return nil }
         self.model = model
         stream = false
-        if let range = CanonicalJSON.topLevelMember("stream", in: json) {
+        if let range = members[1] {
             guard let value = Self.literal(bytes[range]) else { return nil }
             stream = value ?? false
         }
         includeUsage = false
-        if let options = CanonicalJSON.topLevelMember("stream_options", in: json), Self.literal(bytes[options]) != .some(nil) {
+        if let options = members[2], Self.literal(bytes[options]) != .some(nil) {
             guard bytes[options].first == UInt8(ascii: "{") else { return nil }
             if let usage = CanonicalJSON.topLevelMember("include_usage", in: UnsafeRawBufferPointer(rebasing: json[options])) {
                 let token = bytes[(options.lowerBound + usage.lowerBound)..<(options.lowerBound + usage.upperBound)]
@@ -35,7 +36,7 @@ public struct CacheProbe: Sendable, Equatable {
                 includeUsage = value ?? false
             }
         }
-        if let user = CanonicalJSON.topLevelMember("user", in: json) {
+        if let user = members[3] {
             guard Self.literal(bytes[user]) == .some(nil) || bytes[user].first == UInt8(ascii: "\"") else { return nil }
         }
     }

@@ -31,31 +31,45 @@ extension CanonicalJSON {
     /// The bytes of the top-level member `name` of a JSON object (its value only), without parsing the rest:
     /// how the gateway reads `usage` from an answer it forwards as is. Nil when absent or not an object.
     public static func topLevelMember(_ name: String, in json: UnsafeRawBufferPointer) -> Range<Int>? {
+        topLevelMembers([name], in: json)[0]
+    }
+
+    /// The value ranges of several top-level members in one pass (the first of each name), nil where absent;
+    /// all nil when the text is not an object or breaks off before every name is found.
+    public static func topLevelMembers(_ names: [String], in json: UnsafeRawBufferPointer) -> [Range<Int>?] {
+        var found = [Range<Int>?](repeating: nil, count: names.count)
         var scanner = Scanner(input: json.bindMemory(to: UInt8.self), dropping: [])
-        let wanted = Array(name.utf8)
+        let wanted = names.map { Array($0.utf8) }
+        var missing = names.count
         do throws(InvalidJSON) {
             scanner.skipSpace()
-            guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: "{") else { return nil }
+            guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: "{") else { return found.map { _ in nil } }
             scanner.position += 1
-            while true {
+            while missing > 0 {
                 scanner.skipSpace()
-                guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: "\"") else { return nil }
+                guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: "\"") else { throw InvalidJSON() }
                 let key = try scanner.string()
                 scanner.skipSpace()
-                guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: ":") else { return nil }
+                guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: ":") else { throw InvalidJSON() }
                 scanner.position += 1
                 scanner.skipSpace()
                 let start = scanner.position
                 try scanner.skipValue(depth: 1)
-                if scanner.input[(key.lowerBound + 1)..<(key.upperBound - 1)].elementsEqual(wanted) {
-                    return start..<scanner.position
+                let name = scanner.input[(key.lowerBound + 1)..<(key.upperBound - 1)]
+                if let i = wanted.indices.first(where: { found[$0] == nil && wanted[$0].elementsEqual(name) }) {
+                    found[i] = start..<scanner.position
+                    missing -= 1
                 }
                 scanner.skipSpace()
-                guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: ",") else { return nil }
+                guard !scanner.atEnd else { throw InvalidJSON() }
+                let byte = scanner.input[scanner.position]
                 scanner.position += 1
+                if byte == UInt8(ascii: "}") { break }
+                guard byte == UInt8(ascii: ",") else { throw InvalidJSON() }
             }
+            return found
         } catch {
-            return nil
+            return found.map { _ in nil }
         }
     }
 
