@@ -61,6 +61,17 @@ public struct UsageGroup: Sendable, Equatable, Codable {
     }
 }
 
+/// A usage report as a store reads it: totals plus one row per group (empty when not grouped).
+public struct UsageBreakdown: Sendable, Equatable {
+    public var totals: UsageTotals
+    public var groups: [UsageGroup]
+
+    public init(totals: UsageTotals = UsageTotals(), groups: [UsageGroup] = []) {
+        self.totals = totals
+        self.groups = groups
+    }
+}
+
 /// Persistence of keys and usage records. SQLite and PostgreSQL implement it identically.
 ///
 /// Every method may throw `StoreError`; callers treat the store as possibly unavailable.
@@ -81,8 +92,9 @@ public protocol GatewayStore: Sendable {
 
     /// Inserts records in one transaction; inserting a record whose id exists already is a no-op.
     func insertUsage(_ records: [UsageRecord]) async throws
-    func usageTotals(_ query: UsageQuery) async throws -> UsageTotals
-    func usageGroups(_ query: UsageQuery, by grouping: UsageGrouping) async throws -> [UsageGroup]
+    /// Totals, and groups when `grouping` is set, read from one snapshot so that the groups add up to the totals
+    /// even while records are being written.
+    func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown
     /// The newest records first.
     func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord]
     /// Total cost recorded for a key, for budgets.
@@ -92,6 +104,16 @@ public protocol GatewayStore: Sendable {
 
     /// Closes connections.
     func close() async throws
+}
+
+extension GatewayStore {
+    public func usageTotals(_ query: UsageQuery) async throws -> UsageTotals {
+        try await self.usageReport(query, by: nil).totals
+    }
+
+    public func usageGroups(_ query: UsageQuery, by grouping: UsageGrouping) async throws -> [UsageGroup] {
+        try await self.usageReport(query, by: grouping).groups
+    }
 }
 
 /// A store failure, with a message safe to log (no credentials).

@@ -107,8 +107,7 @@ final class FakeUsageStore: GatewayStore {
     func revokeKey(id: String) async throws -> Bool { false }
     func touchKeys(_ lastUsed: [String: Double]) async throws {}
     func keysRevision() async throws -> Int64 { 0 }
-    func usageTotals(_ query: UsageQuery) async throws -> UsageTotals { UsageTotals() }
-    func usageGroups(_ query: UsageQuery, by grouping: UsageGrouping) async throws -> [UsageGroup] { [] }
+    func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown { UsageBreakdown() }
     func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord] { [] }
     func spend(keyID: String) async throws -> Double { 0 }
     func close() async throws {}

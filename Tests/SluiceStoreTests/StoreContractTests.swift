@@ -505,6 +505,35 @@ struct StoreContractTests {
         }
     }
 
+    /// A report read while batches commit must still add up: its totals and its groups come from one snapshot.
+    @Test(arguments: Backend.available)
+    func reportsAddUpWhileRecordsAreWritten(_ backend: Backend) async throws {
+        try await TestDatabase.withFresh(backend) { database in
+            try await database.withStore { store in
+                let batches = 60
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for batch in 0..<batches {
+                            try await store.insertUsage((0..<3).map {
+                                usage("b\(batch)-\($0)", time: day0 + Double(batch), model: "m\($0)")
+                            })
+                        }
+                    }
+                    group.addTask {
+                        var requests = 0
+                        while requests < batches * 3 {
+                            let report = try await store.usageReport(UsageQuery(since: 0), by: .model)
+                            requests = report.totals.requests
+                            #expect(report.groups.map(\.totals.requests).reduce(0, +) == requests)
+                            #expect(requests % 3 == 0, "a report saw part of a batch")
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+        }
+    }
+
     // MARK: Recent usage, spend, retention
 
     @Test(arguments: Backend.available)

@@ -58,12 +58,10 @@ public struct UsageReport: Codable, Sendable {
 
     /// Reads totals (and groups, when `grouping` is set) from the store.
     public static func make(store: any GatewayStore, query: UsageQuery, grouping: UsageGrouping?) async throws -> UsageReport {
-        let totals = try await store.usageTotals(query)
-        var groups: [UsageGroup] = []
-        if let grouping { groups = try await store.usageGroups(query, by: grouping) }
+        let breakdown = try await store.usageReport(query, by: grouping)
         return UsageReport(
-            since: query.since, until: query.until, by: grouping?.rawValue, totals: Row(group: nil, totals: totals),
-            groups: groups.map { Row(group: $0.group, totals: $0.totals) })
+            since: query.since, until: query.until, by: grouping?.rawValue, totals: Row(group: nil, totals: breakdown.totals),
+            groups: breakdown.groups.map { Row(group: $0.group, totals: $0.totals) })
     }
 
     /// A plain-text table for the terminal.

@@ -187,12 +187,24 @@ public final class PostgresStore: GatewayStore, Service {
         }
     }
 
-    public func usageTotals(_ query: UsageQuery) async throws -> UsageTotals {
-        try await self.report(UsageSQL.report(query, grouping: nil, dialect: .postgres)).first?.totals ?? UsageTotals()
-    }
-
-    public func usageGroups(_ query: UsageQuery, by grouping: UsageGrouping) async throws -> [UsageGroup] {
-        try await self.report(UsageSQL.report(query, grouping: grouping, dialect: .postgres))
+    public func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown {
+        let totals = UsageSQL.report(query, grouping: nil, dialect: .postgres)
+        guard let grouping else {
+            return try await self.withConnection("read usage totals") { connection in
+                UsageBreakdown(totals: try await Self.groups(totals, on: connection, logger: self.logger).first?.totals ?? UsageTotals())
+            }
+        }
+        let groups = UsageSQL.report(query, grouping: grouping, dialect: .postgres)
+        return try await self.withConnection("read usage totals") { connection in
+            try await connection.withTransaction(logger: self.logger) { connection in
+                // READ COMMITTED would give each statement its own snapshot; a batch committed between the two
+                // would then show in the groups but not in the totals.
+                try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: self.logger)
+                return UsageBreakdown(
+                    totals: try await Self.groups(totals, on: connection, logger: self.logger).first?.totals ?? UsageTotals(),
+                    groups: try await Self.groups(groups, on: connection, logger: self.logger))
+            }
+        }
     }
 
     public func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord] {
@@ -218,17 +230,17 @@ public final class PostgresStore: GatewayStore, Service {
         }
     }
 
-    private func report(_ statement: SQLStatement) async throws -> [UsageGroup] {
-        try await self.withConnection("read usage totals") { connection in
-            try await connection.query(Self.query(statement), logger: self.logger).collect().map { row in
-                let (group, requests, prompt, completion, cost, saved, hits, errors, p50, p95) = try row.decode(
-                    (String, Int, Int, Int, Double, Double, Int, Int, Double, Double).self)
-                return UsageGroup(
-                    group: group,
-                    totals: UsageTotals(
-                        requests: requests, promptTokens: prompt, completionTokens: completion, costUSD: cost,
-                        savedUSD: saved, cacheHits: hits, errors: errors, p50LatencyMs: p50, p95LatencyMs: p95))
-            }
+    private static func groups(
+        _ statement: SQLStatement, on connection: PostgresConnection, logger: Logger
+    ) async throws -> [UsageGroup] {
+        try await connection.query(Self.query(statement), logger: logger).collect().map { row in
+            let (group, requests, prompt, completion, cost, saved, hits, errors, p50, p95) = try row.decode(
+                (String, Int, Int, Int, Double, Double, Int, Int, Double, Double).self)
+            return UsageGroup(
+                group: group,
+                totals: UsageTotals(
+                    requests: requests, promptTokens: prompt, completionTokens: completion, costUSD: cost,
+                    savedUSD: saved, cacheHits: hits, errors: errors, p50LatencyMs: p50, p95LatencyMs: p95))
         }
     }
 

@@ -240,12 +240,20 @@ public final class SQLiteStore: GatewayStore, Service {
         }
     }
 
-    public func usageTotals(_ query: UsageQuery) async throws -> UsageTotals {
-        try await self.report(UsageSQL.report(query, grouping: nil, dialect: .sqlite)).first?.totals ?? UsageTotals()
-    }
-
-    public func usageGroups(_ query: UsageQuery, by grouping: UsageGrouping) async throws -> [UsageGroup] {
-        try await self.report(UsageSQL.report(query, grouping: grouping, dialect: .sqlite))
+    public func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown {
+        try await self.withConnection { connection in
+            let totals = UsageSQL.report(query, grouping: nil, dialect: .sqlite)
+            guard let grouping else {
+                return UsageBreakdown(totals: try await Self.groups(totals, on: connection).first?.totals ?? UsageTotals())
+            }
+            // In WAL mode a deferred read transaction reads one snapshot, so a batch committed between the two
+            // statements cannot show in the groups but not in the totals.
+            return try await self.inTransaction(connection, begin: "BEGIN DEFERRED") {
+                UsageBreakdown(
+                    totals: try await Self.groups(totals, on: connection).first?.totals ?? UsageTotals(),
+                    groups: try await Self.groups(UsageSQL.report(query, grouping: grouping, dialect: .sqlite), on: connection))
+            }
+        }
     }
 
     public func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord] {
@@ -270,19 +278,17 @@ public final class SQLiteStore: GatewayStore, Service {
         }
     }
 
-    private func report(_ statement: SQLStatement) async throws -> [UsageGroup] {
-        try await self.withConnection { connection in
-            try await Self.run(statement, on: connection).map { row in
-                let values = row.columns.map(\.data)
-                return UsageGroup(
-                    group: values[0].string ?? "",
-                    totals: UsageTotals(
-                        requests: Int(values[1].integer ?? 0), promptTokens: Int(values[2].integer ?? 0),
-                        completionTokens: Int(values[3].integer ?? 0), costUSD: values[4].double ?? 0,
-                        savedUSD: values[5].double ?? 0, cacheHits: Int(values[6].integer ?? 0),
-                        errors: Int(values[7].integer ?? 0), p50LatencyMs: values[8].double ?? 0,
-                        p95LatencyMs: values[9].double ?? 0))
-            }
+    private static func groups(_ statement: SQLStatement, on connection: SQLiteConnection) async throws -> [UsageGroup] {
+        try await Self.run(statement, on: connection).map { row in
+            let values = row.columns.map(\.data)
+            return UsageGroup(
+                group: values[0].string ?? "",
+                totals: UsageTotals(
+                    requests: Int(values[1].integer ?? 0), promptTokens: Int(values[2].integer ?? 0),
+                    completionTokens: Int(values[3].integer ?? 0), costUSD: values[4].double ?? 0,
+                    savedUSD: values[5].double ?? 0, cacheHits: Int(values[6].integer ?? 0),
+                    errors: Int(values[7].integer ?? 0), p50LatencyMs: values[8].double ?? 0,
+                    p95LatencyMs: values[9].double ?? 0))
         }
     }
 
@@ -309,10 +315,12 @@ public final class SQLiteStore: GatewayStore, Service {
     }
 
     /// `BEGIN IMMEDIATE` … `COMMIT`, rolling back on error. Only call while holding the connection.
-    private func inTransaction<R: Sendable>(_ connection: SQLiteConnection, _ body: () async throws -> R) async throws -> R {
-        // IMMEDIATE takes the write lock up front: a deferred transaction that later upgrades can fail with
-        // SQLITE_BUSY without waiting for the busy timeout.
-        _ = try await connection.execute("BEGIN IMMEDIATE")
+    /// Writers begin IMMEDIATE, which takes the write lock up front: a deferred transaction that later upgrades can
+    /// fail with SQLITE_BUSY without waiting for the busy timeout. Readers begin DEFERRED and take no lock.
+    private func inTransaction<R: Sendable>(
+        _ connection: SQLiteConnection, begin: String = "BEGIN IMMEDIATE", _ body: () async throws -> R
+    ) async throws -> R {
+        _ = try await connection.execute(begin)
         do {
             let result = try await body()
             _ = try await connection.execute("COMMIT")
