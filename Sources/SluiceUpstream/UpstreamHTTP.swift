@@ -34,6 +34,9 @@ extension HTTPClient.Configuration {
         configuration.connectionPool.idleTimeout = .seconds(60)
         configuration.decompression = .disabled
         configuration.redirectConfiguration = .disallow
+        // Sluice bootstraps no tracer, yet with the default one AHC parses each request's URL again for span
+        // attributes: about 2% of the gateway's CPU on the miss path, for spans nobody receives.
+        configuration.tracing.tracer = nil
         return configuration
     }
 }

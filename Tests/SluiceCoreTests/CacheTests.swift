@@ -112,6 +112,22 @@ struct CacheKeyTests {
         #expect(Usage(inAnswer: ByteBuffer(string: #"{"choices":[]}"#)) == nil)
     }
 
+    @Test func usageInAnAnswerNeedsIntegerCountsAndMayLackCompletionTokens() {
+        func usage(_ member: String) -> Usage? { Usage(inAnswer: ByteBuffer(string: #"{"object":"list","usage":"# + member + "}")) }
+        // Embeddings answers count only the prompt.
+        #expect(usage(#"{"prompt_tokens": 8, "total_tokens": 8}"#) == Usage(promptTokens: 8, completionTokens: 0))
+        #expect(usage(#"{ "completion_tokens" : 40 , "prompt_tokens" : 1234567 }"#) == Usage(promptTokens: 1_234_567, completionTokens: 40))
+        #expect(usage(#"{"prompt_tokens":2,"completion_tokens":3,"total_tokens":99}"#)?.totalTokens == 5)
+        #expect(usage(#"{"prompt_tokens":2,"completion_tokens_details":{"prompt_tokens":7},"completion_tokens":3}"#) == Usage(promptTokens: 2, completionTokens: 3))
+        for broken in [
+            #"{"completion_tokens":3}"#, #"{"prompt_tokens":-2,"completion_tokens":3}"#, #"{"prompt_tokens":2.5}"#,
+            #"{"prompt_tokens":"2"}"#, #"{"prompt_tokens":2,"completion_tokens":null}"#, #"{"prompt_tokens":1e3}"#,
+            #"{"prompt_tokens":12345678901234567890}"#, #"[2, 3]"#, #"{"prompt_tokens":2"#,
+        ] {
+            #expect(usage(broken) == nil, "\(broken)")
+        }
+    }
+
     @Test func canonicalJSONRefusesBrokenDocuments() {
         for broken in [#"{"a":1"#, #"{"a" 1}"#, #"[1,]"#, #"{"a":tru}"#, #""abc"#, #"{} {}"#, "", #"{"a":x}"#, String(repeating: "[", count: 200) + String(repeating: "]", count: 200)] {
             #expect(throws: CanonicalJSON.InvalidJSON.self, "\(broken)") { try canonical(broken) }
