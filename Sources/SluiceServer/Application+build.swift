@@ -190,7 +190,13 @@ func buildRouter(
     // (cache hits included) with its rejections accounted.
     router.add(middleware: ClientAddressMiddleware(resolver: ClientAddressResolver(trusted: configuration.trustedProxies.compactMap(IPRange.init))))
     router.add(middleware: RequestIDMiddleware())
-    router.add(middleware: ObservabilityMiddleware(metrics: metrics, recorder: accounting, now: now))
+    router.add(
+        middleware: ObservabilityMiddleware(
+            metrics: metrics, recorder: accounting, storeBodies: configuration.storeBodies,
+            logBodies: configuration.logBodies, now: now))
+    if configuration.storeBodies || configuration.logBodies {
+        router.add(middleware: BodyCaptureMiddleware())
+    }
     router.add(middleware: SecurityHeadersMiddleware())
     if !configuration.corsOrigins.isEmpty {
         router.add(middleware: CORSGate(origins: configuration.corsOrigins))

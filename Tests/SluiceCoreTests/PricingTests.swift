@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Testing
 @testable import SluiceCore
 
@@ -195,5 +196,34 @@ struct UsageRecordIDTests {
         let id = UsageRecord.newID(time: 1_790_000_000.125)
         let millis = UInt64(id.replacingOccurrences(of: "-", with: "").prefix(12), radix: 16)
         #expect(millis == 1_790_000_000_125)
+    }
+}
+
+@Suite struct BodySampleTests {
+    @Test func keepsTheFirstBytesAndSaysHowLongTheBodyWas() {
+        var sample = BodySample(limit: 8)
+        #expect(sample.text == nil)
+        sample.append(ByteBuffer(string: "hello "))
+        #expect(sample.text == "hello ")
+        sample.append(ByteBuffer(string: "world, and more"))
+        #expect(sample.totalBytes == 21)
+        #expect(sample.text == "hello wo\n[truncated: 21 bytes in total, the first 8 kept]")
+        sample.append(ByteBuffer(string: "!"))
+        #expect(sample.text?.hasPrefix("hello wo\n[truncated: 22 bytes") == true)
+    }
+
+    @Test func aCutThroughACharacterStillGivesText() {
+        var sample = BodySample(limit: 2)
+        sample.append(ByteBuffer(string: "é!"))  // é is two bytes
+        #expect(sample.text == "é\n[truncated: 3 bytes in total, the first 2 kept]")
+        var cut = BodySample(limit: 1)
+        cut.append(ByteBuffer(string: "é"))
+        #expect(cut.text?.hasPrefix("\u{FFFD}") == true)
+    }
+
+    @Test func emptyChunksAreNoBody() {
+        var sample = BodySample()
+        sample.append(ByteBuffer())
+        #expect(sample.text == nil)
     }
 }

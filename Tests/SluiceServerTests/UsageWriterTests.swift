@@ -258,6 +258,32 @@ struct UsageWriterTests {
         #expect(writer.statistics.pending == 1)
     }
 
+    /// Bodies beyond the writer's budget are dropped from their records, which are kept; written bodies free it.
+    @Test func bodiesBeyondTheBudgetAreDroppedButTheRecordsKept() async throws {
+        let store = FakeUsageStore()
+        let metrics = GatewayMetrics()
+        let writer = UsageWriter(store: store, configuration: .init(bodyBytesBudget: 250), logger: quiet, metrics: metrics)
+        func withBodies(_ i: Int) -> UsageRecord {
+            var record = usageRecord(i)
+            record.requestBody = String(repeating: "q", count: 50)
+            record.responseBody = String(repeating: "a", count: 50)
+            return record
+        }
+        for i in 0..<3 { writer.record(withBodies(i)) }
+        #expect(writer.statistics.pending == 3)
+        #expect(metricValue(metrics, "sluice_usage_bodies_dropped_total") == 1)
+        #expect(await writer.flush())
+        let stored = store.snapshot.records
+        #expect(stored.count == 3)
+        #expect(stored["rec-0"]?.requestBody?.count == 50 && stored["rec-1"]?.responseBody?.count == 50)
+        #expect(stored["rec-2"]?.requestBody == nil && stored["rec-2"]?.responseBody == nil)
+        // Written bodies no longer count against the budget.
+        writer.record(withBodies(3))
+        #expect(await writer.flush())
+        #expect(store.snapshot.records["rec-3"]?.requestBody?.count == 50)
+        #expect(metricValue(metrics, "sluice_usage_bodies_dropped_total") == 1)
+    }
+
     @Test func flushKeepsRecordsWhenTheStoreFails() async throws {
         let store = FakeUsageStore()
         store.setFailing(true)

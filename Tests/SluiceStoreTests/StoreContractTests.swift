@@ -266,6 +266,33 @@ struct StoreContractTests {
 
     /// A client can put a NUL into a model name (`"a\u0000b"` in its JSON): PostgreSQL refuses NUL in text (a
     /// refused batch would be retried for ever) and SQLite read it back cut short, so both drop the NUL.
+    /// A database made by the first release gains the body columns and keeps what it held.
+    @Test(arguments: Backend.available)
+    func upgradesFromTheFirstSchema(_ backend: Backend) async throws {
+        try await TestDatabase.withFresh(backend) { database in
+            try await database.withStore(migrate: false) { store in
+                try await store.migrate(through: 1)
+                #expect(try await store.appliedMigrations() == [1])
+                try await store.insertKey(apiKey("key_old", createdAt: day0))
+            }
+            try await database.withStore { store in
+                #expect(try await store.appliedMigrations() == Migration.all.map(\.version))
+                #expect(try await store.listKeys().map(\.id) == ["key_old"])
+                var record = usage("with-bodies", time: day0, model: "m")
+                record.requestBody = #"{"messages":[{"role":"user","content":"hé\#u{0}llo"}]}"#
+                record.responseBody = String(repeating: "x", count: 20_000)
+                try await store.insertUsage([record, usage("without", time: day0 + 1)])
+                let stored = try await store.recentUsage(UsageQuery(since: 0), limit: 10)
+                #expect(stored.count == 2)
+                let withBodies = try #require(stored.first { $0.id == "with-bodies" })
+                #expect(withBodies.requestBody == #"{"messages":[{"role":"user","content":"héllo"}]}"#)
+                #expect(withBodies.responseBody == record.responseBody)
+                let without = try #require(stored.first { $0.id == "without" })
+                #expect(without.requestBody == nil && without.responseBody == nil)
+            }
+        }
+    }
+
     @Test(arguments: Backend.available)
     func textWithNULIsStored(_ backend: Backend) async throws {
         try await TestDatabase.withFresh(backend) { database in

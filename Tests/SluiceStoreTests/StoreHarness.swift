@@ -8,6 +8,7 @@ import Testing
 /// A store as the contract tests see it: the protocol plus the diagnostics both implementations offer.
 protocol StoreUnderTest: GatewayStore {
     func appliedMigrations() async throws -> [Int]
+    func migrate(through lastVersion: Int) async throws
 }
 
 extension SQLiteStore: StoreUnderTest {}

@@ -23,6 +23,9 @@ public struct UsageRecord: Sendable, Equatable, Codable {
     public var costUSD: Double
     /// Cost avoided: by a cache hit, or by running locally instead of on the reference model.
     public var savedUSD: Double
+    /// The request and response bodies (see ``BodySample``), only with `store-bodies`.
+    public var requestBody: String?
+    public var responseBody: String?
 
     /// Snake case, as DESIGN.md names the fields and the admin API and dashboard read them.
     enum CodingKeys: String, CodingKey {
@@ -41,13 +44,16 @@ public struct UsageRecord: Sendable, Equatable, Codable {
         case timeToFirstTokenMs = "time_to_first_token_ms"
         case costUSD = "cost_usd"
         case savedUSD = "saved_usd"
+        case requestBody = "request_body"
+        case responseBody = "response_body"
     }
 
     public init(
         id: String, time: Double, requestID: String, keyID: String? = nil, clientIP: String? = nil, route: String,
         model: String? = nil, upstream: String? = nil, status: Int, errorCode: String? = nil, stream: Bool = false,
         cacheHit: Bool = false, promptTokens: Int = 0, completionTokens: Int = 0, tokensEstimated: Bool = false,
-        latencyMs: Double, timeToFirstTokenMs: Double? = nil, costUSD: Double = 0, savedUSD: Double = 0
+        latencyMs: Double, timeToFirstTokenMs: Double? = nil, costUSD: Double = 0, savedUSD: Double = 0,
+        requestBody: String? = nil, responseBody: String? = nil
     ) {
         self.id = id
         self.time = time
@@ -68,7 +74,12 @@ public struct UsageRecord: Sendable, Equatable, Codable {
         self.timeToFirstTokenMs = timeToFirstTokenMs
         self.costUSD = costUSD
         self.savedUSD = savedUSD
+        self.requestBody = requestBody
+        self.responseBody = responseBody
     }
+
+    /// Bytes the stored bodies take, which the usage writer bounds.
+    public var bodyBytes: Int { (requestBody?.utf8.count ?? 0) + (responseBody?.utf8.count ?? 0) }
 }
 
 extension UsageRecord {

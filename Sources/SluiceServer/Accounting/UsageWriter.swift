@@ -30,11 +30,14 @@ public final class UsageWriter: UsageRecorder, Service {
         public var shutdownAttempts: Int
         /// Longest the shutdown flush may take, so a store outage cannot hold the process open.
         public var shutdownTimeout: Duration
+        /// Bytes of request and response bodies (`store-bodies`) held by unwritten records. Past it, new records
+        /// keep their accounting but lose their bodies (counted), so an outage cannot fill memory with bodies.
+        public var bodyBytesBudget: Int
 
         public init(
             queueCapacity: Int = 50_000, batchSize: Int = 500, flushInterval: Duration = .milliseconds(200),
             initialRetryDelay: Duration = .milliseconds(100), maxRetryDelay: Duration = .seconds(30),
-            shutdownAttempts: Int = 5, shutdownTimeout: Duration = .seconds(5)
+            shutdownAttempts: Int = 5, shutdownTimeout: Duration = .seconds(5), bodyBytesBudget: Int = 64 << 20
         ) {
             self.queueCapacity = queueCapacity
             self.batchSize = batchSize
@@ -43,6 +46,7 @@ public final class UsageWriter: UsageRecorder, Service {
             self.maxRetryDelay = maxRetryDelay
             self.shutdownAttempts = shutdownAttempts
             self.shutdownTimeout = shutdownTimeout
+            self.bodyBytesBudget = bodyBytesBudget
         }
     }
 
@@ -58,6 +62,8 @@ public final class UsageWriter: UsageRecorder, Service {
         var queue: [UsageRecord] = []
         /// Records a writer has taken from `queue` and not yet written; they still count against the capacity.
         var taken = 0
+        /// Body bytes of the records queued or taken.
+        var bodyBytes = 0
         var written = 0
         var dropped = 0
         var shuttingDown = false
@@ -69,6 +75,10 @@ public final class UsageWriter: UsageRecorder, Service {
 
     private enum Enqueued {
         case queued, wake, dropped(total: Int, logSuppressed: Int?)
+    }
+
+    private enum Bodies {
+        case none, kept, dropped
     }
 
     private struct TimedOut: Error {}
@@ -101,17 +111,33 @@ public final class UsageWriter: UsageRecorder, Service {
 
     /// Queues `record` for writing; never waits. Drops it (counted and logged) when the queue is full.
     public func record(_ record: UsageRecord) {
+        var record = record
         let capacity = configuration.queueCapacity
         let batchSize = configuration.batchSize
+        let bodyBytes = record.bodyBytes
+        var bodies = Bodies.none
         let result = state.withLock { state -> Enqueued in
             guard !state.closed, state.queue.count + state.taken < capacity else {
                 state.dropped += 1
                 return .dropped(total: state.dropped, logSuppressed: state.dropLog.permit())
             }
+            if bodyBytes > 0 {
+                if state.bodyBytes + bodyBytes <= configuration.bodyBytesBudget {
+                    state.bodyBytes += bodyBytes
+                    bodies = .kept
+                } else {
+                    bodies = .dropped
+                }
+            }
+            if case .dropped = bodies {
+                record.requestBody = nil
+                record.responseBody = nil
+            }
             state.queue.append(record)
             // Only these two transitions change what the drain loop is waiting for; other arrivals need no wake-up.
             return state.queue.count == 1 || state.queue.count == batchSize ? .wake : .queued
         }
+        if case .dropped = bodies { metrics.bodiesDropped.increment() }
         switch result {
         case .queued:
             metrics.queueDepth.increment()
@@ -141,7 +167,7 @@ public final class UsageWriter: UsageRecorder, Service {
             let end = min(next + configuration.batchSize, records.count)
             do {
                 try await store.insertUsage(Array(records[next..<end]))
-                didWrite(end - next)
+                didWrite(records[next..<end])
                 next = end
             } catch {
                 putBack(records[next...])
@@ -184,7 +210,7 @@ public final class UsageWriter: UsageRecorder, Service {
             let end = min(next + configuration.batchSize, records.count)
             do {
                 try await store.insertUsage(Array(records[next..<end]))
-                didWrite(end - next)
+                didWrite(records[next..<end])
                 next = end
                 if failures > 0 {
                     logger.info("Usage store writes recovered", metadata: ["failed_attempts": "\(failures)"])
@@ -270,7 +296,7 @@ public final class UsageWriter: UsageRecorder, Service {
             let end = min(next + configuration.batchSize, records.count)
             do {
                 try await insert(Array(records[next..<end]), before: deadline)
-                didWrite(end - next)
+                didWrite(records[next..<end])
                 next = end
             } catch {
                 failures += 1
@@ -304,6 +330,7 @@ public final class UsageWriter: UsageRecorder, Service {
             let lost = heldCount + state.queue.count
             state.queue = []
             state.taken -= heldCount
+            state.bodyBytes = 0
             state.dropped += lost
             state.closed = true
             return lost
@@ -340,8 +367,11 @@ public final class UsageWriter: UsageRecorder, Service {
         }
     }
 
-    private func didWrite(_ count: Int) {
+    private func didWrite(_ records: ArraySlice<UsageRecord>) {
+        let count = records.count
+        let bodyBytes = records.reduce(0) { $0 + $1.bodyBytes }
         state.withLock { state in
+            state.bodyBytes -= bodyBytes
             state.taken -= count
             state.written += count
         }

@@ -1,3 +1,4 @@
+import NIOCore
 import Synchronization
 import SluiceCore
 
@@ -23,6 +24,8 @@ public final class RequestTrace: Sendable {
         public var cacheHit = false
         /// The authenticated API key's id, once auth has run.
         public var keyID: String?
+        /// Set by ``BodyCaptureMiddleware`` when bodies are stored or logged.
+        public var bodies: BodyCapture?
     }
 
     private let fields = Mutex(Fields())
@@ -34,4 +37,18 @@ public final class RequestTrace: Sendable {
     }
 
     public var snapshot: Fields { fields.withLock { $0 } }
+}
+
+/// What a request and its response carried, sampled as they pass (see ``BodySample``).
+public final class BodyCapture: Sendable {
+    private let samples = Mutex((request: BodySample(), response: BodySample()))
+
+    public init() {}
+
+    public func request(_ chunk: ByteBuffer) { samples.withLock { $0.request.append(chunk) } }
+    public func response(_ chunk: ByteBuffer) { samples.withLock { $0.response.append(chunk) } }
+
+    public var texts: (request: String?, response: String?) {
+        samples.withLock { ($0.request.text, $0.response.text) }
+    }
 }

@@ -11,10 +11,18 @@ public struct ObservabilityMiddleware: RouterMiddleware {
     let metrics: GatewayMetrics
     let recorder: any UsageRecorder
     let now: @Sendable () -> Double
+    /// `store-bodies` and `log-bodies`: what to do with the samples ``BodyCaptureMiddleware`` took.
+    let storeBodies: Bool
+    let logBodies: Bool
 
-    public init(metrics: GatewayMetrics, recorder: any UsageRecorder, now: @escaping @Sendable () -> Double) {
+    public init(
+        metrics: GatewayMetrics, recorder: any UsageRecorder, storeBodies: Bool = false, logBodies: Bool = false,
+        now: @escaping @Sendable () -> Double
+    ) {
         self.metrics = metrics
         self.recorder = recorder
+        self.storeBodies = storeBodies
+        self.logBodies = logBodies
         self.now = now
     }
 
@@ -33,13 +41,14 @@ public struct ObservabilityMiddleware: RouterMiddleware {
         let status = Int(response.status.code)
         let method = request.method.rawValue
         let path = request.uri.path
-        response.body = response.body.onCompletion { [metrics, recorder] in
+        response.body = response.body.onCompletion { [metrics, recorder, storeBodies, logBodies] in
             metrics.requestsInFlight.decrement()
             let elapsed = ContinuousClock.now - start
             let fields = context.trace.snapshot
             // Unmatched paths share one label so scanners cannot blow up the metric's cardinality.
             let route = fields.route ?? context.endpointPath ?? "unmatched"
             let recordedStatus = fields.clientDisconnected ? 499 : status
+            let bodies = fields.bodies?.texts
             metrics.requestFinished(route: route, method: method, status: recordedStatus, nanoseconds: elapsed.nanoseconds)
             if let usage = fields.usage, let model = fields.model {
                 metrics.tokens(model: model, prompt: usage.promptTokens, completion: usage.completionTokens)
@@ -58,6 +67,10 @@ public struct ObservabilityMiddleware: RouterMiddleware {
                     metadata["prompt_tokens"] = .stringConvertible(usage.promptTokens)
                     metadata["completion_tokens"] = .stringConvertible(usage.completionTokens)
                 }
+                if logBodies, let bodies {
+                    if let body = bodies.request { metadata["request_body"] = .string(body) }
+                    if let body = bodies.response { metadata["response_body"] = .string(body) }
+                }
                 context.logger.info("request completed", metadata: metadata)
             }
             guard fields.route != nil else { return }
@@ -68,7 +81,8 @@ public struct ObservabilityMiddleware: RouterMiddleware {
                     status: recordedStatus, errorCode: fields.errorCode, stream: fields.stream, cacheHit: fields.cacheHit,
                     promptTokens: fields.usage?.promptTokens ?? 0, completionTokens: fields.usage?.completionTokens ?? 0,
                     tokensEstimated: fields.tokensEstimated,
-                    latencyMs: elapsed.milliseconds, timeToFirstTokenMs: fields.firstByteAt.map { ($0 - start).milliseconds }))
+                    latencyMs: elapsed.milliseconds, timeToFirstTokenMs: fields.firstByteAt.map { ($0 - start).milliseconds },
+                    requestBody: storeBodies ? bodies?.request : nil, responseBody: storeBodies ? bodies?.response : nil))
         }
         return response
     }

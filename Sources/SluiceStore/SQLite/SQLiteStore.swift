@@ -116,11 +116,16 @@ public final class SQLiteStore: GatewayStore, Service {
     // MARK: Migrations
 
     public func migrate() async throws {
+        try await self.migrate(through: .max)
+    }
+
+    /// Applies pending migrations up to and including `lastVersion`, as an older release would have.
+    public func migrate(through lastVersion: Int) async throws {
         try await self.withConnection { connection in
             try await self.inTransaction(connection) {
                 _ = try await connection.execute(MigrationSQL.createVersionTable)
             }
-            for migration in Migration.all {
+            for migration in Migration.all where migration.version <= lastVersion {
                 // BEGIN IMMEDIATE takes the write lock first, so a second process waits here and then sees the version.
                 try await self.inTransaction(connection) {
                     let applied = try await connection.execute(
@@ -384,7 +389,7 @@ public final class SQLiteStore: GatewayStore, Service {
             route: text(5) ?? "", model: text(6), upstream: text(7), status: int(8), errorCode: text(9),
             stream: int(10) != 0, cacheHit: int(11) != 0, promptTokens: int(12), completionTokens: int(13),
             tokensEstimated: int(14) != 0, latencyMs: double(15) ?? 0, timeToFirstTokenMs: double(16),
-            costUSD: double(17) ?? 0, savedUSD: double(18) ?? 0)
+            costUSD: double(17) ?? 0, savedUSD: double(18) ?? 0, requestBody: text(19), responseBody: text(20))
     }
 
     /// SQLite errors carry the statement's failure, never bound values, so their text is safe to log.

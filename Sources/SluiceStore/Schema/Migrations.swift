@@ -121,6 +121,18 @@ extension Migration {
                 "CREATE INDEX usage_records_model_time ON usage_records (model, time)",
             ]
         ),
+        Migration(
+            version: 2,
+            name: "request and response bodies (store-bodies)",
+            sqlite: [
+                "ALTER TABLE usage_records ADD COLUMN request_body TEXT",
+                "ALTER TABLE usage_records ADD COLUMN response_body TEXT",
+            ],
+            postgres: [
+                "ALTER TABLE usage_records ADD COLUMN request_body TEXT",
+                "ALTER TABLE usage_records ADD COLUMN response_body TEXT",
+            ]
+        ),
     ]
 }
 
