@@ -98,7 +98,7 @@ public func buildApplication(
             services.append(writer)
             recorder = writer
         }
-        let keySync = KeyDirectorySync(directory: directory, store: store, logger: logger)
+        let keySync = KeyDirectorySync(directory: directory, store: store, logger: logger, now: dependencies.now)
         services.append(keySync)
         sync = keySync
         if configuration.retentionDays > 0 {
@@ -113,7 +113,8 @@ public func buildApplication(
     // Last in, so it stops first: no probe runs against an HTTP client that is shutting down.
     services.append(UpstreamProber(pool: pool, interval: configuration.probeInterval, logger: logger))
     let router = buildRouter(
-        configuration: configuration, pool: pool, directory: directory, store: store, recorder: recorder, dependencies: dependencies)
+        configuration: configuration, pool: pool, directory: directory, store: store, keySync: sync, recorder: recorder,
+        dependencies: dependencies)
     let server: HTTPServerBuilder
     if let tls = try configuration.tlsConfiguration() {
         server = try .tls(.http1(), tlsConfiguration: tls)
@@ -159,6 +160,7 @@ func buildRouter(
     pool: UpstreamPool,
     directory: KeyDirectory,
     store: (any GatewayStore)?,
+    keySync: KeyDirectorySync? = nil,
     recorder: any UsageRecorder,
     dependencies: ApplicationDependencies
 ) -> Router<SluiceRequestContext> {
@@ -214,7 +216,7 @@ func buildRouter(
     OpenAIRoutes(gateway: gateway).addRoutes(to: router.group("v1"))
     NativeRoutes(gateway: gateway).addRoutes(to: router)
     OperationsRoutes(upstreams: upstreams, pool: gateway.pool, metrics: metrics, probeTimeout: .seconds(2), directory: directory).addRoutes(to: router)
-    AdminRoutes(directory: directory, store: store, configuration: configuration, now: now).addRoutes(to: router.group("admin"))
+    AdminRoutes(directory: directory, store: store, configuration: configuration, keySync: keySync, now: now).addRoutes(to: router.group("admin"))
     DashboardRoutes(
         directory: directory, sessions: sessions, metrics: metrics, secureCookie: configuration.tlsCert != nil,
         loginAttempts: RateLimiter(globalRPS: 0, globalBurst: 0, ipRPM: 10, now: now()), now: now)

@@ -90,6 +90,14 @@ public protocol GatewayStore: Sendable {
     /// A number that changes whenever any key is inserted, revoked or edited (for change polling across instances).
     func keysRevision() async throws -> Int64
 
+    /// Notes that gateway instance `id` is alive and serves keys as of `keyRevision`. Each instance calls it after
+    /// every key poll, so that a key change can wait until every running instance has seen it.
+    func reportInstance(id: String, keyRevision: Int64, at time: Double) async throws
+    /// Forgets an instance that is shutting down, so nothing waits for it.
+    func removeInstance(id: String) async throws
+    /// How many instances reported since `since` still serve keys older than `keyRevision`.
+    func instancesBehind(keyRevision: Int64, reportedSince since: Double) async throws -> Int
+
     /// Inserts records in one transaction; inserting a record whose id exists already is a no-op.
     func insertUsage(_ records: [UsageRecord]) async throws
     /// Totals, and groups when `grouping` is set, read from one snapshot so that the groups add up to the totals

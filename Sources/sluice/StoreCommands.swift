@@ -55,7 +55,10 @@ struct CreateKey: AsyncParsableCommand {
         let issued = IssuedKey(
             name: name.trimmingCharacters(in: .whitespaces), now: now, expiresAt: expires.flatMap { TimeArgument.future($0, now: now) },
             allowedModels: models.map(ValueParsing.list) ?? [], rpm: rpm, tpm: tpm, budgetUSD: budget)
-        try await withMigratedStore(options) { store in try await store.insertKey(issued.record) }
+        try await withMigratedStore(options) { store in
+            try await store.insertKey(issued.record)
+            try await awaitRunningGateways(store)
+        }
         print(issued.secret)
         FileHandle.standardError.write(
             Data("created key \(issued.record.id) (\(issued.record.name)); the secret above is shown only once\n".utf8))
@@ -96,14 +99,18 @@ struct ListKeys: AsyncParsableCommand {
 
 struct RevokeKey: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "revoke", abstract: "Revoke a key; every instance refuses it within a second.")
+        commandName: "revoke", abstract: "Revoke a key; returns once every running gateway refuses it.")
 
     @Argument(help: "The key's id (from `sluice keys list`).") var id: String
     @OptionGroup var options: ConfigOptions
 
     func run() async throws {
         let id = self.id
-        let revoked = try await withMigratedStore(options) { store in try await store.revokeKey(id: id) }
+        let revoked = try await withMigratedStore(options) { store in
+            guard try await store.revokeKey(id: id) else { return false }
+            try await awaitRunningGateways(store)
+            return true
+        }
         guard revoked else { throw ValidationError("no key with id \(id)") }
         print("revoked \(id)")
     }
@@ -144,5 +151,15 @@ struct Usage: AsyncParsableCommand {
         } else {
             print(report.table())
         }
+    }
+}
+
+/// Returns once every gateway running on this store serves its current keys, so that the command's change takes
+/// effect on the next request anywhere; says so on stderr when some instance has not confirmed in time.
+func awaitRunningGateways(_ store: any GatewayStore) async throws {
+    let lagging = try await KeyPropagation.awaitInstances(store: store, keyRevision: try await store.keysRevision())
+    if lagging > 0 {
+        FileHandle.standardError.write(
+            Data("warning: \(lagging) running gateway instance(s) have not confirmed the key change yet\n".utf8))
     }
 }

@@ -107,6 +107,9 @@ final class FakeUsageStore: GatewayStore {
     func revokeKey(id: String) async throws -> Bool { false }
     func touchKeys(_ lastUsed: [String: Double]) async throws {}
     func keysRevision() async throws -> Int64 { 0 }
+    func reportInstance(id: String, keyRevision: Int64, at time: Double) async throws {}
+    func removeInstance(id: String) async throws {}
+    func instancesBehind(keyRevision: Int64, reportedSince since: Double) async throws -> Int { 0 }
     func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown { UsageBreakdown() }
     func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord] { [] }
     func spend(keyID: String) async throws -> Double { 0 }

@@ -238,6 +238,33 @@ struct StoreContractTests {
         }
     }
 
+    /// The registry key changes wait on: the latest report per instance counts, silent and removed ones do not.
+    @Test(arguments: Backend.available)
+    func instancesReportTheKeyRevisionTheyServe(_ backend: Backend) async throws {
+        try await TestDatabase.withFresh(backend) { database in
+            try await database.withStore { store in
+                #expect(try await store.instancesBehind(keyRevision: 5, reportedSince: 0) == 0)
+                try await store.reportInstance(id: "a", keyRevision: 4, at: day0)
+                try await store.reportInstance(id: "b", keyRevision: 5, at: day0)
+                try await store.reportInstance(id: "c", keyRevision: 1, at: day0 - 60)
+                #expect(try await store.instancesBehind(keyRevision: 5, reportedSince: day0 - 3) == 1)
+                #expect(try await store.instancesBehind(keyRevision: 5, reportedSince: 0) == 2)
+                #expect(try await store.instancesBehind(keyRevision: 4, reportedSince: day0 - 3) == 0)
+
+                try await store.reportInstance(id: "a", keyRevision: 6, at: day0 + 1)
+                #expect(try await store.instancesBehind(keyRevision: 5, reportedSince: day0 - 3) == 0)
+                #expect(try await store.instancesBehind(keyRevision: 6, reportedSince: day0 - 3) == 1)
+                try await store.removeInstance(id: "b")
+                #expect(try await store.instancesBehind(keyRevision: 6, reportedSince: day0 - 3) == 0)
+
+                // A report also forgets instances silent for an hour.
+                #expect(try await store.instancesBehind(keyRevision: 6, reportedSince: 0) == 1)
+                try await store.reportInstance(id: "a", keyRevision: 6, at: day0 + 7_200)
+                #expect(try await store.instancesBehind(keyRevision: 6, reportedSince: 0) == 0)
+            }
+        }
+    }
+
     @Test(arguments: Backend.available)
     func touchKeysKeepsTheLatestTime(_ backend: Backend) async throws {
         try await TestDatabase.withFresh(backend) { database in

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceLifecycle
 import SluiceCore
@@ -6,28 +7,41 @@ import SluiceStore
 /// Keeps a ``KeyDirectory`` in step with the store and writes keys' last-used times back.
 ///
 /// Polls the store's key revision (one tiny query) every `interval`; only a change reloads the key table, so a
-/// key created or revoked by any instance or by `sluice keys` is seen here within one interval.
+/// key created or revoked by any instance or by `sluice keys` is seen here within one interval. After each poll it
+/// reports the revision it serves under `instanceID`, which is what ``KeyPropagation`` waits for.
 public struct KeyDirectorySync: Service {
     let directory: KeyDirectory
     let store: any GatewayStore
     let interval: Duration
     let logger: Logger
+    let instanceID: String
+    let now: @Sendable () -> Double
 
     public init(
-        directory: KeyDirectory, store: any GatewayStore, interval: Duration = .milliseconds(500), logger: Logger
+        directory: KeyDirectory, store: any GatewayStore, interval: Duration = .milliseconds(250), logger: Logger,
+        instanceID: String = UUID().uuidString, now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
     ) {
         self.directory = directory
         self.store = store
         self.interval = interval
         self.logger = logger
+        self.instanceID = instanceID
+        self.now = now
     }
 
     /// Polls until graceful shutdown.
     public func run() async throws {
         // Graceful shutdown cancels the poll loop (and its sleep) at once.
         await cancelWhenGracefulShutdown { await self.poll() }
-        // Last-used times noted since the last poll are worth one more write on the way out.
-        try? await store.touchKeys(directory.takeLastUsed())
+        // Last-used times noted since the last poll are worth one more write on the way out, and key changes need
+        // not wait for an instance that is going away. A store that fails the first will fail the second too:
+        // shutdown should not wait for it twice, and the instance's row goes stale on its own.
+        do {
+            try await store.touchKeys(directory.takeLastUsed())
+            try await store.removeInstance(id: instanceID)
+        } catch {
+            logger.debug("could not say goodbye to the key store", metadata: ["error": "\(error)"])
+        }
     }
 
     func poll() async {
@@ -72,6 +86,8 @@ public struct KeyDirectorySync: Service {
             directory.replace(with: keys, revision: revision)
             logger.debug("loaded API keys", metadata: ["count": "\(keys.count)", "revision": "\(revision)"])
         }
+        // The revision read before the keys were listed: whatever this instance serves is at least that new.
+        try await store.reportInstance(id: instanceID, keyRevision: revision, at: now())
         let used = directory.takeLastUsed()
         if !used.isEmpty {
             do {

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import NIOCore
 import SluiceCore
 import SluiceStore
@@ -10,6 +11,8 @@ struct AdminRoutes {
     let directory: KeyDirectory
     let store: (any GatewayStore)?
     let configuration: GatewayConfiguration
+    /// Reloads this instance's keys at once after a change here; nil without a store.
+    let keySync: KeyDirectorySync?
     let now: @Sendable () -> Double
 
     static let paths: Set<String> = ["/admin/keys", "/admin/usage", "/admin/usage/recent", "/admin/config"]
@@ -51,6 +54,7 @@ struct AdminRoutes {
             let issued = try issue(create)
             try await requireStore().insertKey(issued.record)
             context.logger.notice("API key created", metadata: ["key_id": .string(issued.record.id)])
+            try await keysChanged(logger: context.logger)
             return try JSONResponse(APIKeyView(issued.record, secret: issued.secret)).response(status: .created)
         }
         group.delete("keys/{id}") { _, context in
@@ -59,6 +63,7 @@ struct AdminRoutes {
                 throw APIError(status: 404, type: "invalid_request_error", code: "key_not_found", message: "No API key with id '\(id)'.")
             }
             context.logger.notice("API key revoked", metadata: ["key_id": .string(id)])
+            try await keysChanged(logger: context.logger)
             return Response(status: .noContent)
         }
         group.get("usage") { request, _ in
@@ -75,6 +80,18 @@ struct AdminRoutes {
         }
         group.get("config") { _, _ in
             try JSONResponse(JSONValue.object(configuration.redactedSummary)).response(status: .ok)
+        }
+    }
+
+    /// Answers a key change only once every running instance serves it (DESIGN.md: a revoked key is refused on the
+    /// next request in every instance), this one first.
+    func keysChanged(logger: Logger) async throws {
+        guard let store, let keySync else { return }
+        try await keySync.refresh()
+        let revision = try await store.keysRevision()
+        let lagging = try await KeyPropagation.awaitInstances(store: store, keyRevision: revision, now: now)
+        if lagging > 0 {
+            logger.warning("key change not yet confirmed by every running instance", metadata: ["lagging": "\(lagging)"])
         }
     }
 

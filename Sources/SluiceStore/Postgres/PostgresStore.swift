@@ -177,6 +177,29 @@ public final class PostgresStore: GatewayStore, Service {
         }
     }
 
+    public func reportInstance(id: String, keyRevision: Int64, at time: Double) async throws {
+        try await self.withConnection("report this instance") { connection in
+            try await connection.query(
+                Self.query(InstanceSQL.report(id: id, keyRevision: keyRevision, at: time, dialect: .postgres)), logger: self.logger)
+            try await connection.query(
+                Self.query(InstanceSQL.forgetSilent(before: time - InstanceSQL.forgetAfter, dialect: .postgres)), logger: self.logger)
+        }
+    }
+
+    public func removeInstance(id: String) async throws {
+        try await self.withConnection("remove this instance") { connection in
+            _ = try await connection.query(Self.query(InstanceSQL.remove(id: id, dialect: .postgres)), logger: self.logger)
+        }
+    }
+
+    public func instancesBehind(keyRevision: Int64, reportedSince since: Double) async throws -> Int {
+        try await self.withConnection("read the running instances") { connection in
+            try await connection.query(
+                Self.query(InstanceSQL.behind(keyRevision: keyRevision, reportedSince: since, dialect: .postgres)), logger: self.logger
+            ).collect().first.map { try $0.decode(Int.self) } ?? 0
+        }
+    }
+
     // MARK: Usage
 
     public func insertUsage(_ records: [UsageRecord]) async throws {

@@ -230,6 +230,26 @@ public final class SQLiteStore: GatewayStore, Service {
         }
     }
 
+    public func reportInstance(id: String, keyRevision: Int64, at time: Double) async throws {
+        try await self.withConnection { connection in
+            try await Self.run(InstanceSQL.report(id: id, keyRevision: keyRevision, at: time, dialect: .sqlite), on: connection)
+            try await Self.run(InstanceSQL.forgetSilent(before: time - InstanceSQL.forgetAfter, dialect: .sqlite), on: connection)
+        }
+    }
+
+    public func removeInstance(id: String) async throws {
+        try await self.withConnection { connection in
+            _ = try await Self.run(InstanceSQL.remove(id: id, dialect: .sqlite), on: connection)
+        }
+    }
+
+    public func instancesBehind(keyRevision: Int64, reportedSince since: Double) async throws -> Int {
+        try await self.withConnection { connection in
+            let rows = try await Self.run(InstanceSQL.behind(keyRevision: keyRevision, reportedSince: since, dialect: .sqlite), on: connection)
+            return Int(rows.first?.columns.first?.data.integer ?? 0)
+        }
+    }
+
     // MARK: Usage
 
     public func insertUsage(_ records: [UsageRecord]) async throws {

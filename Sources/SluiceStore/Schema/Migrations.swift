@@ -133,6 +133,28 @@ extension Migration {
                 "ALTER TABLE usage_records ADD COLUMN response_body TEXT",
             ]
         ),
+        Migration(
+            version: 3,
+            name: "running instances and the key revision each serves",
+            sqlite: [
+                """
+                CREATE TABLE gateway_instances (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    key_revision INTEGER NOT NULL,
+                    reported_at REAL NOT NULL
+                )
+                """
+            ],
+            postgres: [
+                """
+                CREATE TABLE gateway_instances (
+                    id TEXT PRIMARY KEY,
+                    key_revision BIGINT NOT NULL,
+                    reported_at DOUBLE PRECISION NOT NULL
+                )
+                """
+            ]
+        ),
     ]
 }
 

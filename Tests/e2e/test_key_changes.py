@@ -1,0 +1,70 @@
+"""A key created or revoked anywhere (the CLI or any instance's admin API) takes effect on the very next request
+in every running instance sharing the store: the change returns only once they all serve it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+
+import httpx
+import pytest
+
+from e2e_support import chat_body, nonce
+
+MASTER = "master-" + "c" * 32
+
+BACKENDS = ["sqlite"]
+if os.environ.get("SLUICE_TEST_POSTGRES_URL"):
+    BACKENDS.append("postgres")
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'keys.db'}"
+    return os.environ["SLUICE_TEST_POSTGRES_URL"]
+
+
+def status(gateway, secret: str) -> int:
+    return httpx.post(f"{gateway.v1}/chat/completions", json=chat_body(nonce()),
+                      headers={"authorization": f"Bearer {secret}"}, timeout=30).status_code
+
+
+def cli_create(procs, database: str) -> tuple[str, str]:
+    done = procs.run_sluice("keys", "create", "--name", f"k-{nonce()[:8]}", "--database", database)
+    assert done.returncode == 0, done.stderr
+    key_id = re.search(r"created key (\S+)", done.stderr).group(1)
+    return done.stdout.strip(), key_id
+
+
+def test_cli_and_admin_changes_reach_every_instance_before_they_return(procs, database):
+    mock = procs.start_mock()
+    args = ["--database", database, "--master-key", MASTER]
+    first = procs.start_gateway(upstream=mock.url, args=args)
+    second = procs.start_gateway(upstream=mock.url, args=args)
+
+    # The CLI, while both run: usable everywhere at once, then refused everywhere at once.
+    secret, key_id = cli_create(procs, database)
+    assert (status(first, secret), status(second, secret)) == (200, 200)
+    revoked = procs.run_sluice("keys", "revoke", key_id, "--database", database)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "warning" not in revoked.stderr
+    assert (status(first, secret), status(second, secret)) == (401, 401)
+
+    # One instance's admin API: the other instance follows before the call returns.
+    admin = {"authorization": f"Bearer {MASTER}"}
+    created = httpx.post(f"{first.url}/admin/keys", json={"name": "via-admin"}, headers=admin, timeout=30)
+    assert created.status_code == 201, created.text
+    assert status(second, created.json()["key"]) == 200
+    deleted = httpx.delete(f"{first.url}/admin/keys/{created.json()['id']}", headers=admin, timeout=30)
+    assert deleted.status_code == 204
+    assert (status(second, created.json()["key"]), status(first, created.json()["key"])) == (401, 401)
+
+    # An instance that dies without a goodbye holds a change back only until it counts as gone.
+    secret, key_id = cli_create(procs, database)
+    second.process.signal(signal.SIGKILL)
+    second.process.wait()
+    revoked = procs.run_sluice("keys", "revoke", key_id, "--database", database)
+    assert revoked.returncode == 0, revoked.stderr
+    assert status(first, secret) == 401
