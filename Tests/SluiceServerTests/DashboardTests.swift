@@ -18,32 +18,57 @@ struct DashboardSessionTests {
         func advance(_ seconds: Double) { value.withLock { $0 += seconds } }
     }
 
-    @Test func sessionsExpireAfterTwelveHours() {
+    @Test func sessionsExpireAfterTwelveHours() throws {
         let clock = TestClock()
-        let sessions = DashboardSessions(now: { clock.value.withLock { $0 } })
-        let token = sessions.create()
-        #expect(token.count == 64)
+        let sessions = DashboardSessions(masterKey: "master", now: { clock.value.withLock { $0 } })
+        let token = try #require(sessions.create())
         #expect(sessions.isValid(token))
         #expect(!sessions.isValid(token + "0"))
         #expect(!sessions.isValid(nil))
+        #expect(!sessions.isValid(""))
         clock.advance(Double(DashboardSessions.lifetime) + 1)
         #expect(!sessions.isValid(token))
-        #expect(sessions.count == 0)
     }
 
-    @Test func theOldestSessionIsEvictedWhenFull() {
+    /// Any instance with the same master key accepts a session; another master key, or a forged one, does not.
+    @Test func sessionsAreSignedWithTheMasterKey() throws {
         let clock = TestClock()
-        let sessions = DashboardSessions(capacity: 3, now: { clock.value.withLock { $0 } })
-        var tokens: [String] = []
-        for _ in 0..<4 {
-            tokens.append(sessions.create())
-            clock.advance(1)
-        }
-        #expect(sessions.count == 3)
+        let here = DashboardSessions(masterKey: "master", now: { clock.value.withLock { $0 } })
+        let elsewhere = DashboardSessions(masterKey: "master", now: { clock.value.withLock { $0 } })
+        let rotated = DashboardSessions(masterKey: "new master", now: { clock.value.withLock { $0 } })
+        let token = try #require(here.create())
+        #expect(elsewhere.isValid(token))
+        #expect(!rotated.isValid(token))
+        #expect(DashboardSessions(masterKey: nil, now: { 1000 }).create() == nil)
+        #expect(!DashboardSessions(masterKey: nil, now: { 1000 }).isValid(token))
+
+        // Changing any part breaks the signature: a later expiry, another nonce, a truncated MAC.
+        let parts = token.split(separator: ".").map(String.init)
+        #expect(parts.count == 4 && parts[0] == "v1")
+        let later = [parts[0], String(Int(parts[1])! + 3600), parts[2], parts[3]].joined(separator: ".")
+        #expect(!here.isValid(later))
+        let otherNonce = [parts[0], parts[1], String(repeating: "0", count: 32), parts[3]].joined(separator: ".")
+        #expect(!here.isValid(otherNonce))
+        #expect(!here.isValid(String(token.dropLast(2))))
+        #expect(!here.isValid(token.replacingOccurrences(of: "v1.", with: "v2.")))
+        #expect(here.create() != token)
+    }
+
+    @Test func signingOutEndsTheSessionAndTheTableStaysBounded() throws {
+        let clock = TestClock()
+        let sessions = DashboardSessions(masterKey: "master", capacity: 3, now: { clock.value.withLock { $0 } })
+        let tokens = try (0..<5).map { _ in try #require(sessions.create()) }
+        sessions.end(tokens[0])
         #expect(!sessions.isValid(tokens[0]))
-        #expect(tokens.dropFirst().allSatisfy { sessions.isValid($0) })
-        sessions.end(tokens[1])
-        #expect(!sessions.isValid(tokens[1]))
+        #expect(sessions.isValid(tokens[1]))
+        sessions.end("v1.not.a.token")
+        #expect(sessions.endedCount == 1)
+        for token in tokens.dropFirst() { sessions.end(token) }
+        #expect(sessions.endedCount == 3)
+        // Ended sessions are forgotten once they would have expired anyway.
+        clock.advance(Double(DashboardSessions.lifetime) + 1)
+        sessions.end(sessions.create())
+        #expect(sessions.endedCount == 1)
     }
 }
 
@@ -160,7 +185,7 @@ struct DashboardRouteTests {
                 #expect(response.status == .seeOther)
                 let setCookie = try #require(response.headers[.setCookie])
                 let attributes = setCookie.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
-                #expect(attributes[0].hasPrefix("sluice_session=") && attributes[0].count == "sluice_session=".count + 64)
+                #expect(attributes[0].hasPrefix("sluice_session=v1."))
                 #expect(attributes.contains("HttpOnly"))
                 #expect(attributes.contains("SameSite=Strict"))
                 #expect(attributes.contains("Path=/"))

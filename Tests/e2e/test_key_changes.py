@@ -68,3 +68,27 @@ def test_cli_and_admin_changes_reach_every_instance_before_they_return(procs, da
     revoked = procs.run_sluice("keys", "revoke", key_id, "--database", database)
     assert revoked.returncode == 0, revoked.stderr
     assert status(first, secret) == 401
+
+
+def test_a_dashboard_session_is_good_on_every_instance_with_the_same_master_key(procs, tmp_path):
+    mock = procs.start_mock()
+    database = f"sqlite:{tmp_path / 'sessions.db'}"
+    first = procs.start_gateway(upstream=mock.url, args=["--database", database, "--master-key", MASTER])
+    second = procs.start_gateway(upstream=mock.url, args=["--database", database, "--master-key", MASTER])
+    other = procs.start_gateway(
+        upstream=mock.url, args=["--database", f"sqlite:{tmp_path / 'other.db'}", "--master-key", "master-" + "d" * 32])
+
+    login = httpx.post(f"{first.url}/dashboard/login", data={"key": MASTER})
+    assert login.status_code == 303
+    cookie = {"sluice_session": login.cookies["sluice_session"]}
+
+    # The session signed by one instance opens the dashboard and the admin API on another.
+    assert httpx.get(f"{second.url}/admin/usage", cookies=cookie).status_code == 200
+    assert 'data-kpi="requests"' in httpx.get(f"{second.url}/dashboard", cookies=cookie).text
+    assert 'data-kpi="requests"' not in httpx.get(f"{second.url}/dashboard").text
+    # A gateway with another master key does not take it.
+    assert httpx.get(f"{other.url}/admin/usage", cookies=cookie).status_code == 401
+
+    # Signing out ends it where the user signed out.
+    assert httpx.post(f"{first.url}/dashboard/logout", cookies=cookie).status_code == 303
+    assert httpx.get(f"{first.url}/admin/usage", cookies=cookie).status_code == 401

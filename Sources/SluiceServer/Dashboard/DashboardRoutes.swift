@@ -54,9 +54,13 @@ struct DashboardRoutes {
                     "dashboard login failed", metadata: ["reason": .string(reason), "client_ip": .string(context.clientIP ?? "")])
                 return html(DashboardAssets.loginPage(message: .wrongKey), status: .unauthorized)
             }
+            // The key matched the master key, so there is one to sign sessions with.
+            guard let token = sessions.create() else {
+                return html(DashboardAssets.loginPage(message: .wrongKey), status: .unauthorized)
+            }
             context.logger.notice("dashboard login", metadata: ["client_ip": .string(context.clientIP ?? "")])
             var response = Response(status: .seeOther, headers: [.location: "/dashboard"])
-            response.setCookie(sessionCookie(value: sessions.create(), maxAge: DashboardSessions.lifetime))
+            response.setCookie(sessionCookie(value: token, maxAge: DashboardSessions.lifetime))
             return response
         }
         router.post("dashboard/logout") { request, _ in
