@@ -151,3 +151,25 @@ def test_record_usage_off_stores_nothing_but_still_serves(procs, tmp_path):
     gateway.process.signal(signal.SIGTERM)
     assert gateway.process.wait() == 0
     assert totals(procs, database)["requests"] == 0
+
+
+def test_calls_to_endpoints_sluice_lacks_are_recorded_under_their_path(procs, tmp_path):
+    mock = procs.start_mock()
+    gateway = procs.start_gateway(
+        upstream=mock.url, args=["--database", f"sqlite:{tmp_path / 'lacking.db'}", "--master-key", MASTER])
+    auth = {"authorization": f"Bearer {MASTER}"}
+    missing = f"/v1/assistants-{nonce()[:8]}"
+    assert httpx.post(f"{gateway.url}{missing}", json={}, headers=auth).status_code == 404
+    assert httpx.get(f"{gateway.v1}/chat/completions", headers=auth).status_code == 405
+    # Operations traffic is not API usage.
+    assert httpx.get(f"{gateway.url}/healthz").status_code == 200
+    assert httpx.get(f"{gateway.url}/nowhere", headers=auth).status_code == 404
+
+    from e2e_support import wait_until
+
+    def records():
+        data = httpx.get(f"{gateway.url}/admin/usage/recent", params={"limit": 20}, headers=auth).json()["data"]
+        return data if len(data) >= 2 else None
+
+    data = wait_until(records, "the two API-space records")
+    assert sorted((r["route"], r["status"]) for r in data) == sorted([(missing, 404), ("/v1/chat/completions", 405)])

@@ -73,11 +73,20 @@ public struct ObservabilityMiddleware: RouterMiddleware {
                 }
                 context.logger.info("request completed", metadata: metadata)
             }
-            guard fields.route != nil else { return }
+            // API calls are recorded, and so are calls into the API's space that matched no route (a client
+            // using an endpoint Sluice lacks), under their own path; health, metrics and admin traffic is not.
+            let recordedRoute: String
+            if let apiRoute = fields.route {
+                recordedRoute = apiRoute
+            } else if context.endpointPath == nil, path.hasPrefix("/v1/") || path.hasPrefix("/api/") {
+                recordedRoute = String(path.prefix(200))
+            } else {
+                return
+            }
             recorder.record(
                 UsageRecord(
                     id: UsageRecord.newID(time: wallStart), time: wallStart, requestID: context.requestID, keyID: fields.keyID,
-                    clientIP: context.clientIP, route: route, model: fields.model, upstream: fields.upstream,
+                    clientIP: context.clientIP, route: recordedRoute, model: fields.model, upstream: fields.upstream,
                     status: recordedStatus, errorCode: fields.errorCode, stream: fields.stream, cacheHit: fields.cacheHit,
                     promptTokens: fields.usage?.promptTokens ?? 0, completionTokens: fields.usage?.completionTokens ?? 0,
                     tokensEstimated: fields.tokensEstimated,
