@@ -328,10 +328,12 @@ public final class PostgresStore: GatewayStore, Service {
     /// One INSERT of a batch that passes each column as one array and unnests them.
     ///
     /// A multi-row VALUES list has 19 parameters per record, which PostgreSQL parses and plans anew for every
-    /// batch (9,500 for 500 records); with arrays the statement always has 19. Arrays here cannot hold NULL
-    /// elements, so an empty string and NaN stand for NULL in the nullable columns (no stored value is ever
-    /// empty or NaN) and NULLIF turns them back.
+    /// batch (9,500 for 500 records); with arrays the statement always has 19, or 21 when some record of the
+    /// batch carries bodies (`store-bodies`): without them the server is spared two arrays of empty strings.
+    /// Arrays here cannot hold NULL elements, so an empty string and NaN stand for NULL in the nullable columns
+    /// (no stored value is ever empty or NaN) and NULLIF turns them back.
     static func insertQuery(_ records: ArraySlice<UsageRecord>) -> PostgresQuery {
+        let withBodies = records.contains { $0.requestBody != nil || $0.responseBody != nil }
         var binds = PostgresBindings(capacity: UsageSQL.columns.count)
         binds.append(records.map { $0.id.sanitized })
         binds.append(records.map(\.time))
@@ -352,12 +354,31 @@ public final class PostgresStore: GatewayStore, Service {
         binds.append(records.map { $0.timeToFirstTokenMs ?? .nan })
         binds.append(records.map(\.costUSD))
         binds.append(records.map(\.savedUSD))
+        guard withBodies else { return PostgresQuery(unsafeSQL: insertSQL(withBodies: false), binds: binds) }
         binds.append(records.map { ($0.requestBody ?? "").sanitized })
         binds.append(records.map { ($0.responseBody ?? "").sanitized })
-        return PostgresQuery(unsafeSQL: insertSQL, binds: binds)
+        return PostgresQuery(unsafeSQL: insertSQL(withBodies: true), binds: binds)
     }
 
-    static let insertSQL = """
+    static func insertSQL(withBodies: Bool) -> String {
+        withBodies ? insertWithBodiesSQL : insertWithoutBodiesSQL
+    }
+
+    private static let insertWithoutBodiesSQL = """
+        INSERT INTO usage_records (\(UsageSQL.columns.dropLast(2).joined(separator: ", ")))
+        SELECT id, time, request_id, NULLIF(key_id, ''), NULLIF(client_ip, ''), route, NULLIF(model, ''),
+            NULLIF(upstream, ''), status, NULLIF(error_code, ''), stream, cache_hit, prompt_tokens, completion_tokens,
+            tokens_estimated, latency_ms, NULLIF(time_to_first_token_ms, 'NaN'::float8), cost_usd, saved_usd
+        FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::int8[], $10::text[], $11::bool[], $12::bool[], $13::int8[], $14::int8[], $15::bool[], $16::float8[],
+            $17::float8[], $18::float8[], $19::float8[])
+            AS batch(id, time, request_id, key_id, client_ip, route, model, upstream, status, error_code, stream,
+                cache_hit, prompt_tokens, completion_tokens, tokens_estimated, latency_ms, time_to_first_token_ms,
+                cost_usd, saved_usd)
+        ON CONFLICT (id) DO NOTHING
+        """
+
+    private static let insertWithBodiesSQL = """
         INSERT INTO usage_records (\(UsageSQL.columnList))
         SELECT id, time, request_id, NULLIF(key_id, ''), NULLIF(client_ip, ''), route, NULLIF(model, ''),
             NULLIF(upstream, ''), status, NULLIF(error_code, ''), stream, cache_hit, prompt_tokens, completion_tokens,
