@@ -28,6 +28,19 @@ def pytest_sessionstart(session):
         )
 
 
+BACKENDS = ["sqlite"]
+if os.environ.get("SLUICE_TEST_POSTGRES_URL"):
+    BACKENDS.append("postgres")
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request, tmp_path):
+    """A store URL, once per backend: a fresh SQLite file, and the CI's PostgreSQL when one is configured."""
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'sluice.db'}"
+    return os.environ["SLUICE_TEST_POSTGRES_URL"]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -14,17 +14,6 @@ from e2e_support import CHAT_MODEL, chat_body, make_ollama, nonce
 
 MASTER = "master-" + "a" * 32
 
-BACKENDS = ["sqlite"]
-if os.environ.get("SLUICE_TEST_POSTGRES_URL"):
-    BACKENDS.append("postgres")
-
-
-@pytest.fixture(params=BACKENDS)
-def database(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:{tmp_path / 'usage.db'}"
-    return os.environ["SLUICE_TEST_POSTGRES_URL"]
-
 
 def usage(procs, database: str, *args: str) -> dict:
     done = procs.run_sluice("usage", "--json", "--since", "1h", "--database", database, *args)

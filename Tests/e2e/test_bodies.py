@@ -4,7 +4,6 @@ record or in its access log line, and nothing from the admin side (keys, the mas
 from __future__ import annotations
 
 import json
-import os
 
 import httpx
 import openai
@@ -13,17 +12,6 @@ import pytest
 from e2e_support import CHAT_MODEL, make_ollama, nonce, wait_until
 
 MASTER = "master-" + "b" * 32
-
-BACKENDS = ["sqlite"]
-if os.environ.get("SLUICE_TEST_POSTGRES_URL"):
-    BACKENDS.append("postgres")
-
-
-@pytest.fixture(params=BACKENDS)
-def database(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:{tmp_path / 'bodies.db'}"
-    return os.environ["SLUICE_TEST_POSTGRES_URL"]
 
 
 def client(gateway) -> openai.OpenAI:
@@ -85,15 +73,21 @@ def test_bodies_are_stored_with_usage_records_when_asked(procs, database):
     assert secret not in recent and MASTER not in recent
 
 
-def test_bodies_are_neither_stored_nor_logged_by_default(procs, tmp_path):
+def logging_gateway_after_one_chat(procs, tmp_path, *extra: str):
+    """A gateway logging to a file, after one chat call; returns it, the log and the call's unique prompt."""
     mock = procs.start_mock()
     log = tmp_path / "gateway-logs" / "sluice.log"
     log.parent.mkdir()
     gateway = procs.start_gateway(
         upstream=mock.url,
-        args=["--database", f"sqlite:{tmp_path / 'plain.db'}", "--master-key", MASTER, "--log-file", str(log)])
+        args=["--database", f"sqlite:{tmp_path / 'logged.db'}", "--master-key", MASTER, "--log-file", str(log), *extra])
     marker = nonce()
     client(gateway).chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": marker}])
+    return gateway, log, marker
+
+
+def test_bodies_are_neither_stored_nor_logged_by_default(procs, tmp_path):
+    gateway, log, marker = logging_gateway_after_one_chat(procs, tmp_path)
 
     def stored():
         data = httpx.get(f"{gateway.url}/admin/usage/recent", params={"limit": 5},
@@ -107,15 +101,7 @@ def test_bodies_are_neither_stored_nor_logged_by_default(procs, tmp_path):
 
 
 def test_log_bodies_puts_them_in_the_access_line(procs, tmp_path):
-    mock = procs.start_mock()
-    log = tmp_path / "gateway-logs" / "sluice.log"
-    log.parent.mkdir()
-    gateway = procs.start_gateway(
-        upstream=mock.url,
-        args=["--database", f"sqlite:{tmp_path / 'logged.db'}", "--master-key", MASTER, "--log-file", str(log),
-              "--log-bodies", "true"])
-    marker = nonce()
-    client(gateway).chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": marker}])
+    gateway, log, marker = logging_gateway_after_one_chat(procs, tmp_path, "--log-bodies", "true")
 
     def line():
         for text in log.read_text().splitlines():

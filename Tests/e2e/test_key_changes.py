@@ -3,27 +3,14 @@ in every running instance sharing the store: the change returns only once they a
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 
 import httpx
-import pytest
 
 from e2e_support import chat_body, nonce
 
 MASTER = "master-" + "c" * 32
-
-BACKENDS = ["sqlite"]
-if os.environ.get("SLUICE_TEST_POSTGRES_URL"):
-    BACKENDS.append("postgres")
-
-
-@pytest.fixture(params=BACKENDS)
-def database(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:{tmp_path / 'keys.db'}"
-    return os.environ["SLUICE_TEST_POSTGRES_URL"]
 
 
 def status(gateway, secret: str) -> int:
