@@ -73,16 +73,9 @@ public struct ObservabilityMiddleware: RouterMiddleware {
                 }
                 context.logger.info("request completed", metadata: metadata)
             }
-            // API calls are recorded, and so are calls into the API's space that matched no route (a client
-            // using an endpoint Sluice lacks), under their own path; health, metrics and admin traffic is not.
-            let recordedRoute: String
-            if let apiRoute = fields.route {
-                recordedRoute = apiRoute
-            } else if context.endpointPath == nil, path.hasPrefix("/v1/") || path.hasPrefix("/api/") {
-                recordedRoute = String(path.prefix(200))
-            } else {
-                return
-            }
+            // Every call into /v1 and /api has a route (the access middleware sets its path, the handler its
+            // canonical name), endpoints Sluice lacks included; health, metrics and admin traffic has none.
+            guard let recordedRoute = fields.route else { return }
             recorder.record(
                 UsageRecord(
                     id: UsageRecord.newID(time: wallStart), time: wallStart, requestID: context.requestID, keyID: fields.keyID,
