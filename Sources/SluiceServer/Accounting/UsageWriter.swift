@@ -77,10 +77,6 @@ public final class UsageWriter: UsageRecorder, Service {
         case queued, wake, dropped(total: Int, logSuppressed: Int?)
     }
 
-    private enum Bodies {
-        case none, kept, dropped
-    }
-
     private struct TimedOut: Error {}
 
     private let store: any GatewayStore
@@ -115,7 +111,7 @@ public final class UsageWriter: UsageRecorder, Service {
         let capacity = configuration.queueCapacity
         let batchSize = configuration.batchSize
         let bodyBytes = record.bodyBytes
-        var bodies = Bodies.none
+        var bodiesDropped = false
         let result = state.withLock { state -> Enqueued in
             guard !state.closed, state.queue.count + state.taken < capacity else {
                 state.dropped += 1
@@ -124,20 +120,17 @@ public final class UsageWriter: UsageRecorder, Service {
             if bodyBytes > 0 {
                 if state.bodyBytes + bodyBytes <= configuration.bodyBytesBudget {
                     state.bodyBytes += bodyBytes
-                    bodies = .kept
                 } else {
-                    bodies = .dropped
+                    record.requestBody = nil
+                    record.responseBody = nil
+                    bodiesDropped = true
                 }
-            }
-            if case .dropped = bodies {
-                record.requestBody = nil
-                record.responseBody = nil
             }
             state.queue.append(record)
             // Only these two transitions change what the drain loop is waiting for; other arrivals need no wake-up.
             return state.queue.count == 1 || state.queue.count == batchSize ? .wake : .queued
         }
-        if case .dropped = bodies { metrics.bodiesDropped.increment() }
+        if bodiesDropped { metrics.bodiesDropped.increment() }
         switch result {
         case .queued:
             metrics.queueDepth.increment()
