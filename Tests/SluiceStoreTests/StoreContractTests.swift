@@ -575,7 +575,7 @@ struct StoreContractTests {
                     }
                     group.addTask {
                         var requests = 0
-                        while requests < batches * 3 {
+                        while requests < batches * 3, !Task.isCancelled {
                             let report = try await store.usageReport(UsageQuery(since: 0), by: .model)
                             requests = report.totals.requests
                             #expect(report.groups.map(\.totals.requests).reduce(0, +) == requests)
