@@ -29,6 +29,9 @@ public struct KeyDirectorySync: Service {
         self.now = now
     }
 
+    /// How often the spend of budgeted keys is read back from the store.
+    static let spendRefreshInterval: Duration = .seconds(5)
+
     /// Polls until graceful shutdown.
     public func run() async throws {
         // Graceful shutdown cancels the poll loop (and its sleep) at once.
@@ -46,13 +49,17 @@ public struct KeyDirectorySync: Service {
 
     func poll() async {
         var failing = false
-        var polls = 0
+        let clock = ContinuousClock()
+        var lastSpendRefresh: ContinuousClock.Instant?
         while !Task.isCancelled {
             do {
                 try await refresh()
-                // Budgets need the store's totals (other instances spend too), but not twice a second.
-                if polls % 10 == 0 { try await refreshSpend() }
-                polls += 1
+                // Budgets need the store's totals (other instances spend too), but a sum per budgeted key is not
+                // worth running at the key poll's pace.
+                if lastSpendRefresh.map({ clock.now - $0 >= Self.spendRefreshInterval }) ?? true {
+                    try await refreshSpend()
+                    lastSpendRefresh = clock.now
+                }
                 if failing {
                     logger.info("key store reachable again")
                     failing = false
