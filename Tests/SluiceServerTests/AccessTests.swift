@@ -325,3 +325,27 @@ struct AccessRouteTests {
         #expect(AccessMiddleware.presentedKey([:]) == nil)
     }
 }
+
+@Suite("Key directory")
+struct KeyDirectoryTests {
+    /// A reload begun after an admin change must win over a poll that began before it, whichever ends last.
+    @Test func anOlderLoadNeverPutsOlderKeysBack() {
+        let directory = KeyDirectory(masterKey: nil, loaded: false)
+        let revoked = IssuedKey(name: "soon revoked", now: 0)
+        var revokedRecord = revoked.record
+        let poll = directory.beginLoad()  // the poll read the store before the revocation
+        let adminReload = directory.beginLoad()
+        revokedRecord.revoked = true
+        directory.replace(with: [revokedRecord], revision: 2, load: adminReload)
+        directory.replace(with: [revoked.record], revision: 1, load: poll)
+        guard case .key(let record) = directory.lookup(revoked.secret) else {
+            Issue.record("the key disappeared")
+            return
+        }
+        #expect(record.revoked)
+        #expect(directory.revision == 2)
+        // A load begun later applies.
+        directory.replace(with: [], revision: 3)
+        #expect(!directory.hasKeys)
+    }
+}

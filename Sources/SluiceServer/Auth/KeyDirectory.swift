@@ -19,7 +19,7 @@ public enum ClientIdentity: Sendable {
 /// The API keys requests are checked against: an in-memory copy of the store's key table.
 ///
 /// Requests never touch the database: ``KeyDirectorySync`` reloads the copy whenever the store's key revision
-/// changes (polled well under once a second, so a revocation anywhere takes effect within a second everywhere).
+/// changes (polled four times a second, and at once after a change through this instance's admin API).
 /// Until the first load the directory is not ready and authentication fails closed.
 public final class KeyDirectory: Sendable {
     struct Snapshot {
@@ -27,11 +27,14 @@ public final class KeyDirectory: Sendable {
         var byDigest: [SHA256Words: APIKeyRecord] = [:]
         var revision: Int64 = -1
         var loaded = false
+        /// The newest load applied (see ``beginLoad()``).
+        var appliedLoad: UInt64 = 0
     }
 
     let masterKeyDigest: SHA256Words?
     private let snapshot: Mutex<Snapshot>
     private let lastUsed = Mutex<[String: Double]>([:])
+    private let loads = Atomic<UInt64>(0)
     /// Spend per key with a budget: the store's total at the last refresh plus costs recorded here since.
     private let spend = Mutex<[String: Double]>([:])
 
@@ -81,13 +84,24 @@ public final class KeyDirectory: Sendable {
         return byDigest
     }
 
-    /// Replaces the table with a fresh load from the store.
-    public func replace(with keys: [APIKeyRecord], revision: Int64) {
+    /// Numbers a load from the store; take it before reading the store's revision.
+    ///
+    /// Two loads can overlap (the poll, and a reload after an admin change): one begun later read the store
+    /// later, so a load begun earlier that finishes after it must not put older keys back.
+    public func beginLoad() -> UInt64 {
+        loads.add(1, ordering: .relaxed).newValue
+    }
+
+    /// Replaces the table with a fresh load from the store, unless a load begun later was applied already.
+    public func replace(with keys: [APIKeyRecord], revision: Int64, load: UInt64? = nil) {
+        let load = load ?? beginLoad()
         let byDigest = Self.index(keys)
         snapshot.withLock {
+            guard load > $0.appliedLoad else { return }
             $0.byDigest = byDigest
             $0.revision = revision
             $0.loaded = true
+            $0.appliedLoad = load
         }
     }
 

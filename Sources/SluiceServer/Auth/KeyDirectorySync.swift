@@ -87,10 +87,11 @@ public struct KeyDirectorySync: Service {
 
     /// One poll: reload keys when the revision moved, then write last-used times.
     public func refresh() async throws {
+        let load = directory.beginLoad()
         let revision = try await store.keysRevision()
         if revision != directory.revision || !directory.isReady {
             let keys = try await store.listKeys()
-            directory.replace(with: keys, revision: revision)
+            directory.replace(with: keys, revision: revision, load: load)
             logger.debug("loaded API keys", metadata: ["count": "\(keys.count)", "revision": "\(revision)"])
         }
         // The revision read before the keys were listed: whatever this instance serves is at least that new.
