@@ -28,7 +28,7 @@ func withMigratedStore<T: Sendable>(_ options: ConfigOptions, _ body: @Sendable 
 }
 
 struct CreateKey: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a key and print it once.")
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a key and print it once, when every running gateway accepts it.")
 
     @Option(help: "A name to recognise the key by.") var name: String
     @Option(help: "Requests per minute allowed.") var rpm: Int?
@@ -157,7 +157,7 @@ struct Usage: AsyncParsableCommand {
 /// Returns once every gateway running on this store serves its current keys, so that the command's change takes
 /// effect on the next request anywhere; says so on stderr when some instance has not confirmed in time.
 func awaitRunningGateways(_ store: any GatewayStore) async throws {
-    let lagging = try await KeyPropagation.awaitInstances(store: store, keyRevision: try await store.keysRevision())
+    let lagging = try await KeyPropagation.awaitInstances(store: store)
     if lagging > 0 {
         FileHandle.standardError.write(
             Data("warning: \(lagging) running gateway instance(s) have not confirmed the key change yet\n".utf8))

@@ -11,11 +11,13 @@ public enum KeyPropagation {
     /// Long enough for a dead instance to drop out of the live window.
     public static let defaultTimeout: Duration = .seconds(5)
 
-    /// Returns how many live instances still lagged when `timeout` ran out: 0 once all have confirmed.
+    /// Waits for every live instance to serve the store's current keys; returns how many still lagged when
+    /// `timeout` ran out: 0 once all have confirmed.
     public static func awaitInstances(
-        store: any GatewayStore, keyRevision: Int64, timeout: Duration = defaultTimeout,
+        store: any GatewayStore, timeout: Duration = defaultTimeout,
         now: @Sendable () -> Double = { Date().timeIntervalSince1970 }
     ) async throws -> Int {
+        let keyRevision = try await store.keysRevision()
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while true {

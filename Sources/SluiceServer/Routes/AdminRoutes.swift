@@ -88,8 +88,7 @@ struct AdminRoutes {
     func keysChanged(logger: Logger) async throws {
         guard let store, let keySync else { return }
         try await keySync.refresh()
-        let revision = try await store.keysRevision()
-        let lagging = try await KeyPropagation.awaitInstances(store: store, keyRevision: revision, now: now)
+        let lagging = try await KeyPropagation.awaitInstances(store: store, now: now)
         if lagging > 0 {
             logger.warning("key change not yet confirmed by every running instance", metadata: ["lagging": "\(lagging)"])
         }

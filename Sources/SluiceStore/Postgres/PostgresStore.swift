@@ -354,14 +354,10 @@ public final class PostgresStore: GatewayStore, Service {
         binds.append(records.map { $0.timeToFirstTokenMs ?? .nan })
         binds.append(records.map(\.costUSD))
         binds.append(records.map(\.savedUSD))
-        guard withBodies else { return PostgresQuery(unsafeSQL: insertSQL(withBodies: false), binds: binds) }
+        guard withBodies else { return PostgresQuery(unsafeSQL: insertWithoutBodiesSQL, binds: binds) }
         binds.append(records.map { ($0.requestBody ?? "").sanitized })
         binds.append(records.map { ($0.responseBody ?? "").sanitized })
-        return PostgresQuery(unsafeSQL: insertSQL(withBodies: true), binds: binds)
-    }
-
-    static func insertSQL(withBodies: Bool) -> String {
-        withBodies ? insertWithBodiesSQL : insertWithoutBodiesSQL
+        return PostgresQuery(unsafeSQL: insertWithBodiesSQL, binds: binds)
     }
 
     private static let insertWithoutBodiesSQL = """

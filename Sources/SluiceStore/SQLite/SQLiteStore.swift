@@ -339,7 +339,7 @@ public final class SQLiteStore: GatewayStore, Service {
         }
     }
 
-    /// `BEGIN IMMEDIATE` … `COMMIT`, rolling back on error. Only call while holding the connection.
+    /// `begin` … `COMMIT`, rolling back on error. Only call while holding the connection.
     /// Writers begin IMMEDIATE, which takes the write lock up front: a deferred transaction that later upgrades can
     /// fail with SQLITE_BUSY without waiting for the busy timeout. Readers begin DEFERRED and take no lock.
     private func inTransaction<R: Sendable>(
