@@ -108,6 +108,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The bench's floor: Hummingbird and AsyncHTTPClient forwarding one route, with none of Sluice's features.
+        .executableTarget(
+            name: "sluice-bare-proxy",
+            dependencies: [
+                "SluiceUpstream",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/SluiceBareProxy",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SluiceCoreTests",
             dependencies: ["SluiceCore"],
