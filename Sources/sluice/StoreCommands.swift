@@ -155,11 +155,18 @@ struct Usage: AsyncParsableCommand {
 }
 
 /// Returns once every gateway running on this store serves its current keys, so that the command's change takes
-/// effect on the next request anywhere; says so on stderr when some instance has not confirmed in time.
+/// effect on the next request anywhere; says so on stderr when some instance has not confirmed in time, or has
+/// gone silent and may still hold the old keys.
 func awaitRunningGateways(_ store: any GatewayStore) async throws {
-    let lagging = try await KeyPropagation.awaitInstances(store: store)
-    if lagging > 0 {
+    let outcome = try await KeyPropagation.awaitInstances(store: store)
+    if outcome.lagging > 0 {
         FileHandle.standardError.write(
-            Data("warning: \(lagging) running gateway instance(s) have not confirmed the key change yet\n".utf8))
+            Data("warning: \(outcome.lagging) running gateway instance(s) have not confirmed the key change yet\n".utf8))
+    }
+    if outcome.silent > 0 {
+        FileHandle.standardError.write(
+            Data(("warning: \(outcome.silent) gateway instance(s) have not reported for over \(Int(KeyPropagation.liveWindow)) s "
+                + "(stopped without shutting down, or cut off from the store); if still running, they serve the old keys "
+                + "until they reach the store again\n").utf8))
     }
 }

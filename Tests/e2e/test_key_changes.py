@@ -55,6 +55,8 @@ def test_cli_and_admin_changes_reach_every_instance_before_they_return(procs, da
     revoked = procs.run_sluice("keys", "revoke", key_id, "--database", database)
     assert revoked.returncode == 0, revoked.stderr
     assert status(first, secret) == 401
+    # The operator is told that one instance went silent: if it were only cut off, it would still take the key.
+    assert "1 gateway instance(s) have not reported" in revoked.stderr
 
 
 def test_a_dashboard_session_is_good_on_every_instance_with_the_same_master_key(procs, tmp_path):

@@ -88,9 +88,14 @@ struct AdminRoutes {
     func keysChanged(logger: Logger) async throws {
         guard let store, let keySync else { return }
         try await keySync.refresh()
-        let lagging = try await KeyPropagation.awaitInstances(store: store, now: now)
-        if lagging > 0 {
-            logger.warning("key change not yet confirmed by every running instance", metadata: ["lagging": "\(lagging)"])
+        let outcome = try await KeyPropagation.awaitInstances(store: store, now: now)
+        if outcome.lagging > 0 {
+            logger.warning("key change not yet confirmed by every running instance", metadata: ["lagging": "\(outcome.lagging)"])
+        }
+        if outcome.silent > 0 {
+            logger.warning(
+                "gateway instances silent for over \(Int(KeyPropagation.liveWindow)) s may still serve the old keys",
+                metadata: ["silent": "\(outcome.silent)"])
         }
     }
 
