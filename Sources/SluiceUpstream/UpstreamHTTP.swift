@@ -85,7 +85,10 @@ struct UpstreamHTTP: Sendable {
         }
         let response: HTTPClientResponse
         do {
-            response = try await client.execute(request, deadline: .now() + timeouts.total, logger: logger)
+            // AHC logs at debug and trace only, yet stamps its own metadata on any logger it is given, on every
+            // request: below debug it gets none and takes its no-logging path.
+            response = try await client.execute(
+                request, deadline: .now() + timeouts.total, logger: logger.logLevel <= .debug ? logger : nil)
         } catch {
             throw Self.mapError(error, logger: logger)
         }
