@@ -209,7 +209,7 @@ func buildRouter(
                 .union(DashboardRoutes.paths),
             knownPrefixes: ["/v1/models/", "/admin/keys/"],
             maxBodyBytes: configuration.maxBodyBytes))
-    let sessions = DashboardSessions(masterKey: configuration.masterKey, now: now)
+    let sessions = DashboardSessions(masterKey: configuration.masterKey, store: store, now: now)
     router.add(
         middleware: AccessMiddleware(
             directory: directory, limiter: limiter, authMode: configuration.auth, metrics: metrics, sessions: sessions, now: now))

@@ -98,6 +98,12 @@ public protocol GatewayStore: Sendable {
     /// How many instances reported since `since` still serve keys older than `keyRevision`.
     func instancesBehind(keyRevision: Int64, reportedSince since: Double) async throws -> Int
 
+    /// Records that the dashboard session with this token digest was signed out, until it would have expired
+    /// anyway; forgets sessions that expired before `now`.
+    func endSession(digest: String, expiresAt: Double, now: Double) async throws
+    /// Whether the dashboard session with this token digest was signed out on any instance.
+    func isSessionEnded(digest: String) async throws -> Bool
+
     /// Inserts records in one transaction; inserting a record whose id exists already is a no-op.
     func insertUsage(_ records: [UsageRecord]) async throws
     /// Totals, and groups when `grouping` is set, read from one snapshot so that the groups add up to the totals

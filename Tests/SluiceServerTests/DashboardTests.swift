@@ -70,6 +70,40 @@ struct DashboardSessionTests {
         sessions.end(sessions.create())
         #expect(sessions.endedCount == 1)
     }
+
+    /// Signing out on one instance ends the session on every instance sharing the store, at once.
+    @Test func signingOutReachesEveryInstanceThroughTheStore() async throws {
+        let clock = TestClock()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let store = SQLiteStore(path: ":memory:", logger: logger)
+        try await store.migrate()
+        let here = DashboardSessions(masterKey: "master", store: store, now: { clock.value.withLock { $0 } })
+        let elsewhere = DashboardSessions(masterKey: "master", store: store, now: { clock.value.withLock { $0 } })
+        let token = try #require(here.create())
+        let other = try #require(here.create())
+        #expect(try await elsewhere.isLive(token, logger: logger))
+        try await here.signOut(token)
+        #expect(try await !elsewhere.isLive(token, logger: logger))
+        #expect(try await !here.isLive(token, logger: logger))
+        #expect(try await elsewhere.isLive(other, logger: logger))
+        // Nothing that is not a session of this master key reaches the store.
+        try await here.signOut("v1.not.a.token")
+        #expect(try await !elsewhere.isLive(nil, logger: logger))
+        try await store.close()
+    }
+
+    /// A session that may have been ended elsewhere is not taken on trust when the store cannot be asked.
+    @Test func aSessionIsNotTakenOnTrustWhenTheStoreIsDown() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let store = SQLiteStore(path: ":memory:", logger: logger)
+        try await store.migrate()
+        let sessions = DashboardSessions(masterKey: "master", store: store, now: { 1000 })
+        let token = try #require(sessions.create())
+        try await store.close()
+        await #expect(throws: (any Error).self) { try await sessions.isLive(token, logger: logger) }
+    }
 }
 
 @Suite("Dashboard routes", .timeLimit(.minutes(1)))

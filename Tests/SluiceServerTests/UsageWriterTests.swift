@@ -110,6 +110,8 @@ final class FakeUsageStore: GatewayStore {
     func reportInstance(id: String, keyRevision: Int64, at time: Double) async throws {}
     func removeInstance(id: String) async throws {}
     func instancesBehind(keyRevision: Int64, reportedSince since: Double) async throws -> Int { 0 }
+    func endSession(digest: String, expiresAt: Double, now: Double) async throws {}
+    func isSessionEnded(digest: String) async throws -> Bool { false }
     func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown { UsageBreakdown() }
     func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord] { [] }
     func spend(keyID: String) async throws -> Double { 0 }

@@ -238,6 +238,27 @@ struct StoreContractTests {
         }
     }
 
+    /// Dashboard sign-outs: ended sessions are seen by every reader, recorded once however often, forgotten once expired.
+    @Test(arguments: Backend.available)
+    func endedSessionsAreSharedAndForgottenAfterExpiry(_ backend: Backend) async throws {
+        try await TestDatabase.withFresh(backend) { database in
+            try await database.withStore { store in
+                #expect(try await store.isSessionEnded(digest: "d1") == false)
+                try await store.endSession(digest: "d1", expiresAt: day0 + 100, now: day0)
+                try await store.endSession(digest: "d1", expiresAt: day0 + 100, now: day0)
+                try await store.endSession(digest: "d2", expiresAt: day0 + 10, now: day0)
+                #expect(try await store.isSessionEnded(digest: "d1"))
+                #expect(try await store.isSessionEnded(digest: "d2"))
+                #expect(try await store.isSessionEnded(digest: "d3") == false)
+                // Recording a later sign-out forgets the ones that expired meanwhile.
+                try await store.endSession(digest: "d3", expiresAt: day0 + 200, now: day0 + 50)
+                #expect(try await store.isSessionEnded(digest: "d2") == false)
+                #expect(try await store.isSessionEnded(digest: "d1"))
+                #expect(try await store.isSessionEnded(digest: "d3"))
+            }
+        }
+    }
+
     /// The registry key changes wait on: the latest report per instance counts, silent and removed ones do not.
     @Test(arguments: Backend.available)
     func instancesReportTheKeyRevisionTheyServe(_ backend: Backend) async throws {

@@ -79,6 +79,8 @@ def test_a_dashboard_session_is_good_on_every_instance_with_the_same_master_key(
     # A gateway with another master key does not take it.
     assert httpx.get(f"{other.url}/admin/usage", cookies=cookie).status_code == 401
 
-    # Signing out ends it where the user signed out.
+    # Signing out ends it everywhere at once: a copy of the cookie is refused by the other instance too.
     assert httpx.post(f"{first.url}/dashboard/logout", cookies=cookie).status_code == 303
     assert httpx.get(f"{first.url}/admin/usage", cookies=cookie).status_code == 401
+    assert httpx.get(f"{second.url}/admin/usage", cookies=cookie).status_code == 401
+    assert 'data-kpi="requests"' not in httpx.get(f"{second.url}/dashboard", cookies=cookie).text

@@ -103,6 +103,11 @@ extension APIError {
             message: "Request body is larger than the limit of \(limit) bytes.")
     }
 
+    /// The store could not be asked something the answer depends on.
+    public static func storeUnavailable() -> APIError {
+        APIError(status: 503, type: "server_error", code: "store_unavailable", message: "The gateway cannot reach its store; retry shortly.", retryAfter: 1)
+    }
+
     public static func upstreamUnavailable() -> APIError {
         APIError(status: 502, type: "upstream_error", code: "upstream_unavailable", message: "The upstream server could not be reached.")
     }

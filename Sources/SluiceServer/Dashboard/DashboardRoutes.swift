@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 
 /// `/dashboard`: the login form, the single-page dashboard and its assets, and the session cookie.
@@ -25,8 +26,8 @@ struct DashboardRoutes {
     }
 
     func addRoutes(to router: Router<SluiceRequestContext>) {
-        router.get("dashboard") { request, _ in
-            if isAuthenticated(request) { return html(DashboardAssets.appPage) }
+        router.get("dashboard") { request, context in
+            if try await isAuthenticated(request, logger: context.logger) { return html(DashboardAssets.appPage) }
             return html(DashboardAssets.loginPage(message: directory.hasMasterKey ? nil : .noMasterKey))
         }
         router.get("dashboard/app.css") { _, _ in
@@ -63,8 +64,15 @@ struct DashboardRoutes {
             response.setCookie(sessionCookie(value: token, maxAge: DashboardSessions.lifetime))
             return response
         }
-        router.post("dashboard/logout") { request, _ in
-            sessions.end(request.cookies[DashboardSessions.cookieName]?.value)
+        router.post("dashboard/logout") { request, context in
+            do {
+                try await sessions.signOut(request.cookies[DashboardSessions.cookieName]?.value)
+            } catch {
+                // Ended here and the cookie is dropped below; the user is signed out of this browser either way.
+                context.logger.error(
+                    "dashboard sign-out not recorded in the store: other instances accept the session until it expires",
+                    metadata: ["error": "\(error)"])
+            }
             var response = Response(status: .seeOther, headers: [.location: "/dashboard"])
             response.setCookie(sessionCookie(value: "", maxAge: 0))
             return response
@@ -72,8 +80,8 @@ struct DashboardRoutes {
     }
 
     /// A live session cookie, or the master key in a header (scripts, and the contract's "key in header").
-    func isAuthenticated(_ request: Request) -> Bool {
-        if sessions.isValid(request.cookies[DashboardSessions.cookieName]?.value) { return true }
+    func isAuthenticated(_ request: Request, logger: Logger) async throws -> Bool {
+        if try await sessions.isLive(request.cookies[DashboardSessions.cookieName]?.value, logger: logger) { return true }
         guard let presented = AccessMiddleware.presentedKey(request.headers), case .master = directory.lookup(presented) else {
             return false
         }

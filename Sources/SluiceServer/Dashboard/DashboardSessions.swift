@@ -1,6 +1,8 @@
 import Crypto
 import Foundation
+import Logging
 import SluiceCore
+import SluiceStore
 import Synchronization
 
 /// Dashboard login sessions: signed tokens that stand in for the master key in a browser.
@@ -8,7 +10,8 @@ import Synchronization
 /// A token is `v1.<expiry>.<nonce>.<HMAC-SHA256>`, signed with a key derived from the master key, so every instance
 /// that shares the master key accepts the sessions of the others (a load balancer may send each dashboard request
 /// elsewhere) and nothing that could sign in is ever stored. Changing the master key ends every session. Signing
-/// out records the token as ended on the instance that served it; the browser drops the cookie at the same time.
+/// out records the token's digest as ended, here and in the store every instance reads, so a copied cookie stops
+/// working everywhere at once; the browser drops the cookie at the same time.
 public final class DashboardSessions: Sendable {
     /// The cookie that carries the token.
     public static let cookieName = "sluice_session"
@@ -20,10 +23,13 @@ public final class DashboardSessions: Sendable {
     let signingKeyBytes: [UInt8]?
     let capacity: Int
     let now: @Sendable () -> Double
+    /// Where sign-outs are shared with the other instances; nil for a gateway without a store.
+    let store: (any GatewayStore)?
     /// Ended sessions by the token's SHA-256, with their expiry so the table can forget them when they lapse.
     private let ended = Mutex<[String: Double]>([:])
 
-    public init(masterKey: String?, capacity: Int = 1000, now: @escaping @Sendable () -> Double) {
+    public init(masterKey: String?, store: (any GatewayStore)? = nil, capacity: Int = 1000, now: @escaping @Sendable () -> Double) {
+        self.store = store
         self.signingKeyBytes = masterKey.map { master in
             HKDF<SHA256>.deriveKey(
                 inputKeyMaterial: SymmetricKey(data: Array(master.utf8)), info: Array("sluice dashboard session v1".utf8),
@@ -46,6 +52,28 @@ public final class DashboardSessions: Sendable {
         return payload + "." + APIKeySecret.hex(Array(mac))
     }
 
+    /// True when `token` is a session no instance has ended: ``isValid(_:)`` here, then the shared sign-outs.
+    ///
+    /// Throws a 503 when the store cannot be asked: a session that may have been ended elsewhere is not taken on
+    /// trust.
+    public func isLive(_ token: String?, logger: Logger) async throws -> Bool {
+        guard let token, isValid(token) else { return false }
+        guard let store else { return true }
+        do {
+            return try await !store.isSessionEnded(digest: Self.digest(token))
+        } catch {
+            logger.error("cannot check the dashboard session against the store", metadata: ["error": "\(error)"])
+            throw APIError.storeUnavailable()
+        }
+    }
+
+    /// Ends the session `token` belongs to, if it is one, on every instance sharing the store.
+    public func signOut(_ token: String?) async throws {
+        guard let token, let expiry = verifiedExpiry(token) else { return }
+        end(token)
+        try await store?.endSession(digest: Self.digest(token), expiresAt: Double(expiry), now: now())
+    }
+
     /// True when `token` was signed with this master key, has not expired and has not been ended here.
     public func isValid(_ token: String?) -> Bool {
         guard let token, let expiry = verifiedExpiry(token) else { return false }
@@ -54,7 +82,7 @@ public final class DashboardSessions: Sendable {
         return ended.withLock { $0[digest] == nil }
     }
 
-    /// Ends the session `token` belongs to, if it is one.
+    /// Ends the session `token` belongs to, if it is one, on this instance.
     public func end(_ token: String?) {
         guard let token, let expiry = verifiedExpiry(token) else { return }
         let digest = Self.digest(token)

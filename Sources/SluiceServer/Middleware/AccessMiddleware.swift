@@ -8,7 +8,7 @@ import SluiceCore
 /// Keys come as `Authorization: Bearer KEY` or `X-API-Key: KEY`, checked against the in-memory ``KeyDirectory``
 /// (no database access per request). A failed check is logged with the request ID and client IP, never the
 /// presented key, and counted in `sluice_auth_failures_total`. On the admin routes a dashboard session cookie
-/// also counts as the master key.
+/// also counts as the master key, once the store confirms no instance signed it out.
 public struct AccessMiddleware: RouterMiddleware {
     public typealias Context = SluiceRequestContext
     let directory: KeyDirectory
@@ -48,7 +48,12 @@ public struct AccessMiddleware: RouterMiddleware {
             context.trace.update { $0.route = request.uri.path }
         }
         let now = self.now()
-        let identity = try authenticate(request, context: context, area: area, now: now)
+        let identity =
+            if area == .admin, Self.presentedKey(request.headers) == nil, let sessions {
+                try await sessionIdentity(request, sessions: sessions, context: context)
+            } else {
+                try authenticate(request, context: context, area: area, now: now)
+            }
 
         var key: APIKeyRecord?
         if case .key(let record) = identity {
@@ -86,13 +91,7 @@ public struct AccessMiddleware: RouterMiddleware {
             guard directory.hasMasterKey else {
                 throw fail(APIError.adminOnly(), reason: "no_master_key", context: context)
             }
-            guard let presented else {
-                if let sessions, sessions.isValid(request.cookies[DashboardSessions.cookieName]?.value) {
-                    try checkSessionRequest(request, context: context)
-                    return .master
-                }
-                throw fail(.missingKey(), reason: "missing", context: context)
-            }
+            guard let presented else { throw fail(.missingKey(), reason: "missing", context: context) }
             guard case .master = directory.lookup(presented) else {
                 throw fail(.invalidKey(), reason: "invalid", context: context)
             }
@@ -121,6 +120,22 @@ public struct AccessMiddleware: RouterMiddleware {
             if required { throw fail(.invalidKey(), reason: "invalid", context: context) }
             return .anonymous
         }
+    }
+
+    /// The master identity of a live dashboard session cookie, or the 401/403/503 that refuses it.
+    ///
+    /// Apart from ``authenticate(_:context:area:now:)`` because whether another instance signed the session out
+    /// is a question for the store, which an API request's key check must never wait on.
+    func sessionIdentity(_ request: Request, sessions: DashboardSessions, context: Context) async throws -> ClientIdentity {
+        guard directory.hasMasterKey else {
+            throw fail(APIError.adminOnly(), reason: "no_master_key", context: context)
+        }
+        let token = request.cookies[DashboardSessions.cookieName]?.value
+        guard try await sessions.isLive(token, logger: context.logger) else {
+            throw fail(.missingKey(), reason: "missing", context: context)
+        }
+        try checkSessionRequest(request, context: context)
+        return .master
     }
 
     /// Refuses a cookie-authenticated change unless it carries `X-Sluice-CSRF: 1`, which the dashboard's script

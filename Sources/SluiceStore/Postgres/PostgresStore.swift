@@ -200,6 +200,23 @@ public final class PostgresStore: GatewayStore, Service {
         }
     }
 
+    // MARK: Dashboard sessions
+
+    public func endSession(digest: String, expiresAt: Double, now: Double) async throws {
+        try await self.withConnection("record a dashboard sign-out") { connection in
+            try await connection.query(
+                Self.query(SessionSQL.end(digest: digest, expiresAt: expiresAt, dialect: .postgres)), logger: self.logger)
+            try await connection.query(Self.query(SessionSQL.forgetExpired(before: now, dialect: .postgres)), logger: self.logger)
+        }
+    }
+
+    public func isSessionEnded(digest: String) async throws -> Bool {
+        try await self.withConnection("read the dashboard sign-outs") { connection in
+            try await connection.query(Self.query(SessionSQL.isEnded(digest: digest, dialect: .postgres)), logger: self.logger)
+                .collect().first.map { try $0.decode(Int.self) } ?? 0
+        } > 0
+    }
+
     // MARK: Usage
 
     public func insertUsage(_ records: [UsageRecord]) async throws {

@@ -250,6 +250,22 @@ public final class SQLiteStore: GatewayStore, Service {
         }
     }
 
+    // MARK: Dashboard sessions
+
+    public func endSession(digest: String, expiresAt: Double, now: Double) async throws {
+        try await self.withConnection { connection in
+            try await Self.run(SessionSQL.end(digest: digest, expiresAt: expiresAt, dialect: .sqlite), on: connection)
+            try await Self.run(SessionSQL.forgetExpired(before: now, dialect: .sqlite), on: connection)
+        }
+    }
+
+    public func isSessionEnded(digest: String) async throws -> Bool {
+        try await self.withConnection { connection in
+            let rows = try await Self.run(SessionSQL.isEnded(digest: digest, dialect: .sqlite), on: connection)
+            return (rows.first?.columns.first?.data.integer ?? 0) > 0
+        }
+    }
+
     // MARK: Usage
 
     public func insertUsage(_ records: [UsageRecord]) async throws {

@@ -155,6 +155,16 @@ extension Migration {
                 """
             ]
         ),
+        Migration(
+            version: 4,
+            name: "dashboard sessions ended by signing out",
+            sqlite: [
+                "CREATE TABLE ended_sessions (digest TEXT PRIMARY KEY NOT NULL, expires_at REAL NOT NULL)"
+            ],
+            postgres: [
+                "CREATE TABLE ended_sessions (digest TEXT PRIMARY KEY, expires_at DOUBLE PRECISION NOT NULL)"
+            ]
+        ),
     ]
 }
 

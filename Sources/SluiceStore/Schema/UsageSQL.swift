@@ -238,3 +238,28 @@ enum InstanceSQL {
         return statement
     }
 }
+
+/// SQL of the ended-session list both stores share: dashboard sign-outs, so every instance refuses the token.
+enum SessionSQL {
+    static func end(digest: String, expiresAt: Double, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(dialect, "INSERT INTO ended_sessions (digest, expires_at) VALUES (")
+        statement.bind(digest)
+        statement.append(", ")
+        statement.bind(expiresAt)
+        statement.append(") ON CONFLICT (digest) DO NOTHING")
+        return statement
+    }
+
+    /// Rows of sessions that have expired anyway: no token they stand for is accepted any more.
+    static func forgetExpired(before time: Double, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(dialect, "DELETE FROM ended_sessions WHERE expires_at < ")
+        statement.bind(time)
+        return statement
+    }
+
+    static func isEnded(digest: String, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(dialect, "SELECT COUNT(*) FROM ended_sessions WHERE digest = ")
+        statement.bind(digest)
+        return statement
+    }
+}
