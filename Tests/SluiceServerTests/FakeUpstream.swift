@@ -23,6 +23,8 @@ struct FakeUpstream: UpstreamProvider {
     var probeError: APIError?
     /// While on, probes fail as if the upstream were down; tests flip it to take the upstream down and up.
     var probeDown: FakeSwitch?
+    /// Bodies of native GET routes by path (`/api/tags`), instead of a version answer.
+    var nativeAnswers: [String: String] = [:]
 
     init(_ behaviour: Behaviour, probeError: APIError? = nil) {
         self.behaviour = behaviour
@@ -73,7 +75,8 @@ struct FakeUpstream: UpstreamProvider {
     }
 
     func native(_ request: NativeRequest, logger: Logger) async throws -> UpstreamReply {
-        .complete(body: ByteBuffer(string: #"{"version":"fake"}"#), usage: nil)
+        if case .fail(let error) = behaviour { throw error }
+        return .complete(body: ByteBuffer(string: nativeAnswers[request.path] ?? #"{"version":"fake"}"#), usage: nil)
     }
 
     func probe(logger: Logger) async throws {

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from e2e_support import CHAT_MODEL, chat_body, expected_reply, nonce, wait_until
+from e2e_support import CHAT_MODEL, chat_body, expected_reply, make_ollama, make_openai, nonce, wait_until
 
 
 def write_config(tmp_path, upstreams, aliases=None):
@@ -159,3 +159,14 @@ def test_model_routing_and_alias(procs, tmp_path):
         assert generated(b) == 7
         r = chat(client, model="mistral")
         assert r.status_code == 404
+
+
+def test_model_lists_span_every_upstream(procs, tmp_path):
+    a = procs.start_mock("--model", "llama3.2:latest", "--model", "qwen2.5:0.5b")
+    b = procs.start_mock("--model", "qwen2.5:0.5b", "--model", "phi3:mini")
+    config = write_config(tmp_path, [("a", a.url, []), ("b", b.url, [])])
+    gw = procs.start_gateway(args=["--config", config])
+    # What the official clients list is what the gateway routes: each upstream's models, each once.
+    listed = [m.model for m in make_ollama(gw).list().models]
+    assert listed == ["llama3.2:latest", "qwen2.5:0.5b", "phi3:mini"]
+    assert [m.id for m in make_openai(gw).models.list().data] == listed

@@ -123,25 +123,62 @@ public struct Gateway: Sendable {
 
     func listModels(context: SluiceRequestContext) async throws -> ModelList {
         let created = Int(now())
-        var seen = Set<String>()
-        var models: [Model] = []
-        var lastError: (any Error)?
-        for upstream in upstreams {
-            do {
-                let list = try await measured(upstream) { try await $0.models(created: created, logger: context.logger) }
-                for model in list.data where seen.insert(model.id).inserted {
-                    models.append(model)
+        let models = try await mergedModels(from: upstreams, context: context, name: \.id) { upstream in
+            try await upstream.models(created: created, logger: context.logger).data
+        }
+        return ModelList(data: models)
+    }
+
+    /// `GET /api/tags` and `/api/ps` over every Ollama upstream, as `/v1/models` does over all upstreams: one list,
+    /// each model once, limited to the models the key may use. Entries pass through as the upstreams wrote them.
+    func nativeModelList(path: String, context: SluiceRequestContext) async throws -> Response {
+        let ollamas = upstreams.filter { $0.endpoint.kind == .ollama }
+        let models = try await mergedModels(from: ollamas, context: context, name: { $0["name"]?.stringValue ?? $0["model"]?.stringValue ?? "" }) {
+            upstream in
+            let reply = try await upstream.native(NativeRequest(method: .get, path: path, body: nil, streams: false), logger: context.logger)
+            guard case .complete(let body, _) = reply, let list = try? JSONDecoder().decode(JSONValue.self, from: body)["models"]?.arrayValue
+            else { throw APIError.upstreamFailed("The upstream sent a model list that could not be read.") }
+            return list
+        }
+        return try JSONResponse(JSONValue.object(["models": .array(models)])).response(status: .ok)
+    }
+
+    /// Asks every upstream at once and merges the answers in upstream order, each model once; an upstream that fails
+    /// is left out unless all fail. A key limited to some models sees only those.
+    func mergedModels<Entry: Sendable>(
+        from servers: [any UpstreamProvider], context: SluiceRequestContext, name: (Entry) -> String,
+        _ fetch: @escaping @Sendable (any UpstreamProvider) async throws -> [Entry]
+    ) async throws -> [Entry] {
+        let answers = await withTaskGroup(of: (Int, Result<[Entry], any Error>).self) { group in
+            for (index, upstream) in servers.enumerated() {
+                group.addTask {
+                    do {
+                        return (index, .success(try await measured(upstream, fetch)))
+                    } catch {
+                        return (index, .failure(error))
+                    }
                 }
-            } catch {
+            }
+            var answers = [Result<[Entry], any Error>?](repeating: nil, count: servers.count)
+            for await (index, answer) in group { answers[index] = answer }
+            return answers.compactMap { $0 }
+        }
+        var seen = Set<String>()
+        var merged: [Entry] = []
+        var lastError: (any Error)?
+        for answer in answers {
+            switch answer {
+            case .success(let entries):
+                merged += entries.filter { seen.insert(name($0)).inserted }
+            case .failure(let error):
                 lastError = error
             }
         }
-        if models.isEmpty, let lastError { throw lastError }
-        // A key limited to some models sees only those.
+        if let lastError, !answers.contains(where: { (try? $0.get()) != nil }) { throw lastError }
         if case .key(let record) = context.identity, !record.allowedModels.isEmpty {
-            models = models.filter { model in record.allowedModels.contains { Self.sameModel($0, model.id) } }
+            merged = merged.filter { entry in record.allowedModels.contains { Self.sameModel($0, name(entry)) } }
         }
-        return ModelList(data: models)
+        return merged
     }
 
     func model(id: String, context: SluiceRequestContext) async throws -> Model {
@@ -169,6 +206,9 @@ public struct Gateway: Sendable {
         }
     }
 
+    /// Native routes that list models, merged over every Ollama upstream.
+    static let nativeModelLists: Set<String> = ["/api/tags", "/api/ps"]
+
     /// Native routes that answer with generated content, and how they are cached.
     static let nativeFormats: [String: AnswerFormat?] = ["/api/chat": .ollamaChat, "/api/generate": .ollamaGenerate, "/api/embed": nil]
 
@@ -176,6 +216,9 @@ public struct Gateway: Sendable {
         context.trace.update { $0.route = path }
         let method: HTTPMethodName = request.method == .post ? .post : .get
         guard request.method == .post else {
+            if Self.nativeModelLists.contains(path), upstreams.contains(where: { $0.endpoint.kind == .ollama }) {
+                return try await nativeModelList(path: path, context: context)
+            }
             let upstream = upstreams.first { $0.endpoint.kind == .ollama } ?? upstreams[0]
             context.trace.update { $0.upstream = upstream.endpoint.name }
             let reply = try await measured(upstream) {
