@@ -192,10 +192,12 @@ func buildRouter(
     // (cache hits included) with its rejections accounted.
     router.add(middleware: ClientAddressMiddleware(resolver: ClientAddressResolver(trusted: configuration.trustedProxies.compactMap(IPRange.init))))
     router.add(middleware: RequestIDMiddleware())
+    let knownPaths = OpenAIRoutes.paths.union(NativeRoutes.paths).union(OperationsRoutes.paths).union(AdminRoutes.paths)
+        .union(DashboardRoutes.paths)
     router.add(
         middleware: ObservabilityMiddleware(
             metrics: metrics, recorder: accounting, storeBodies: configuration.storeBodies,
-            logBodies: configuration.logBodies, now: now))
+            logBodies: configuration.logBodies, knownRoutes: knownPaths, now: now))
     if configuration.storeBodies || configuration.logBodies {
         router.add(middleware: BodyCaptureMiddleware())
     }
@@ -205,8 +207,7 @@ func buildRouter(
     }
     router.add(
         middleware: ErrorMiddleware(
-            knownPaths: OpenAIRoutes.paths.union(NativeRoutes.paths).union(OperationsRoutes.paths).union(AdminRoutes.paths)
-                .union(DashboardRoutes.paths),
+            knownPaths: knownPaths,
             knownPrefixes: ["/v1/models/", "/admin/keys/"],
             maxBodyBytes: configuration.maxBodyBytes))
     let sessions = DashboardSessions(masterKey: configuration.masterKey, store: store, now: now)

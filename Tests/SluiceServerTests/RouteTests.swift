@@ -145,6 +145,27 @@ import Testing
         }
     }
 
+    /// Made-up paths, matched or refused, never become label values: each would be a series kept for the process's life.
+    @Test func madeUpPathsShareOneMetricLabel() async throws {
+        let metrics = GatewayMetrics()
+        let key = IssuedKey(name: "k", now: 0)
+        try await app(metrics: metrics, keys: [key.record]).test(.router) { client in
+            for (uri, method) in [("/v1/nope-1", HTTPRequest.Method.get), ("/v1/nope-2", .get), ("/api/zzz-3", .post), ("/elsewhere-4", .get)] {
+                try await client.execute(uri: uri, method: method) { response in
+                    #expect(response.status == .unauthorized || response.status == .notFound)
+                }
+                try await client.execute(uri: uri, method: method, headers: [.authorization: "Bearer \(key.secret)"]) { response in
+                    #expect(response.status == .notFound)
+                }
+            }
+            try await client.execute(uri: "/v1/models", method: .get, headers: [.authorization: "Bearer \(key.secret)"]) { _ in }
+        }
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        #expect(!text.contains("nope") && !text.contains("zzz") && !text.contains("elsewhere"))
+        #expect(text.contains(#"route="unmatched""#))
+        #expect(text.contains(#"sluice_http_requests_total{route="/v1/models",method="GET",status="200"} 1"#))
+    }
+
     @Test func modelsAndUnknownModel() async throws {
         try await app().test(.router) { client in
             try await client.execute(uri: "/v1/models", method: .get) { response in
