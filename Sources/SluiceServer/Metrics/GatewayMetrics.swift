@@ -86,9 +86,28 @@ public final class GatewayMetrics: Sendable {
             .increment()
     }
 
+    /// Distinct model labels `sluice_tokens_total` takes before the rest count as `other`.
+    static let maxModelLabels = 256
+
+    /// The prompt and completion counters of each model seen; the model name comes from the client, so the table is
+    /// bounded like the series it stands for.
+    private let tokenSeries = Mutex<[String: (prompt: CoreMetrics.Counter, completion: CoreMetrics.Counter)]>([:])
+
     func tokens(model: String, prompt: Int, completion: Int) {
-        Counter(label: "sluice_tokens_total", dimensions: [("model", model), ("kind", "prompt")], factory: factory).increment(by: prompt)
-        Counter(label: "sluice_tokens_total", dimensions: [("model", model), ("kind", "completion")], factory: factory).increment(by: completion)
+        let counters = tokenSeries.withLock { series in
+            if let counters = series[model] { return counters }
+            let label = series.count < Self.maxModelLabels ? model : "other"
+            if let counters = series[label] { return counters }
+            let counters = (
+                prompt: CoreMetrics.Counter(label: "sluice_tokens_total", dimensions: [("model", label), ("kind", "prompt")], factory: factory),
+                completion: CoreMetrics.Counter(
+                    label: "sluice_tokens_total", dimensions: [("model", label), ("kind", "completion")], factory: factory)
+            )
+            series[label] = counters
+            return counters
+        }
+        counters.prompt.increment(by: prompt)
+        counters.completion.increment(by: completion)
     }
 
     func authFailure(reason: String) {
