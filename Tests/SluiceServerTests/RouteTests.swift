@@ -202,11 +202,14 @@ import Testing
         let metrics = GatewayMetrics()
         try await app(metrics: metrics).test(.router) { client in
             try await client.execute(uri: "/v1/chat/completions", method: .post, body: Self.chatBody) { _ in }
+            try await client.execute(uri: "/v1/chat/completions", method: .post, body: Self.chatBody) { _ in }
             try await client.execute(uri: "/metrics", method: .get) { response in
                 let text = String(buffer: response.body)
-                #expect(text.contains(#"sluice_http_requests_total{route="/v1/chat/completions",method="POST",status="200"} 1"#))
+                #expect(text.contains(#"sluice_http_requests_total{route="/v1/chat/completions",method="POST",status="200"} 2"#))
+                // The second is answered from the cache: the upstream was asked once.
+                #expect(text.contains(#"sluice_upstream_duration_seconds_count{upstream="fake"} 1"#))
                 #expect(text.contains("sluice_streams_in_flight"))
-                #expect(text.contains(#"sluice_tokens_total{model="llama3.2",kind="completion"} 2"#))
+                #expect(text.contains(#"sluice_tokens_total{model="llama3.2",kind="completion"} 4"#))
             }
         }
     }

@@ -55,9 +55,17 @@ public final class GatewayMetrics: Sendable {
         Counter(label: "sluice_upstream_errors_total", dimensions: [("upstream", upstream), ("code", code)], factory: factory).increment()
     }
 
+    /// The latency timer of each upstream, made on its first answer rather than asked for on every one.
+    private let upstreamTimers = Mutex<[String: CoreMetrics.Timer]>([:])
+
     func upstreamLatency(upstream: String, nanoseconds: Int64) {
-        Timer(label: "sluice_upstream_duration_seconds", dimensions: [("upstream", upstream)], factory: factory)
-            .recordNanoseconds(nanoseconds)
+        let timer = upstreamTimers.withLock { timers in
+            if let timer = timers[upstream] { return timer }
+            let timer = CoreMetrics.Timer(label: "sluice_upstream_duration_seconds", dimensions: [("upstream", upstream)], factory: factory)
+            timers[upstream] = timer
+            return timer
+        }
+        timer.recordNanoseconds(nanoseconds)
     }
 
     /// Breaker state of one upstream: 0 closed, 1 half-open, 2 open.
