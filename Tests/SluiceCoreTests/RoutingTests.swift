@@ -93,6 +93,26 @@ struct SeededGenerator: RandomNumberGenerator {
         return UpstreamChooser.choose(model: model, candidates: candidates, excluding: excluding, using: &rng)
     }
 
+    /// A generator that counts its draws.
+    struct CountingGenerator: RandomNumberGenerator {
+        var draws = 0
+        mutating func next() -> UInt64 {
+            draws += 1
+            return 0
+        }
+    }
+
+    /// With one upstream left to choose, nothing is drawn: the system generator behind it is a syscall per request.
+    @Test func aSingleChoiceDrawsNothing() {
+        var rng = CountingGenerator()
+        let busy = [Candidate(models: [], inFlight: 0), Candidate(models: [], inFlight: 5)]
+        #expect(UpstreamChooser.choose(model: "m", candidates: busy, excluding: [], using: &rng) == 0)
+        #expect(UpstreamChooser.choose(model: "m", candidates: [Candidate(models: [])], excluding: [], using: &rng) == 0)
+        #expect(rng.draws == 0)
+        _ = UpstreamChooser.choose(model: "m", candidates: [Candidate(models: []), Candidate(models: [])], excluding: [], using: &rng)
+        #expect(rng.draws == 1)
+    }
+
     @Test func listedModelWinsOverCatchAll() {
         let candidates = [Candidate(models: []), Candidate(models: ["llama3.2:latest"]), Candidate(models: ["qwen2.5"])]
         for seed in 0..<20 as Range<UInt64> {

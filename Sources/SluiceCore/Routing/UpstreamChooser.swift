@@ -49,6 +49,8 @@ public enum UpstreamChooser {
         func lessLoaded(_ a: Int, _ b: Int) -> Bool { candidates[a].inFlight * weight(b) < candidates[b].inFlight * weight(a) }
         let least = open.min(by: lessLoaded)!
         let tied = open.filter { !lessLoaded(least, $0) }
+        // Nothing to draw between; the system generator would cost a syscall per request for the usual single upstream.
+        if tied.count == 1 { return tied[0] }
         let total = tied.reduce(0) { $0 + weight($1) }
         var draw = Int(rng.next(upperBound: UInt64(total)))
         for i in tied {
