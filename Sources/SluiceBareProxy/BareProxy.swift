@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import Hummingbird
 import NIOCore
 import NIOPosix
@@ -16,8 +17,8 @@ struct BareProxy {
     static func main() async throws {
         let arguments = CommandLine.arguments
         guard arguments.count == 3, let port = Int(arguments[1]) else {
-            print("usage: sluice-bare-proxy PORT UPSTREAM_BASE_URL")
-            return
+            FileHandle.standardError.write(Data("usage: sluice-bare-proxy PORT UPSTREAM_BASE_URL\n".utf8))
+            exit(2)
         }
         let target = arguments[2] + "/v1/chat/completions"
         let client = HTTPClient(
