@@ -666,6 +666,42 @@ struct StoreContractTests {
         }
     }
 
+    /// Budgets count everything a key spent: deleting old records for retention gives no budget back.
+    @Test(arguments: Backend.available)
+    func retentionDoesNotLowerWhatAKeySpent(_ backend: Backend) async throws {
+        try await TestDatabase.withFresh(backend) { database in
+            try await database.withStore { store in
+                try await store.insertUsage((0..<4).map { usage("old-\($0)", time: day0, key: "key_a", cost: 0.25) })
+                try await store.insertUsage([usage("new", time: day1, key: "key_a", cost: 0.5)])
+                #expect(try await store.deleteUsage(before: day1, limit: 10) == 4)
+                #expect(try await store.usageTotals(UsageQuery(since: 0)).costUSD == 0.5)
+                #expect(try await store.spend(keyID: "key_a") == 1.5)
+            }
+        }
+    }
+
+    /// A database from before running totals: the upgrade adds up what each key spent in the records it holds.
+    @Test(arguments: Backend.available)
+    func upgradingTotalsWhatKeysSpentBefore(_ backend: Backend) async throws {
+        try await TestDatabase.withFresh(backend) { database in
+            try await database.withStore(migrate: false) { store in try await store.migrate(through: 4) }
+            for (id, key, cost) in [("r1", "'key_a'", 0.5), ("r2", "'key_a'", 0.25), ("r3", "'key_b'", 1.0), ("r4", "NULL", 2.0)] {
+                try await database.execute(
+                    """
+                    INSERT INTO usage_records (id, time, request_id, key_id, route, status, stream, cache_hit, prompt_tokens,
+                        completion_tokens, tokens_estimated, latency_ms, cost_usd, saved_usd)
+                    VALUES ('\(id)', \(day0), 'req', \(key), '/v1/chat/completions', 200, FALSE, FALSE, 1, 1, FALSE, 1, \(cost), 0)
+                    """)
+            }
+            try await database.withStore { store in
+                #expect(try await store.spend(keyID: "key_a") == 0.75)
+                #expect(try await store.spend(keyID: "key_b") == 1)
+                try await store.insertUsage([usage("r5", time: day0, key: "key_a", cost: 0.125)])
+                #expect(try await store.spend(keyID: "key_a") == 0.875)
+            }
+        }
+    }
+
     @Test(arguments: Backend.available)
     func deleteUsageRemovesTheOldestInBoundedBatches(_ backend: Backend) async throws {
         try await TestDatabase.withFresh(backend) { database in

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import SQLiteNIO
 import SluiceCore
 import SluiceStore
 import Testing
@@ -102,11 +103,31 @@ struct TestDatabase: Sendable {
         }
     }
 
+    /// Runs one statement straight on the database, past the store: for states the store itself never makes, such
+    /// as records written by an older release.
+    func execute(_ sql: String) async throws {
+        switch backend {
+        case .sqlite:
+            let connection = try await SQLiteConnection.open(storage: .file(path: location), logger: testLogger)
+            do {
+                _ = try await connection.query(sql)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            try await connection.close()
+        case .postgres:
+            try await Self.withPostgresStore(url: location) { store in
+                _ = try await store.client.query(PostgresQuery(unsafeSQL: sql), logger: testLogger)
+            }
+        }
+    }
+
     /// Drops every table the migrations create, so the next store starts from an empty schema.
     private func reset() async throws {
         try await Self.withPostgresStore(url: self.location) { store in
             _ = try await store.client.query(
-                "DROP TABLE IF EXISTS usage_records, api_keys, key_revision, gateway_instances, ended_sessions, schema_migrations", logger: testLogger)
+                "DROP TABLE IF EXISTS usage_records, api_keys, key_revision, gateway_instances, ended_sessions, key_spend, schema_migrations", logger: testLogger)
         }
     }
 }

@@ -377,7 +377,7 @@ public final class PostgresStore: GatewayStore, Service {
         return PostgresQuery(unsafeSQL: insertWithBodiesSQL, binds: binds)
     }
 
-    private static let insertWithoutBodiesSQL = """
+    private static let insertWithoutBodiesSQL = withSpend("""
         INSERT INTO usage_records (\(UsageSQL.columns.dropLast(2).joined(separator: ", ")))
         SELECT id, time, request_id, NULLIF(key_id, ''), NULLIF(client_ip, ''), route, NULLIF(model, ''),
             NULLIF(upstream, ''), status, NULLIF(error_code, ''), stream, cache_hit, prompt_tokens, completion_tokens,
@@ -389,9 +389,9 @@ public final class PostgresStore: GatewayStore, Service {
                 cache_hit, prompt_tokens, completion_tokens, tokens_estimated, latency_ms, time_to_first_token_ms,
                 cost_usd, saved_usd)
         ON CONFLICT (id) DO NOTHING
-        """
+        """)
 
-    private static let insertWithBodiesSQL = """
+    private static let insertWithBodiesSQL = withSpend("""
         INSERT INTO usage_records (\(UsageSQL.columnList))
         SELECT id, time, request_id, NULLIF(key_id, ''), NULLIF(client_ip, ''), route, NULLIF(model, ''),
             NULLIF(upstream, ''), status, NULLIF(error_code, ''), stream, cache_hit, prompt_tokens, completion_tokens,
@@ -404,7 +404,22 @@ public final class PostgresStore: GatewayStore, Service {
                 cache_hit, prompt_tokens, completion_tokens, tokens_estimated, latency_ms, time_to_first_token_ms,
                 cost_usd, saved_usd, request_body, response_body)
         ON CONFLICT (id) DO NOTHING
+        """)
+
+    /// Wraps a batch insert so that the same statement adds the cost of the rows it inserted to each key's running
+    /// total; rows skipped as duplicates add nothing. Keys are updated in id order, so concurrent batches from several
+    /// instances lock them in the same order and never deadlock.
+    private static func withSpend(_ insert: String) -> String {
         """
+        WITH inserted AS (
+        \(insert)
+        RETURNING key_id, cost_usd
+        )
+        INSERT INTO key_spend (key_id, spent_usd)
+        SELECT key_id, SUM(cost_usd) FROM inserted WHERE key_id IS NOT NULL GROUP BY key_id ORDER BY key_id
+        ON CONFLICT (key_id) DO UPDATE SET spent_usd = key_spend.spent_usd + excluded.spent_usd
+        """
+    }
 
     private static func query(_ statement: SQLStatement) -> PostgresQuery {
         PostgresQuery(unsafeSQL: statement.sql, binds: binds(statement.binds))

@@ -273,9 +273,17 @@ public final class SQLiteStore: GatewayStore, Service {
         guard !records.isEmpty else { return }
         try await self.withConnection { connection in
             try await self.inTransaction(connection) {
+                // Only rows this batch inserted count: a retried batch that had committed adds nothing twice.
+                var spent: [String: Double] = [:]
                 for start in stride(from: 0, to: records.count, by: UsageSQL.insertChunk) {
                     let chunk = records[start..<min(start + UsageSQL.insertChunk, records.count)]
-                    try await Self.run(UsageSQL.sqliteInsert(chunk), on: connection)
+                    for row in try await Self.run(UsageSQL.sqliteInsert(chunk), on: connection) {
+                        guard let keyID = row.column("key_id")?.string else { continue }
+                        spent[keyID, default: 0] += row.column("cost_usd")?.double ?? 0
+                    }
+                }
+                for (keyID, cost) in spent.sorted(by: { $0.key < $1.key }) {
+                    try await Self.run(UsageSQL.addSpend(keyID: keyID, costUSD: cost), on: connection)
                 }
             }
         }
@@ -306,7 +314,7 @@ public final class SQLiteStore: GatewayStore, Service {
     public func spend(keyID: String) async throws -> Double {
         try await self.withConnection { connection in
             let rows = try await Self.run(UsageSQL.spend(keyID: keyID, dialect: .sqlite), on: connection)
-            return rows.first?.columns.first?.data.double ?? 0
+            return rows.first?.column("spent_usd")?.double ?? 0
         }
     }
 

@@ -165,11 +165,29 @@ extension Migration {
                 "CREATE TABLE ended_sessions (digest TEXT PRIMARY KEY, expires_at DOUBLE PRECISION NOT NULL)"
             ]
         ),
+        Migration(
+            version: 5,
+            name: "what each key has spent, kept as a running total",
+            sqlite: [
+                "CREATE TABLE key_spend (key_id TEXT PRIMARY KEY NOT NULL, spent_usd REAL NOT NULL)",
+                MigrationSQL.backfillKeySpend,
+            ],
+            postgres: [
+                "CREATE TABLE key_spend (key_id TEXT PRIMARY KEY, spent_usd DOUBLE PRECISION NOT NULL)",
+                MigrationSQL.backfillKeySpend,
+            ]
+        ),
     ]
 }
 
 /// Statements shared by both backends' migration runners.
 enum MigrationSQL {
+    /// The spend of every key so far, from the records still held; from then on each inserted batch adds its own.
+    static let backfillKeySpend = """
+        INSERT INTO key_spend (key_id, spent_usd)
+        SELECT key_id, SUM(cost_usd) FROM usage_records WHERE key_id IS NOT NULL GROUP BY key_id
+        """
+
     static let createVersionTable = """
         CREATE TABLE IF NOT EXISTS schema_migrations (
             version INTEGER PRIMARY KEY,

@@ -74,7 +74,8 @@ enum UsageSQL {
         ]
     }
 
-    /// A multi-row insert that skips ids already stored (SQLite; PostgreSQL unnests arrays instead).
+    /// A multi-row insert that skips ids already stored and returns the key and cost of the rows it did insert
+    /// (SQLite; PostgreSQL unnests arrays instead).
     static func sqliteInsert(_ records: ArraySlice<UsageRecord>) -> SQLStatement {
         var statement = SQLStatement(.sqlite)
         statement.append("INSERT OR IGNORE INTO usage_records (\(columnList)) VALUES ")
@@ -86,6 +87,7 @@ enum UsageSQL {
             }
             statement.append(")")
         }
+        statement.append(" RETURNING key_id, cost_usd")
         return statement
     }
 
@@ -172,11 +174,21 @@ enum UsageSQL {
         return statement
     }
 
+    /// A key's running total, which retention never lowers: budgets count everything a key spent, not what the
+    /// records still held happen to add up to, and reading it costs one row however long the key's history.
     static func spend(keyID: String, dialect: SQLDialect) -> SQLStatement {
-        var statement = SQLStatement(dialect, "SELECT COALESCE(SUM(cost_usd), 0")
-        statement.append(dialect == .postgres ? ")::DOUBLE PRECISION" : ".0)")
-        statement.append(" FROM usage_records WHERE key_id = ")
+        var statement = SQLStatement(dialect, "SELECT spent_usd FROM key_spend WHERE key_id = ")
         statement.bind(keyID)
+        return statement
+    }
+
+    /// Adds a batch's cost to a key's running total (SQLite; PostgreSQL does it in the insert statement).
+    static func addSpend(keyID: String, costUSD: Double) -> SQLStatement {
+        var statement = SQLStatement(.sqlite, "INSERT INTO key_spend (key_id, spent_usd) VALUES (")
+        statement.bind(keyID)
+        statement.append(", ")
+        statement.bind(costUSD)
+        statement.append(") ON CONFLICT (key_id) DO UPDATE SET spent_usd = spent_usd + excluded.spent_usd")
         return statement
     }
 
