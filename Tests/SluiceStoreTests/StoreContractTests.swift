@@ -312,8 +312,6 @@ struct StoreContractTests {
 
     // MARK: Usage inserts
 
-    /// A client can put a NUL into a model name (`"a\u0000b"` in its JSON): PostgreSQL refuses NUL in text (a
-    /// refused batch would be retried for ever) and SQLite read it back cut short, so both drop the NUL.
     /// A database made by the first release gains the body columns and keeps what it held.
     @Test(arguments: Backend.available)
     func upgradesFromTheFirstSchema(_ backend: Backend) async throws {
@@ -341,6 +339,8 @@ struct StoreContractTests {
         }
     }
 
+    /// A client can put a NUL into a model name (`"a\u0000b"` in its JSON): PostgreSQL refuses NUL in text (a
+    /// refused batch would be retried for ever) and SQLite read it back cut short, so both drop the NUL.
     @Test(arguments: Backend.available)
     func textWithNULIsStored(_ backend: Backend) async throws {
         try await TestDatabase.withFresh(backend) { database in
