@@ -111,8 +111,8 @@ public protocol GatewayStore: Sendable {
     func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown
     /// The newest records first.
     func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord]
-    /// Total cost recorded for a key, for budgets.
-    func spend(keyID: String) async throws -> Double
+    /// What each of these keys has spent in all, for budgets; keys that never spent are left out.
+    func spend(keyIDs: [String]) async throws -> [String: Double]
     /// Deletes at most `limit` records older than `before`; returns how many it deleted.
     func deleteUsage(before: Double, limit: Int) async throws -> Int
 
@@ -127,6 +127,11 @@ extension GatewayStore {
 
     public func usageGroups(_ query: UsageQuery, by grouping: UsageGrouping) async throws -> [UsageGroup] {
         try await self.usageReport(query, by: grouping).groups
+    }
+
+    /// What one key has spent in all.
+    public func spend(keyID: String) async throws -> Double {
+        try await self.spend(keyIDs: [keyID])[keyID] ?? 0
     }
 }
 

@@ -348,4 +348,21 @@ struct KeyDirectoryTests {
         directory.replace(with: [], revision: 3)
         #expect(!directory.hasKeys)
     }
+
+    /// A refresh from the store never forgets spend the store does not hold yet, and takes in what others spent.
+    @Test func spendMergesTheStoresTotalsWithTheLocalCount() {
+        let directory = KeyDirectory(masterKey: nil, loaded: true)
+        directory.addSpend(keyID: "k", cost: 1)
+        directory.addSpend(keyID: "unbudgeted", cost: 5)
+        directory.mergeSpend([:], budgeted: ["k"])
+        #expect(directory.spent(keyID: "k") == 1)
+        #expect(directory.spent(keyID: "unbudgeted") == 0)
+        directory.mergeSpend(["k": 3], budgeted: ["k"])
+        #expect(directory.spent(keyID: "k") == 3)
+        directory.addSpend(keyID: "k", cost: 0.5)
+        directory.mergeSpend(["k": 3.25], budgeted: ["k"])
+        #expect(directory.spent(keyID: "k") == 3.5)
+        directory.mergeSpend(["k": 4], budgeted: ["k"])
+        #expect(directory.spent(keyID: "k") == 4)
+    }
 }

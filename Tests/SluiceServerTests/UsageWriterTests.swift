@@ -114,7 +114,7 @@ final class FakeUsageStore: GatewayStore {
     func isSessionEnded(digest: String) async throws -> Bool { false }
     func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown { UsageBreakdown() }
     func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord] { [] }
-    func spend(keyID: String) async throws -> Double { 0 }
+    func spend(keyIDs: [String]) async throws -> [String: Double] { [:] }
     func close() async throws {}
 }
 

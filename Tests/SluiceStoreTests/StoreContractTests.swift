@@ -662,6 +662,11 @@ struct StoreContractTests {
                 #expect(try await store.spend(keyID: "key_b") == 2)
                 #expect(try await store.spend(keyID: "key_missing") == 0)
                 #expect(try await store.spend(keyID: "") == 0)
+                // Budget refreshes read every budgeted key at once, in chunks past the parameter limits.
+                #expect(try await store.spend(keyIDs: ["key_a", "key_b", "key_missing"]) == ["key_a": 2.25, "key_b": 2])
+                let many = (0..<1_200).map { "key_\($0)" } + ["key_b"]
+                #expect(try await store.spend(keyIDs: many) == ["key_b": 2])
+                #expect(try await store.spend(keyIDs: []) == [:])
             }
         }
     }

@@ -8,7 +8,7 @@ import signal
 
 import httpx
 
-from e2e_support import chat_body, nonce
+from e2e_support import chat_body, nonce, wait_until
 
 MASTER = "master-" + "c" * 32
 
@@ -84,3 +84,24 @@ def test_a_dashboard_session_is_good_on_every_instance_with_the_same_master_key(
     assert httpx.get(f"{first.url}/admin/usage", cookies=cookie).status_code == 401
     assert httpx.get(f"{second.url}/admin/usage", cookies=cookie).status_code == 401
     assert 'data-kpi="requests"' not in httpx.get(f"{second.url}/dashboard", cookies=cookie).text
+
+
+def test_a_budget_spent_through_one_instance_is_refused_by_every_instance(procs, database):
+    mock = procs.start_mock("--model", "gpt-4o-mini")
+    args = ["--database", database, "--master-key", MASTER, "--upstream-kind", "openai", "--cache-ttl", "0"]
+    first = procs.start_gateway(upstream=mock.url, args=args)
+    second = procs.start_gateway(upstream=mock.url, args=args)
+    done = procs.run_sluice("keys", "create", "--name", f"b-{nonce()[:8]}", "--budget", "0.000001", "--database", database)
+    assert done.returncode == 0, done.stderr
+    secret = done.stdout.strip()
+
+    def ask(gateway) -> httpx.Response:
+        return httpx.post(f"{gateway.v1}/chat/completions", json=chat_body(nonce(), model="gpt-4o-mini"),
+                          headers={"authorization": f"Bearer {secret}"}, timeout=30)
+
+    # One priced answer through the first instance spends more than the budget ...
+    assert ask(first).status_code == 200
+    # ... and once its record is written, the other instance refuses the key too.
+    refused = wait_until(lambda: (r := ask(second)).status_code == 403 and r, "the second instance to see the spend")
+    assert refused.json()["error"]["code"] == "budget_exceeded"
+    assert ask(first).status_code == 403

@@ -130,9 +130,20 @@ public final class KeyDirectory: Sendable {
         spend.withLock { $0[keyID, default: 0] += cost }
     }
 
-    /// Replaces known spend with the store's totals.
-    func setSpend(_ totals: [String: Double]) {
-        spend.withLock { $0 = totals }
+    /// Takes in the store's totals for the budgeted keys.
+    ///
+    /// Spend only grows, so the larger of the store's total and this instance's own count wins. The store may not
+    /// hold yet what was spent here a moment ago (those records wait for the next batch), and the count here misses
+    /// what other instances spent; taking the store's word alone would let a key just past its budget through again
+    /// until its records were written.
+    func mergeSpend(_ totals: [String: Double], budgeted: [String]) {
+        spend.withLock { spend in
+            var merged: [String: Double] = [:]
+            for id in budgeted {
+                merged[id] = max(spend[id] ?? 0, totals[id] ?? 0)
+            }
+            spend = merged
+        }
     }
 
     /// Keys with a budget, whose spend must be tracked.

@@ -29,9 +29,6 @@ public struct KeyDirectorySync: Service {
         self.now = now
     }
 
-    /// How often the spend of budgeted keys is read back from the store.
-    static let spendRefreshInterval: Duration = .seconds(5)
-
     /// Polls until graceful shutdown.
     public func run() async throws {
         // Graceful shutdown cancels the poll loop (and its sleep) at once.
@@ -49,17 +46,12 @@ public struct KeyDirectorySync: Service {
 
     func poll() async {
         var failing = false
-        let clock = ContinuousClock()
-        var lastSpendRefresh: ContinuousClock.Instant?
         while !Task.isCancelled {
             do {
                 try await refresh()
-                // Budgets need the store's totals (other instances spend too), but a sum per budgeted key is not
-                // worth running at the key poll's pace.
-                if lastSpendRefresh.map({ clock.now - $0 >= Self.spendRefreshInterval }) ?? true {
-                    try await refreshSpend()
-                    lastSpendRefresh = clock.now
-                }
+                // Budgets need the store's totals, since other instances spend too: one read of the running totals
+                // per poll keeps a budget's overshoot across instances to what they spend between polls and flushes.
+                try await refreshSpend()
                 if failing {
                     logger.info("key store reachable again")
                     failing = false
@@ -76,13 +68,10 @@ public struct KeyDirectorySync: Service {
         }
     }
 
-    /// Reloads what each budgeted key has spent.
+    /// Reloads what each budgeted key has spent, in one query.
     public func refreshSpend() async throws {
-        var totals: [String: Double] = [:]
-        for id in directory.budgetedKeyIDs {
-            totals[id] = try await store.spend(keyID: id)
-        }
-        directory.setSpend(totals)
+        let budgeted = directory.budgetedKeyIDs
+        directory.mergeSpend(budgeted.isEmpty ? [:] : try await store.spend(keyIDs: budgeted), budgeted: budgeted)
     }
 
     /// One poll: reload keys when the revision moved, then write last-used times.

@@ -259,10 +259,17 @@ public final class PostgresStore: GatewayStore, Service {
         }
     }
 
-    public func spend(keyID: String) async throws -> Double {
-        try await self.withConnection("read a key's spend") { connection in
-            try await connection.query(Self.query(UsageSQL.spend(keyID: keyID, dialect: .postgres)), logger: self.logger)
-                .collect().first.map { try $0.decode(Double.self) } ?? 0
+    public func spend(keyIDs: [String]) async throws -> [String: Double] {
+        try await self.withConnection("read what keys spent") { connection in
+            var spent: [String: Double] = [:]
+            for start in stride(from: 0, to: keyIDs.count, by: UsageSQL.spendChunk) {
+                let chunk = keyIDs[start..<min(start + UsageSQL.spendChunk, keyIDs.count)]
+                let rows = try await connection.query(Self.query(UsageSQL.spend(keyIDs: chunk, dialect: .postgres)), logger: self.logger)
+                for try await (keyID, total) in rows.decode((String, Double).self) {
+                    spent[keyID] = total
+                }
+            }
+            return spent
         }
     }
 

@@ -311,10 +311,17 @@ public final class SQLiteStore: GatewayStore, Service {
         }
     }
 
-    public func spend(keyID: String) async throws -> Double {
+    public func spend(keyIDs: [String]) async throws -> [String: Double] {
         try await self.withConnection { connection in
-            let rows = try await Self.run(UsageSQL.spend(keyID: keyID, dialect: .sqlite), on: connection)
-            return rows.first?.column("spent_usd")?.double ?? 0
+            var spent: [String: Double] = [:]
+            for start in stride(from: 0, to: keyIDs.count, by: UsageSQL.spendChunk) {
+                let chunk = keyIDs[start..<min(start + UsageSQL.spendChunk, keyIDs.count)]
+                for row in try await Self.run(UsageSQL.spend(keyIDs: chunk, dialect: .sqlite), on: connection) {
+                    guard let keyID = row.column("key_id")?.string else { continue }
+                    spent[keyID] = row.column("spent_usd")?.double ?? 0
+                }
+            }
+            return spent
         }
     }
 

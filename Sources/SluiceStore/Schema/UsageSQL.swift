@@ -176,11 +176,18 @@ enum UsageSQL {
 
     /// A key's running total, which retention never lowers: budgets count everything a key spent, not what the
     /// records still held happen to add up to, and reading it costs one row however long the key's history.
-    static func spend(keyID: String, dialect: SQLDialect) -> SQLStatement {
-        var statement = SQLStatement(dialect, "SELECT spent_usd FROM key_spend WHERE key_id = ")
-        statement.bind(keyID)
+    static func spend(keyIDs: ArraySlice<String>, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(dialect, "SELECT key_id, spent_usd FROM key_spend WHERE key_id IN (")
+        for (index, keyID) in keyIDs.enumerated() {
+            if index > 0 { statement.append(", ") }
+            statement.bind(keyID)
+        }
+        statement.append(")")
         return statement
     }
+
+    /// Keys per spend query: well under both backends' limits on bound parameters.
+    static let spendChunk = 500
 
     /// Adds a batch's cost to a key's running total (SQLite; PostgreSQL does it in the insert statement).
     static func addSpend(keyID: String, costUSD: Double) -> SQLStatement {
