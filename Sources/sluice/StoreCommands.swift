@@ -72,21 +72,25 @@ struct ListKeys: AsyncParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() async throws {
-        let keys = try await withMigratedStore(options) { store in try await store.listKeys() }
+        let (keys, spent) = try await withMigratedStore(options) { store in
+            let keys = try await store.listKeys()
+            return (keys, try await store.spend(keyIDs: keys.map(\.id)))
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(keys.map { APIKeyView($0) }), as: UTF8.self))
+            print(String(decoding: try encoder.encode(keys.map { APIKeyView($0, spentUSD: spent[$0.id] ?? 0) }), as: UTF8.self))
             return
         }
         let now = Date().timeIntervalSince1970
-        let header = ["id", "name", "prefix", "created", "last used", "expires", "models", "rpm", "tpm", "budget", "status"]
+        let header = ["id", "name", "prefix", "created", "last used", "expires", "models", "rpm", "tpm", "budget", "spent", "status"]
         func day(_ t: Double?) -> String { t.map { Timestamp.rfc3339($0).prefix(16).replacingOccurrences(of: "T", with: " ") } ?? "-" }
         let rows = keys.map { key in
             [
                 key.id, key.name, key.prefix + "…", day(key.createdAt), day(key.lastUsedAt), day(key.expiresAt),
                 key.allowedModels.isEmpty ? "all" : key.allowedModels.joined(separator: ","), key.rpm.map(String.init) ?? "-",
                 key.tpm.map(String.init) ?? "-", key.budgetUSD.map { String(format: "$%.2f", $0) } ?? "-",
+                String(format: "$%.4f", spent[key.id] ?? 0),
                 key.revoked ? "revoked" : (key.expiresAt.map { $0 <= now } == true ? "expired" : "active"),
             ]
         }

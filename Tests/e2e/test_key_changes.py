@@ -3,6 +3,7 @@ in every running instance sharing the store: the change returns only once they a
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 
@@ -91,7 +92,8 @@ def test_a_budget_spent_through_one_instance_is_refused_by_every_instance(procs,
     args = ["--database", database, "--master-key", MASTER, "--upstream-kind", "openai", "--cache-ttl", "0"]
     first = procs.start_gateway(upstream=mock.url, args=args)
     second = procs.start_gateway(upstream=mock.url, args=args)
-    done = procs.run_sluice("keys", "create", "--name", f"b-{nonce()[:8]}", "--budget", "0.000001", "--database", database)
+    name = f"b-{nonce()[:8]}"
+    done = procs.run_sluice("keys", "create", "--name", name, "--budget", "0.000001", "--database", database)
     assert done.returncode == 0, done.stderr
     secret = done.stdout.strip()
 
@@ -105,3 +107,13 @@ def test_a_budget_spent_through_one_instance_is_refused_by_every_instance(procs,
     refused = wait_until(lambda: (r := ask(second)).status_code == 403 and r, "the second instance to see the spend")
     assert refused.json()["error"]["code"] == "budget_exceeded"
     assert ask(first).status_code == 403
+
+    # Once the instances' usage batches are written, the CLI and the admin API show what the key spent.
+    def listed_key():
+        listed = procs.run_sluice("keys", "list", "--json", "--database", database)
+        assert listed.returncode == 0, listed.stderr
+        key = next(k for k in json.loads(listed.stdout) if k["name"] == name)
+        return key["spent_usd"] > key["budget_usd"] and key
+    key = wait_until(listed_key, "the spend to be written")
+    admin = httpx.get(f"{second.url}/admin/keys", headers={"authorization": f"Bearer {MASTER}"}, timeout=30).json()
+    assert next(k for k in admin["data"] if k["id"] == key["id"])["spent_usd"] == key["spent_usd"]

@@ -12,6 +12,8 @@ public struct APIKeyView: Codable, Sendable {
     public var rpm: Int?
     public var tpm: Int?
     public var budgetUSD: Double?
+    /// What the key has spent in all (the figure its budget is checked against); absent in a create's answer.
+    public var spentUSD: Double?
     public var revoked: Bool
     /// Only in the answer to the request that created the key.
     public var key: String?
@@ -23,10 +25,12 @@ public struct APIKeyView: Codable, Sendable {
         case expiresAt = "expires_at"
         case models, rpm, tpm
         case budgetUSD = "budget_usd"
+        case spentUSD = "spent_usd"
         case revoked, key
     }
 
-    public init(_ record: APIKeyRecord, secret: String? = nil) {
+    public init(_ record: APIKeyRecord, secret: String? = nil, spentUSD: Double? = nil) {
+        self.spentUSD = spentUSD
         id = record.id
         name = record.name
         prefix = record.prefix

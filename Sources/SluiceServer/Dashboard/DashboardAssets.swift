@@ -542,7 +542,9 @@ enum DashboardAssets {
             const parts = [];
             if (key.rpm) parts.push(`${fmtInt(key.rpm)} rpm`);
             if (key.tpm) parts.push(`${fmtInt(key.tpm)} tpm`);
-            if (key.budget_usd !== null && key.budget_usd !== undefined) parts.push(`${fmtUSD(key.budget_usd)} budget`);
+            if (key.budget_usd !== null && key.budget_usd !== undefined) {
+              parts.push(`${fmtUSD(key.spent_usd || 0)} of ${fmtUSD(key.budget_usd)} budget`);
+            }
             return parts.join(' · ') || '—';
           }
 

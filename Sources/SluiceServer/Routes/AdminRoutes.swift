@@ -44,8 +44,10 @@ struct AdminRoutes {
 
     func addRoutes(to group: RouterGroup<SluiceRequestContext>) {
         group.get("keys") { _, _ in
-            let keys = try await requireStore().listKeys()
-            return try JSONResponse(KeyList(data: keys.map { APIKeyView($0) })).response(status: .ok)
+            let store = try requireStore()
+            let keys = try await store.listKeys()
+            let spent = try await store.spend(keyIDs: keys.map(\.id))
+            return try JSONResponse(KeyList(data: keys.map { APIKeyView($0, spentUSD: spent[$0.id] ?? 0) })).response(status: .ok)
         }
         group.post("keys") { request, context in
             var request = request
