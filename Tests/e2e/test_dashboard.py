@@ -148,7 +148,8 @@ def test_dashboard_renders_in_chromium(procs, tmp_path, browser):
     # Traffic for the tiles and tables: two keys, a repeated prompt (a cache hit) and a refused request.
     keys = {}
     for name in ("web-app", "batch-jobs"):
-        r = httpx.post(f"{gateway.url}/admin/keys", json={"name": name}, headers=admin, timeout=10)
+        body = {"name": name, "budget_usd": 25} if name == "batch-jobs" else {"name": name}
+        r = httpx.post(f"{gateway.url}/admin/keys", json=body, headers=admin, timeout=10)
         assert r.status_code == 201, r.text
         keys[name] = r.json()["key"]
     # A key created through the API is usable once the key directory has synced (well under a second).
@@ -235,6 +236,10 @@ def test_dashboard_renders_in_chromium(procs, tmp_path, browser):
         "Array.from(document.querySelectorAll('#keys-table tbody td:first-child')).map((td) => td.textContent)")),
         "the new key in the table")
     assert {"web-app", "batch-jobs", "from-the-browser"} <= set(names)
+    # A budgeted key shows what it spent against its budget (local models cost nothing).
+    limits = browser.evaluate("""Array.from(document.querySelectorAll('#keys-table tbody tr'))
+        .filter((tr) => tr.cells[0].textContent === 'batch-jobs').map((tr) => tr.cells[5].textContent)""")
+    assert limits == ["$0.00 of $25.00 budget"], limits
     listed = httpx.get(f"{gateway.url}/admin/keys", headers=admin, timeout=10).json()["data"]
     assert any(k["name"] == "from-the-browser" and k["rpm"] == 30 for k in listed)
     keys_page = browser.screenshot(tmp_path / "dashboard-keys.png")
