@@ -7,6 +7,8 @@ public struct UsageReport: Codable, Sendable {
     /// One row: totals plus the rates a reader wants.
     public struct Row: Codable, Sendable {
         public var group: String?
+        /// The key's name, in a report by key: ids alone say little to the reader of a report.
+        public var name: String?
         public var requests: Int
         public var promptTokens: Int
         public var completionTokens: Int
@@ -20,7 +22,7 @@ public struct UsageReport: Codable, Sendable {
         public var p95LatencyMs: Double
 
         enum CodingKeys: String, CodingKey {
-            case group, requests
+            case group, name, requests
             case promptTokens = "prompt_tokens"
             case completionTokens = "completion_tokens"
             case costUSD = "cost_usd"
@@ -33,8 +35,9 @@ public struct UsageReport: Codable, Sendable {
             case p95LatencyMs = "p95_latency_ms"
         }
 
-        init(group: String?, totals: UsageTotals) {
+        init(group: String?, name: String? = nil, totals: UsageTotals) {
             self.group = group
+            self.name = name
             requests = totals.requests
             promptTokens = totals.promptTokens
             completionTokens = totals.completionTokens
@@ -59,9 +62,15 @@ public struct UsageReport: Codable, Sendable {
     /// Reads totals (and groups, when `grouping` is set) from the store.
     public static func make(store: any GatewayStore, query: UsageQuery, grouping: UsageGrouping?) async throws -> UsageReport {
         let breakdown = try await store.usageReport(query, by: grouping)
+        var names: [String: String] = [:]
+        if grouping == .key {
+            for key in try await store.listKeys() { names[key.id] = key.name }
+        }
         return UsageReport(
             since: query.since, until: query.until, by: grouping?.rawValue, totals: Row(group: nil, totals: breakdown.totals),
-            groups: breakdown.groups.map { Row(group: $0.group, totals: $0.totals) })
+            groups: breakdown.groups.map { group in
+                Row(group: group.group, name: names[group.group], totals: group.totals)
+            })
     }
 
     /// A plain-text table for the terminal.
@@ -75,7 +84,10 @@ public struct UsageReport: Codable, Sendable {
                 String(format: "%.1f", row.p50LatencyMs), String(format: "%.1f", row.p95LatencyMs),
             ]
         }
-        var rows = groups.map { cells($0, label: $0.group.map { $0.isEmpty ? "(none)" : $0 } ?? "") }
+        var rows = groups.map { row in
+            let group = row.group.map { $0.isEmpty ? "(none)" : $0 } ?? ""
+            return cells(row, label: row.name.map { "\($0) (\(group))" } ?? group)
+        }
         rows.append(cells(totals, label: "total"))
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
         func line(_ cells: [String]) -> String {
