@@ -294,6 +294,38 @@ struct DashboardRouteTests {
         }
     }
 
+    /// A session cookie is not taken on trust while the store that knows about sign-outs cannot be asked.
+    @Test func aSessionMeets503WhileTheStoreIsDown() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let store = FakeUsageStore()
+        var configuration = GatewayConfiguration()
+        configuration.masterKey = Self.master
+        let app = try buildApplication(
+            configuration: configuration, logger: logger,
+            dependencies: .init(
+                upstreams: [FakeUpstream(.answer("hello"))], recorder: CollectingRecorder(), store: .given(store), now: { Self.now }))
+        try await app.test(.router) { client in
+            let cookie = try await signIn(client)
+            store.setFailing(true)
+            for uri in ["/admin/keys", "/dashboard"] {
+                try await client.execute(uri: uri, method: .get, headers: [.cookie: cookie]) { response in
+                    #expect(response.status == .serviceUnavailable)
+                    #expect(String(buffer: response.body).contains("store_unavailable"))
+                }
+            }
+            // Signing out still drops the cookie in this browser.
+            try await client.execute(uri: "/dashboard/logout", method: .post, headers: [.cookie: cookie]) { response in
+                #expect(response.status == .seeOther)
+                #expect(response.headers[.setCookie]?.contains("Max-Age=0") == true)
+            }
+            store.setFailing(false)
+            try await client.execute(uri: "/admin/keys", method: .get, headers: [.cookie: cookie]) { response in
+                #expect(response.status == .unauthorized)
+            }
+        }
+    }
+
     @Test func theMasterKeyInAHeaderAlsoOpensTheDashboard() async throws {
         try await withApp { client in
             try await client.execute(uri: "/dashboard", method: .get, headers: [.xAPIKey: Self.master]) { response in

@@ -110,8 +110,13 @@ final class FakeUsageStore: GatewayStore {
     func reportInstance(id: String, keyRevision: Int64, at time: Double) async throws {}
     func removeInstance(id: String) async throws {}
     func instancesBehind(keyRevision: Int64, reportedSince since: Double) async throws -> Int { 0 }
-    func endSession(digest: String, expiresAt: Double, now: Double) async throws {}
-    func isSessionEnded(digest: String) async throws -> Bool { false }
+    func endSession(digest: String, expiresAt: Double, now: Double) async throws {
+        if update({ $0.failing }) { throw StoreError("fake store is down") }
+    }
+    func isSessionEnded(digest: String) async throws -> Bool {
+        if update({ $0.failing }) { throw StoreError("fake store is down") }
+        return false
+    }
     func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown { UsageBreakdown() }
     func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord] { [] }
     func spend(keyIDs: [String]) async throws -> [String: Double] { [:] }
