@@ -30,22 +30,17 @@ public final class GatewayMetrics: Sendable {
         var status: Int
     }
 
-    /// The counter and timer of each route, method and status seen, so a finished request costs one dictionary
-    /// lookup instead of building label arrays and asking the registry for both every time.
-    private let requestSeries = Mutex<[RequestSeries: (CoreMetrics.Counter, CoreMetrics.Timer)]>([:])
+    /// The counter and timer of each route, method and status seen.
+    private let requestSeries = MetricHandles<RequestSeries, (CoreMetrics.Counter, CoreMetrics.Timer)>()
 
     func requestFinished(route: String, method: String, status: Int, nanoseconds: Int64) {
-        let series = RequestSeries(route: route, method: method, status: status)
-        let handles = requestSeries.withLock { cache in
-            if let handles = cache[series] { return handles }
-            let handles = (
+        let handles = requestSeries.get(RequestSeries(route: route, method: method, status: status)) { series in
+            (
                 CoreMetrics.Counter(
-                    label: "sluice_http_requests_total", dimensions: [("route", route), ("method", method), ("status", String(status))],
-                    factory: factory),
-                CoreMetrics.Timer(label: "sluice_http_request_duration_seconds", dimensions: [("route", route)], factory: factory)
+                    label: "sluice_http_requests_total",
+                    dimensions: [("route", series.route), ("method", series.method), ("status", String(series.status))], factory: factory),
+                CoreMetrics.Timer(label: "sluice_http_request_duration_seconds", dimensions: [("route", series.route)], factory: factory)
             )
-            cache[series] = handles
-            return handles
         }
         handles.0.increment()
         handles.1.recordNanoseconds(nanoseconds)
@@ -55,17 +50,13 @@ public final class GatewayMetrics: Sendable {
         Counter(label: "sluice_upstream_errors_total", dimensions: [("upstream", upstream), ("code", code)], factory: factory).increment()
     }
 
-    /// The latency timer of each upstream, made on its first answer rather than asked for on every one.
-    private let upstreamTimers = Mutex<[String: CoreMetrics.Timer]>([:])
+    /// The latency timer of each upstream.
+    private let upstreamTimers = MetricHandles<String, CoreMetrics.Timer>()
 
     func upstreamLatency(upstream: String, nanoseconds: Int64) {
-        let timer = upstreamTimers.withLock { timers in
-            if let timer = timers[upstream] { return timer }
-            let timer = CoreMetrics.Timer(label: "sluice_upstream_duration_seconds", dimensions: [("upstream", upstream)], factory: factory)
-            timers[upstream] = timer
-            return timer
-        }
-        timer.recordNanoseconds(nanoseconds)
+        upstreamTimers.get(upstream) { upstream in
+            CoreMetrics.Timer(label: "sluice_upstream_duration_seconds", dimensions: [("upstream", upstream)], factory: factory)
+        }.recordNanoseconds(nanoseconds)
     }
 
     /// Breaker state of one upstream: 0 closed, 1 half-open, 2 open.
@@ -97,22 +88,18 @@ public final class GatewayMetrics: Sendable {
     /// Distinct model labels `sluice_tokens_total` takes before the rest count as `other`.
     static let maxModelLabels = 256
 
-    /// The prompt and completion counters of each model seen; the model name comes from the client, so the table is
-    /// bounded like the series it stands for.
-    private let tokenSeries = Mutex<[String: (prompt: CoreMetrics.Counter, completion: CoreMetrics.Counter)]>([:])
+    /// The prompt and completion counters of each model seen. The model name comes from the client, so past
+    /// ``maxModelLabels`` the rest share `other`.
+    private let tokenSeries = MetricHandles<String, (prompt: CoreMetrics.Counter, completion: CoreMetrics.Counter)>(
+        limit: maxModelLabels, overflow: "other")
 
     func tokens(model: String, prompt: Int, completion: Int) {
-        let counters = tokenSeries.withLock { series in
-            if let counters = series[model] { return counters }
-            let label = series.count < Self.maxModelLabels ? model : "other"
-            if let counters = series[label] { return counters }
-            let counters = (
+        let counters = tokenSeries.get(model) { label in
+            (
                 prompt: CoreMetrics.Counter(label: "sluice_tokens_total", dimensions: [("model", label), ("kind", "prompt")], factory: factory),
                 completion: CoreMetrics.Counter(
                     label: "sluice_tokens_total", dimensions: [("model", label), ("kind", "completion")], factory: factory)
             )
-            series[label] = counters
-            return counters
         }
         counters.prompt.increment(by: prompt)
         counters.completion.increment(by: completion)
@@ -139,5 +126,33 @@ public final class GatewayMetrics: Sendable {
         buffer.reserveCapacity(8 * 1024)
         registry.emit(into: &buffer)
         return buffer
+    }
+}
+
+/// Metric handles made on first use of their labels and kept: asking the registry on every request would validate the
+/// name, build label arrays and take the registry's lock each time.
+///
+/// Bounded when its labels come from clients: past `limit` entries a new key gets the `overflow` key's handles, and
+/// is not remembered itself.
+final class MetricHandles<Key: Hashable & Sendable, Handles: Sendable>: Sendable {
+    private let table = Mutex<[Key: Handles]>([:])
+    private let limit: Int
+    private let overflow: Key?
+
+    init(limit: Int = .max, overflow: Key? = nil) {
+        self.limit = limit
+        self.overflow = overflow
+    }
+
+    /// The handles of `key`, made by `make` (with the key they are labelled by) the first time.
+    func get(_ key: Key, make: (Key) -> Handles) -> Handles {
+        table.withLock { table in
+            if let handles = table[key] { return handles }
+            let label = table.count < limit ? key : (overflow ?? key)
+            if let handles = table[label] { return handles }
+            let handles = make(label)
+            table[label] = handles
+            return handles
+        }
     }
 }
