@@ -282,7 +282,7 @@ public final class SQLiteStore: GatewayStore, Service {
                         spent[keyID, default: 0] += row.column("cost_usd")?.double ?? 0
                     }
                 }
-                for (keyID, cost) in spent.sorted(by: { $0.key < $1.key }) {
+                for (keyID, cost) in spent {
                     try await Self.run(UsageSQL.addSpend(keyID: keyID, costUSD: cost), on: connection)
                 }
             }
