@@ -66,7 +66,7 @@ struct CreateKey: AsyncParsableCommand {
 }
 
 struct ListKeys: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List keys (never their secrets).")
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List keys (never their secrets) and what each has spent.")
 
     @Flag(help: "Print JSON instead of a table.") var json = false
     @OptionGroup var options: ConfigOptions
