@@ -128,11 +128,6 @@ extension GatewayStore {
     public func usageGroups(_ query: UsageQuery, by grouping: UsageGrouping) async throws -> [UsageGroup] {
         try await self.usageReport(query, by: grouping).groups
     }
-
-    /// What one key has spent in all.
-    public func spend(keyID: String) async throws -> Double {
-        try await self.spend(keyIDs: [keyID])[keyID] ?? 0
-    }
 }
 
 /// A store failure, with a message safe to log (no credentials).

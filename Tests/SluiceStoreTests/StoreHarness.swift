@@ -12,6 +12,13 @@ protocol StoreUnderTest: GatewayStore {
     func migrate(through lastVersion: Int) async throws
 }
 
+extension GatewayStore {
+    /// What one key has spent in all: the contract's checks read keys one at a time.
+    func spend(keyID: String) async throws -> Double {
+        try await self.spend(keyIDs: [keyID])[keyID] ?? 0
+    }
+}
+
 extension SQLiteStore: StoreUnderTest {}
 extension PostgresStore: StoreUnderTest {}
 
