@@ -115,11 +115,12 @@ public func buildApplication(
     let router = buildRouter(
         configuration: configuration, pool: pool, directory: directory, store: store, keySync: sync, recorder: recorder,
         dependencies: dependencies)
+    let http1 = HTTPServerBuilder.guardedHTTP1(limits: configuration.connectionLimits, metrics: dependencies.metrics)
     let server: HTTPServerBuilder
     if let tls = try configuration.tlsConfiguration() {
-        server = try .tls(.http1(), tlsConfiguration: tls)
+        server = try .tls(http1, tlsConfiguration: tls)
     } else {
-        server = .http1()
+        server = http1
     }
     var app = Application(
         router: router, server: server,

@@ -42,6 +42,10 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("upstream-max-inflight"), help: "Requests in flight per upstream, streams included; 0 = no cap (default 256).") var upstreamMaxInflight: String?
     @Option(name: .customLong("upstream-queue"), help: "Requests that may wait for a busy upstream, in total (default 512).") var upstreamQueue: String?
     @Option(name: .customLong("upstream-queue-timeout"), help: "How long a waiting request waits before 503 (default 10s).") var upstreamQueueTimeout: String?
+    @Option(name: .customLong("client-header-timeout"), help: "Time a client has to send a request head; then 408 and close (default 10s).") var clientHeaderTimeout: String?
+    @Option(name: .customLong("client-body-timeout"), help: "Longest gap between two reads of a request body; then 408 and close (default 30s).") var clientBodyTimeout: String?
+    @Option(name: .customLong("client-idle-timeout"), help: "How long a kept-alive connection may wait for its next request (default 75s).") var clientIdleTimeout: String?
+    @Option(name: .customLong("max-connections"), help: "Client connections open at once; more are closed at accept (default: from the file-descriptor limit).") var maxConnections: String?
 
     /// The flags that were given, by option name.
     var flags: [String: String] {
@@ -59,6 +63,8 @@ struct ConfigOptions: ParsableArguments {
             ("breaker-failures", breakerFailures), ("breaker-cooldown", breakerCooldown), ("probe-interval", probeInterval),
             ("upstream-max-inflight", upstreamMaxInflight), ("upstream-queue", upstreamQueue), ("upstream-queue-timeout", upstreamQueueTimeout),
             ("record-usage", recordUsage),
+            ("client-header-timeout", clientHeaderTimeout), ("client-body-timeout", clientBodyTimeout),
+            ("client-idle-timeout", clientIdleTimeout), ("max-connections", maxConnections),
         ]
         for (name, value) in pairs { if let value { out[name] = value } }
         if allowInsecure { out["allow-insecure"] = "true" }

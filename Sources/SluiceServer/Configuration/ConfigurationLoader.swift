@@ -33,6 +33,7 @@ public struct ConfigurationLoader: Sendable {
         "log-bodies", "store-bodies", "tls-cert", "tls-key", "shutdown-grace",
         "retention-days", "reference-model", "record-usage",
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
+        "client-header-timeout", "client-body-timeout", "client-idle-timeout", "max-connections",
     ]
     /// Keys only a config file can hold.
     static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases"]
@@ -285,6 +286,10 @@ public struct ConfigurationLoader: Sendable {
         if let v = try int("upstream-max-inflight", 0...1_000_000) { c.upstreamMaxInflight = v }
         if let v = try int("upstream-queue", 0...1_000_000) { c.upstreamQueue = v }
         if let v = try duration("upstream-queue-timeout") { c.upstreamQueueTimeout = v }
+        if let v = try duration("client-header-timeout") { c.clientHeaderTimeout = v }
+        if let v = try duration("client-body-timeout") { c.clientBodyTimeout = v }
+        if let v = try duration("client-idle-timeout") { c.clientIdleTimeout = v }
+        if let v = try int("max-connections", 1...10_000_000) { c.maxConnections = v }
         return c
     }
 
@@ -300,6 +305,8 @@ public struct ConfigurationLoader: Sendable {
         for (name, d) in [
             ("upstream-timeout", c.upstreamTimeout), ("connect-timeout", c.connectTimeout), ("idle-timeout", c.idleTimeout),
             ("breaker-cooldown", c.breakerCooldown), ("upstream-queue-timeout", c.upstreamQueueTimeout),
+            ("client-header-timeout", c.clientHeaderTimeout), ("client-body-timeout", c.clientBodyTimeout),
+            ("client-idle-timeout", c.clientIdleTimeout),
         ] where d <= .zero {
             throw ConfigurationError("invalid \(name): must be greater than 0")
         }
@@ -352,6 +359,8 @@ extension GatewayConfiguration {
             "breaker_failures": .int(breakerFailures), "breaker_cooldown": .string("\(breakerCooldown)"),
             "probe_interval": .string("\(probeInterval)"), "upstream_max_inflight": .int(upstreamMaxInflight),
             "upstream_queue": .int(upstreamQueue), "upstream_queue_timeout": .string("\(upstreamQueueTimeout)"),
+            "client_header_timeout": .string("\(clientHeaderTimeout)"), "client_body_timeout": .string("\(clientBodyTimeout)"),
+            "client_idle_timeout": .string("\(clientIdleTimeout)"), "max_connections": .int(maxConnections),
             "aliases": .object(aliases.mapValues { .string($0) }),
             "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),
         ]
