@@ -91,6 +91,11 @@ import Testing
         _ = try channel.readInbound(as: HTTPServerRequestPart.self)
         try respond()
         #expect(channel.isActive)
+        guard case .head(let head) = try channel.readOutbound(as: HTTPServerResponsePart.self) else {
+            Issue.record("no response head")
+            return
+        }
+        #expect(head.headers["connection"] == ["close"])
         try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(repeating: 0, count: 100)))
         #expect(try channel.readInbound(as: HTTPServerRequestPart.self) == nil)
         try channel.writeInbound(HTTPServerRequestPart.end(nil))

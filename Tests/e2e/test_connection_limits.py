@@ -318,3 +318,13 @@ def test_client_writing_an_oversized_body_before_reading_gets_the_413(limited):
         urllib.request.urlopen(request, timeout=10)
     assert info.value.code == 413
     assert_error_json(info.value.read(), "request_too_large")
+
+
+def test_pooled_client_is_told_the_connection_closes_after_an_early_answer(limited):
+    """The connection closes after an answer sent before the body was read, so the answer says so: a pooling
+    client (httpx) must not send its next request on it."""
+    with httpx.Client(base_url=limited.url, timeout=10) as client:
+        r = client.post("/v1/chat/completions", content=b"x" * (256 * 1024), headers={"Content-Type": "application/json"})
+        assert r.status_code == 413
+        assert r.headers.get("connection") == "close"
+        assert client.get("/healthz").status_code == 200

@@ -217,7 +217,15 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         switch unwrapOutboundIn(data) {
         case .head(var head):
             responding = true
-            if !keepAlive, !head.headers.contains(name: "connection") {
+            // The connection closes after this answer when the client asked for that, or when the answer comes before
+            // the body was read (it lingers, then closes): say so, or a pooling client would send its next request
+            // on a connection about to close.
+            let closes: Bool
+            switch reading {
+            case .body, .broken: closes = true
+            case .between, .head, .lingering, .closing: closes = !keepAlive
+            }
+            if closes, !head.headers.contains(name: "connection") {
                 head.headers.add(name: "connection", value: "close")
                 context.write(wrapOutboundOut(.head(head)), promise: promise)
                 return
