@@ -161,7 +161,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         switch reading {
-        case .lingering, .broken, .closing:
+        case .broken:
+            // The decoder keeps failing on what the client still sends; the handler's 400 closes the connection.
+            return
+        case .lingering, .closing:
             close(context)
         case .between, .head:
             if let parserError = error as? HTTPParserError, parserError != .invalidEOFState, pending == 0, context.channel.isActive {

@@ -2,9 +2,12 @@ import CoreMetrics
 import Synchronization
 
 /// The number of client connections open, against `max-connections`; shared by every event loop.
+///
+/// A lock rather than an atomic: the gauge is set under it too, so two loops cannot set it out of order and leave it
+/// showing a count that is no longer true. It is taken once when a connection opens and once when it closes.
 final class OpenConnections: Sendable {
     let limit: Int
-    private let count = Atomic<Int>(0)
+    private let count = Mutex(0)
     private let gauge: CoreMetrics.Gauge
 
     init(limit: Int, metrics: GatewayMetrics) {
@@ -14,24 +17,19 @@ final class OpenConnections: Sendable {
 
     /// Takes a place for a new connection; false when every place is taken, and then nothing was taken.
     func admit() -> Bool {
-        var current = count.load(ordering: .relaxed)
-        while current < limit {
-            let (exchanged, original) = count.weakCompareExchange(
-                expected: current, desired: current + 1, successOrdering: .relaxed, failureOrdering: .relaxed)
-            if exchanged {
-                gauge.record(current + 1)
-                return true
-            }
-            current = original
+        count.withLock { count in
+            guard count < limit else { return false }
+            count += 1
+            gauge.record(count)
+            return true
         }
-        return false
     }
 
     /// Gives back the place of a connection that was admitted and has closed.
     func release() {
-        let now = count.subtract(1, ordering: .relaxed).newValue
-        gauge.record(now)
+        count.withLock { count in
+            count -= 1
+            gauge.record(count)
+        }
     }
-
-    var current: Int { count.load(ordering: .relaxed) }
 }
