@@ -33,6 +33,7 @@ public struct ConfigurationLoader: Sendable {
         "log-bodies", "store-bodies", "tls-cert", "tls-key", "shutdown-grace",
         "retention-days", "reference-model", "record-usage",
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
+        "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes",
     ]
     /// Keys only a config file can hold.
     static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases"]
@@ -285,6 +286,9 @@ public struct ConfigurationLoader: Sendable {
         if let v = try int("upstream-max-inflight", 0...1_000_000) { c.upstreamMaxInflight = v }
         if let v = try int("upstream-queue", 0...1_000_000) { c.upstreamQueue = v }
         if let v = try duration("upstream-queue-timeout") { c.upstreamQueueTimeout = v }
+        if let v = try duration("client-write-timeout") { c.clientWriteTimeout = v }
+        if let v = try duration("cache-coalesce-wait") { c.cacheCoalesceWait = v }
+        if let v = try bytes("max-buffered-bytes") { c.maxBufferedBytes = v }
         return c
     }
 
@@ -333,11 +337,11 @@ extension GatewayConfiguration {
             "upstreams": .array(
                 upstreams.map {
                     .object([
-                        "name": .string($0.name), "url": .string($0.baseURL), "kind": .string($0.kind.rawValue),
+                        "name": .string($0.name), "url": .string(CredentialMasking.redacted($0.baseURL)), "kind": .string($0.kind.rawValue),
                         "api_key": mask($0.apiKey), "models": .array($0.models.map { .string($0) }), "weight": .int($0.weight),
                     ])
                 }),
-            "database": .string(Self.maskPassword(database)), "master_key": mask(masterKey), "auth": .string(auth.rawValue),
+            "database": .string(CredentialMasking.redacted(database)), "master_key": mask(masterKey), "auth": .string(auth.rawValue),
             "allow_insecure": .bool(allowInsecure), "rate_limit_rps": .double(rateLimitRPS), "rate_limit_burst": .int(rateLimitBurst),
             "ip_rate_limit_rpm": .int(ipRateLimitRPM), "trusted_proxies": .array(trustedProxies.map { .string($0) }),
             "cache_ttl": .string("\(cacheTTL)"), "cache_max_bytes": .int(cacheMaxBytes), "cache_scope": .string(cacheScope.rawValue),
@@ -352,16 +356,11 @@ extension GatewayConfiguration {
             "breaker_failures": .int(breakerFailures), "breaker_cooldown": .string("\(breakerCooldown)"),
             "probe_interval": .string("\(probeInterval)"), "upstream_max_inflight": .int(upstreamMaxInflight),
             "upstream_queue": .int(upstreamQueue), "upstream_queue_timeout": .string("\(upstreamQueueTimeout)"),
+            "client_write_timeout": .string("\(clientWriteTimeout)"), "cache_coalesce_wait": .string("\(cacheCoalesceWait)"),
+            "max_buffered_bytes": .int(maxBufferedBytes),
             "aliases": .object(aliases.mapValues { .string($0) }),
             "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),
         ]
     }
 
-    /// `postgres://user:secret@host/db` with the password replaced.
-    static func maskPassword(_ url: String) -> String {
-        guard let scheme = url.range(of: "://"), let at = url.range(of: "@", range: scheme.upperBound..<url.endIndex),
-            let colon = url.range(of: ":", range: scheme.upperBound..<at.lowerBound)
-        else { return url }
-        return url.replacingCharacters(in: colon.upperBound..<at.lowerBound, with: "********")
-    }
 }
