@@ -43,6 +43,10 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("upstream-queue"), help: "Requests that may wait for a busy upstream, in total (default 512).") var upstreamQueue: String?
     @Option(name: .customLong("upstream-queue-timeout"), help: "How long a waiting request waits before 503 (default 10s).") var upstreamQueueTimeout: String?
 
+    @Option(name: .customLong("client-write-timeout"), help: "Close a client that accepts no byte of an answer for this long, cancelling the upstream call (default 30s).") var clientWriteTimeout: String?
+    @Option(name: .customLong("cache-coalesce-wait"), help: "How long a request waits for an identical one in flight before calling on its own (default 30s).") var cacheCoalesceWait: String?
+    @Option(name: .customLong("max-buffered-bytes"), help: "Bytes of upstream answers held in memory at once, all requests together; past it, 503 (default 256MiB).") var maxBufferedBytes: String?
+
     /// The flags that were given, by option name.
     var flags: [String: String] {
         var out: [String: String] = [:]
@@ -59,6 +63,7 @@ struct ConfigOptions: ParsableArguments {
             ("breaker-failures", breakerFailures), ("breaker-cooldown", breakerCooldown), ("probe-interval", probeInterval),
             ("upstream-max-inflight", upstreamMaxInflight), ("upstream-queue", upstreamQueue), ("upstream-queue-timeout", upstreamQueueTimeout),
             ("record-usage", recordUsage),
+            ("client-write-timeout", clientWriteTimeout), ("cache-coalesce-wait", cacheCoalesceWait), ("max-buffered-bytes", maxBufferedBytes),
         ]
         for (name, value) in pairs { if let value { out[name] = value } }
         if allowInsecure { out["allow-insecure"] = "true" }

@@ -108,6 +108,11 @@ extension APIError {
         APIError(status: 503, type: "server_error", code: "store_unavailable", message: "The gateway cannot reach its store; retry shortly.", retryAfter: 1)
     }
 
+    /// A stream still open when the shutdown grace ran out.
+    public static func shuttingDown() -> APIError {
+        APIError(status: 503, type: "server_error", code: "shutdown", message: "The gateway is shutting down; the answer was cut short.", retryAfter: 1)
+    }
+
     public static func upstreamUnavailable() -> APIError {
         APIError(status: 502, type: "upstream_error", code: "upstream_unavailable", message: "The upstream server could not be reached.")
     }
