@@ -172,8 +172,8 @@ extension APIError {
     public static func rateLimited(_ what: String, retryAfter: Double, headers: [(name: String, value: String)] = []) -> APIError {
         var error = APIError(
             status: 429, type: "rate_limit_error", code: "rate_limit_exceeded",
-            message: "Rate limit reached: \(what). Retry after \(max(1, Int(retryAfter.rounded(.up)))) s.",
-            retryAfter: max(1, Int(retryAfter.rounded(.up))))
+            message: "Rate limit reached: \(what). Retry after \(max(1, Int(saturating: retryAfter.rounded(.up)))) s.",
+            retryAfter: max(1, Int(saturating: retryAfter.rounded(.up))))
         error.headers = headers
         return error
     }

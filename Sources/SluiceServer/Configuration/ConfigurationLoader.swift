@@ -149,8 +149,11 @@ public struct ConfigurationLoader: Sendable {
                 default: return nil
                 }
             }
-            guard let input = number("input"), let output = number("output"), input >= 0, output >= 0 else {
-                throw ConfigurationError("prices.\(model) in \(path) needs input and output: USD per million tokens, >= 0")
+            // Costs are summed and written as JSON, which has no infinity: a price must be a finite number.
+            guard let input = number("input"), let output = number("output"), (0...1_000_000).contains(input),
+                (0...1_000_000).contains(output)
+            else {
+                throw ConfigurationError("prices.\(model) in \(path) needs input and output: USD per million tokens, 0 to 1000000")
             }
             out[model] = ModelPrice(inputPerMillion: input, outputPerMillion: output)
         }
@@ -189,7 +192,14 @@ public struct ConfigurationLoader: Sendable {
                 throw ConfigurationError("upstreams[\(i)].kind in \(path) must be ollama or openai, not '\(kindText)'")
             }
             let models = (item["models"] as? [Any])?.map { "\($0)" } ?? []
-            let weight = (item["weight"] as? Int) ?? 1
+            var weight = 1
+            if let value = item["weight"] {
+                // Weights are summed and multiplied by in-flight counts when choosing, so they must stay small.
+                guard let parsed = value as? Int, (1...1_000).contains(parsed) else {
+                    throw ConfigurationError("upstreams[\(i)].weight in \(path) must be an integer from 1 to 1000")
+                }
+                weight = parsed
+            }
             let name = (item["name"] as? String) ?? "upstream-\(i)"
             out.append(UpstreamEndpoint(name: name, baseURL: url, kind: kind, apiKey: item["api_key"] as? String, models: models, weight: weight))
         }
@@ -247,7 +257,10 @@ public struct ConfigurationLoader: Sendable {
         }
         if let v = try bool("allow-insecure") { c.allowInsecure = v }
         if let r = value("rate-limit-rps") {
-            guard let v = Double(r.value), v >= 0 else { throw fail("rate-limit-rps", "a number >= 0") }
+            // `Double(_:)` takes `inf` and `1e300`, which the limiter would later convert to Int and trap on.
+            guard let v = Double(r.value.trimmingCharacters(in: .whitespaces)), v.isFinite, (0...1_000_000).contains(v) else {
+                throw fail("rate-limit-rps", "a number from 0 to 1000000")
+            }
             c.rateLimitRPS = v
         }
         if let v = try int("rate-limit-burst", 0...1_000_000) { c.rateLimitBurst = v }

@@ -204,8 +204,11 @@ public struct Gateway: Sendable {
 
     // MARK: Ollama native API
 
-    /// Probe of the few fields of a native body the gateway needs.
-    private struct NativeProbe: Decodable {
+    /// Probe of the few fields of a native body the gateway needs; decoding it also runs the body check over the
+    /// whole body, which is forwarded as is.
+    private struct NativeProbe: Decodable, HasIntegerFields {
+        static let integerFields = ["options.seed"]
+
         var model: String?
         var stream: Bool?
         var options: Options?
@@ -307,6 +310,9 @@ public struct Gateway: Sendable {
     /// for a request that was valid and answered, and ``CacheProbe`` checks the few fields the key leaves out.
     /// Aliased models, unusual delivery fields and anything the key directory or the routing would refuse
     /// return nil, and the request takes the full path, which counts the miss and gives any error.
+    ///
+    /// A body the body check would refuse (a duplicate key, a number out of range) never finds an entry: keys are
+    /// the body's canonical bytes, which keep every member and spelling, and only checked bodies ever fill one.
     func earlyCacheHit(
         _ body: ByteBuffer, route: String, family: String, format: AnswerFormat, idPrefix: String, request: Request,
         context: SluiceRequestContext

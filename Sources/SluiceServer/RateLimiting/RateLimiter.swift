@@ -23,7 +23,7 @@ public final class RateLimiter: Sendable {
     private let state: Mutex<State>
 
     public init(globalRPS: Double, globalBurst: Int, ipRPM: Int, now: Double) {
-        self.global = globalRPS > 0 ? (globalRPS, max(1, globalBurst > 0 ? globalBurst : Int(globalRPS.rounded(.up)))) : nil
+        self.global = globalRPS > 0 ? (globalRPS, max(1, globalBurst > 0 ? globalBurst : Int(saturating: globalRPS.rounded(.up)))) : nil
         self.ipRPM = ipRPM
         var initial = State()
         if let global {
