@@ -11,17 +11,8 @@ import Testing
 @Suite struct InputFuzzTests {
     static let seed: UInt64 = 0x5EED_2026_1129_0001
 
-    /// SplitMix64: tiny, fast and the same on every platform, unlike the system generator.
-    struct SplitMix64: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    /// SplitMix64 (``SeededGenerator``): tiny, fast and the same on every platform, unlike the system generator.
+    typealias SplitMix64 = SeededGenerator
 
     /// Numbers as clients have sent them to break parsers.
     static let extremeNumbers: [String] = [
