@@ -17,11 +17,15 @@ public enum MockBehaviour {
         public var slow = false
         /// Answer HTTP 500.
         public var error = false
+        /// Stream the answer's content 500 times over before its end: megabytes for a short prompt, to fill every
+        /// buffer between the gateway and a client that does not read.
+        public var flood = false
 
         public init(_ text: String) {
             die = text.contains("[[die]]")
             slow = text.contains("[[slow]]")
             error = text.contains("[[error]]")
+            flood = text.contains("[[flood]]")
         }
     }
 

@@ -288,6 +288,7 @@ struct MockServer: Sendable {
             triggers.slow ? .milliseconds(100) : options.tokensPerSecond > 0 ? .microseconds(Int64(1_000_000 / options.tokensPerSecond)) : nil
         let stats = self.stats
         stats.update { $0.streamsStarted += 1 }
+        let frames = triggers.flood && frames.count > 1 ? Array(repeating: frames.dropLast(), count: 500).flatMap { $0 } + [frames.last!] : frames
         return Response(status: .ok, headers: [.contentType: contentType], body: .init { writer in
             do {
                 for (i, frame) in frames.enumerated() {

@@ -4,6 +4,7 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import SluiceCore
@@ -111,11 +112,16 @@ public func buildApplication(
 
     let pool = UpstreamPool(upstreams: upstreams, metrics: dependencies.metrics, limits: configuration.upstreamLimits, now: dependencies.now)
     // Last in, so it stops first: no probe runs against an HTTP client that is shutting down.
-    services.append(UpstreamProber(pool: pool, interval: configuration.probeInterval, logger: logger))
+    let probeResults = ProbeResults(maxAge: ProbeResults.maxAge(probeInterval: configuration.probeInterval))
+    services.append(UpstreamProber(pool: pool, results: probeResults, interval: configuration.probeInterval, logger: logger))
     let router = buildRouter(
-        configuration: configuration, pool: pool, directory: directory, store: store, keySync: sync, recorder: recorder,
-        dependencies: dependencies)
-    let http1 = HTTPServerBuilder.guardedHTTP1(limits: configuration.connectionLimits, metrics: dependencies.metrics)
+        configuration: configuration, pool: pool, probeResults: probeResults, directory: directory, store: store, keySync: sync,
+        recorder: recorder, dependencies: dependencies)
+    let writeTimeoutClosed = dependencies.metrics.clientConnectionClosedCounter(reason: "write_timeout")
+    let writeTimeout = TimeAmount.nanoseconds(configuration.clientWriteTimeout.nanoseconds)
+    let http1 = HTTPServerBuilder.guardedHTTP1(
+        limits: configuration.connectionLimits, metrics: dependencies.metrics,
+        additionalChannelHandlers: { [ClientWriteTimeoutHandler(timeout: writeTimeout, logger: logger, closed: writeTimeoutClosed)] })
     let server: HTTPServerBuilder
     if let tls = try configuration.tlsConfiguration() {
         server = try .tls(http1, tlsConfiguration: tls)
@@ -159,6 +165,7 @@ public func buildRouter(
 func buildRouter(
     configuration: GatewayConfiguration,
     pool: UpstreamPool,
+    probeResults: ProbeResults? = nil,
     directory: KeyDirectory,
     store: (any GatewayStore)?,
     keySync: KeyDirectorySync? = nil,
@@ -174,7 +181,9 @@ func buildRouter(
         : nil
     let gateway = Gateway(
         pool: pool, maxBodyBytes: configuration.maxBodyBytes, cache: cache, cacheScope: configuration.cacheScope,
-        cacheDeterministicOnly: configuration.cacheDeterministicOnly, aliases: configuration.aliases, now: now)
+        cacheDeterministicOnly: configuration.cacheDeterministicOnly, aliases: configuration.aliases,
+        bufferBudget: AnswerBufferBudget(limit: configuration.maxBufferedBytes), coalesceWait: configuration.cacheCoalesceWait,
+        drain: ShutdownDrain(grace: configuration.shutdownGrace), now: now)
     let limiter = RateLimiter(
         globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
         now: now())
@@ -193,6 +202,9 @@ func buildRouter(
     // (cache hits included) with its rejections accounted.
     router.add(middleware: ClientAddressMiddleware(resolver: ClientAddressResolver(trusted: configuration.trustedProxies.compactMap(IPRange.init))))
     router.add(middleware: RequestIDMiddleware())
+    // Before anything else reads the path (access, limits, accounting, metrics): each must see the form the
+    // router matched, never a second reading of the raw target.
+    router.add(middleware: PathNormalizationMiddleware())
     let knownPaths = OpenAIRoutes.paths.union(NativeRoutes.paths).union(OperationsRoutes.paths).union(AdminRoutes.paths)
         .union(DashboardRoutes.paths)
     router.add(
@@ -217,7 +229,11 @@ func buildRouter(
             directory: directory, limiter: limiter, authMode: configuration.auth, metrics: metrics, sessions: sessions, now: now))
     OpenAIRoutes(gateway: gateway).addRoutes(to: router.group("v1"))
     NativeRoutes(gateway: gateway).addRoutes(to: router)
-    OperationsRoutes(upstreams: upstreams, pool: gateway.pool, metrics: metrics, probeTimeout: .seconds(2), directory: directory).addRoutes(to: router)
+    OperationsRoutes(
+        upstreams: upstreams, pool: gateway.pool, metrics: metrics, probeTimeout: .seconds(2),
+        probeResults: probeResults ?? ProbeResults(maxAge: ProbeResults.maxAge(probeInterval: configuration.probeInterval)),
+        directory: directory
+    ).addRoutes(to: router)
     AdminRoutes(directory: directory, store: store, configuration: configuration, keySync: keySync, now: now).addRoutes(to: router.group("admin"))
     DashboardRoutes(
         directory: directory, sessions: sessions, metrics: metrics, secureCookie: configuration.tlsCert != nil,

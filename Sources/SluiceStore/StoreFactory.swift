@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import SluiceCore
 
 /// Opens the store named by a `database` setting: `sqlite:PATH` (also `sqlite://PATH`, `sqlite::memory:`) or
 /// `postgres://…` / `postgresql://…`.
@@ -69,14 +70,6 @@ public enum DatabaseURL {
 
     /// The URL with any password replaced by `***`, for printing effective configuration and logs.
     public static func redacted(_ url: String) -> String {
-        guard kind(of: url) == .postgres, let schemeEnd = url.range(of: "://") else { return url }
-        let rest = url[schemeEnd.upperBound...]
-        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
-        // The last @ of the authority ends the credentials: a raw @ could appear in an unencoded password. With no @
-        // there, a raw /, ? or # in the password may have cut the authority short, so take the last @ anywhere; at
-        // worst that masks more than the password.
-        guard let at = rest[..<authorityEnd].lastIndex(of: "@") ?? rest.lastIndex(of: "@") else { return url }
-        guard let colon = rest[..<at].firstIndex(of: ":") else { return url }
-        return String(url[..<colon]) + ":***" + String(url[at...])
+        kind(of: url) == .postgres ? CredentialMasking.redacted(url) : url
     }
 }

@@ -102,8 +102,19 @@ struct UpstreamHTTP: Sendable {
     /// Sends and collects the whole answer.
     func sendCollecting(_ method: HTTPMethod, _ path: String, body: ByteBuffer?, logger: Logger) async throws -> ByteBuffer {
         let response = try await send(method, path, body: body, logger: logger)
+        let lease = AnswerBufferLease.current
         do {
-            return try await response.body.collect(upTo: maxResponseBytes)
+            var collected = ByteBuffer()
+            for try await chunk in response.body {
+                guard collected.readableBytes + chunk.readableBytes <= maxResponseBytes else {
+                    throw APIError.upstreamFailed("The upstream's answer is larger than the gateway accepts.")
+                }
+                // Charged as it arrives, so a huge answer is refused before it is all in memory; counted twice
+                // (the raw bytes and the translation made from them), since both live until the answer is written.
+                try lease?.reserve(2 * chunk.readableBytes)
+                collected.writeImmutableBuffer(chunk)
+            }
+            return collected
         } catch {
             throw Self.mapError(error, logger: logger)
         }

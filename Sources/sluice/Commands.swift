@@ -77,6 +77,16 @@ struct MockUpstream: AsyncParsableCommand {
     @Option(name: .customLong("fail-status"), help: "Answer every generating request with this HTTP status.") var failStatus: Int?
     @Option(name: .customLong("model"), help: "A model to list and serve (repeatable; default: the built-in three).") var models: [String] = []
 
+    /// Bounds checked here because the mock turns them into a pause (`Int64(1e6 / rate)`) and an HTTP status, which trap
+    /// on values they cannot hold.
+    func validate() throws {
+        guard (0...600_000).contains(latencyMs) else { throw ValidationError("--latency-ms must be from 0 to 600000") }
+        guard tokensPerSecond == 0 || (0.001...1_000_000).contains(tokensPerSecond) else {
+            throw ValidationError("--tokens-per-second must be 0 or a number from 0.001 to 1000000")
+        }
+        if let failStatus, !(100...599).contains(failStatus) { throw ValidationError("--fail-status must be an HTTP status, 100 to 599") }
+    }
+
     func run() async throws {
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: .warning, sink: .standardOutput) }
         var options = MockUpstreamOptions()

@@ -47,6 +47,10 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("client-idle-timeout"), help: "How long a kept-alive connection may wait for its next request (default 75s).") var clientIdleTimeout: String?
     @Option(name: .customLong("max-connections"), help: "Client connections open at once; more are closed at accept (default: from the file-descriptor limit).") var maxConnections: String?
 
+    @Option(name: .customLong("client-write-timeout"), help: "Close a client that accepts no byte of an answer for this long, cancelling the upstream call (default 30s).") var clientWriteTimeout: String?
+    @Option(name: .customLong("cache-coalesce-wait"), help: "How long a request waits for an identical one in flight before calling on its own (default 30s).") var cacheCoalesceWait: String?
+    @Option(name: .customLong("max-buffered-bytes"), help: "Bytes of upstream answers held in memory at once, all requests together; past it, 503 (default 256MiB).") var maxBufferedBytes: String?
+
     /// The flags that were given, by option name.
     var flags: [String: String] {
         var out: [String: String] = [:]
@@ -65,6 +69,7 @@ struct ConfigOptions: ParsableArguments {
             ("record-usage", recordUsage),
             ("client-header-timeout", clientHeaderTimeout), ("client-body-timeout", clientBodyTimeout),
             ("client-idle-timeout", clientIdleTimeout), ("max-connections", maxConnections),
+            ("client-write-timeout", clientWriteTimeout), ("cache-coalesce-wait", cacheCoalesceWait), ("max-buffered-bytes", maxBufferedBytes),
         ]
         for (name, value) in pairs { if let value { out[name] = value } }
         if allowInsecure { out["allow-insecure"] = "true" }

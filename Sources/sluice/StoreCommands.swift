@@ -38,23 +38,26 @@ struct CreateKey: AsyncParsableCommand {
     @Option(help: "Expiry: a date (2026-12-31) or a duration from now (30d).") var expires: String?
     @OptionGroup var options: ConfigOptions
 
+    var terms: KeyTerms {
+        KeyTerms(name: name, rpm: rpm, tpm: tpm, budgetUSD: budget, models: models.map(ValueParsing.list) ?? [], expires: expires)
+    }
+
+    /// The admin API's rules, with its field names turned into this command's flags.
     func validate() throws {
-        guard !name.trimmingCharacters(in: .whitespaces).isEmpty, name.count <= 100 else {
-            throw ValidationError("--name must be 1 to 100 characters")
-        }
-        if let rpm, rpm < 1 { throw ValidationError("--rpm must be at least 1") }
-        if let tpm, tpm < 1 { throw ValidationError("--tpm must be at least 1") }
-        if let budget, !(budget >= 0) { throw ValidationError("--budget must be 0 or more") }
-        if let expires, TimeArgument.future(expires, now: Date().timeIntervalSince1970) == nil {
-            throw ValidationError("--expires must be a date like 2026-12-31 or a duration like 30d")
+        do throws(APIError) {
+            try terms.check(now: Date().timeIntervalSince1970)
+        } catch {
+            throw ValidationError(cliMessage(error, flags: ["budget_usd": "budget"]))
         }
     }
 
     func run() async throws {
-        let now = Date().timeIntervalSince1970
-        let issued = IssuedKey(
-            name: name.trimmingCharacters(in: .whitespaces), now: now, expiresAt: expires.flatMap { TimeArgument.future($0, now: now) },
-            allowedModels: models.map(ValueParsing.list) ?? [], rpm: rpm, tpm: tpm, budgetUSD: budget)
+        let issued: IssuedKey
+        do throws(APIError) {
+            issued = try terms.issue(now: Date().timeIntervalSince1970)
+        } catch {
+            throw ValidationError(cliMessage(error, flags: ["budget_usd": "budget"]))
+        }
         try await withMigratedStore(options) { store in
             try await store.insertKey(issued.record)
             try await awaitRunningGateways(store)
@@ -63,6 +66,12 @@ struct CreateKey: AsyncParsableCommand {
         FileHandle.standardError.write(
             Data("created key \(issued.record.id) (\(issued.record.name)); the secret above is shown only once\n".utf8))
     }
+}
+
+/// An API error's sentence as a command-line message: `Invalid value for 'rpm': …` becomes `--rpm: …`.
+func cliMessage(_ error: APIError, flags: [String: String] = [:]) -> String {
+    guard let param = error.param, let colon = error.message.range(of: "': ") else { return error.message }
+    return "--\(flags[param] ?? param): \(error.message[colon.upperBound...])"
 }
 
 struct ListKeys: AsyncParsableCommand {
@@ -134,8 +143,12 @@ struct Usage: AsyncParsableCommand {
 
     func validate() throws {
         let now = Date().timeIntervalSince1970
-        if TimeArgument.past(since, now: now) == nil { throw ValidationError("--since must be a duration like 24h or a date") }
-        if let until, TimeArgument.past(until, now: now) == nil { throw ValidationError("--until must be a duration or a date") }
+        if TimeArgument.past(since, now: now) == nil {
+            throw ValidationError("--since must be a duration like 24h (at most 100 years) or a date")
+        }
+        if let until, TimeArgument.past(until, now: now) == nil {
+            throw ValidationError("--until must be a duration (at most 100 years) or a date")
+        }
         if let by, UsageGrouping(rawValue: by) == nil { throw ValidationError("--by must be key, model or day") }
     }
 

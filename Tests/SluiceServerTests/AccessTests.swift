@@ -51,6 +51,19 @@ struct RateLimiterTests {
         #expect(limiter.admit(clientIP: "b", key: nil, now: 0).refusedBy == nil)
     }
 
+    /// A client refused by its address's limit gets the same `x-ratelimit-*` headers a key's limit gives.
+    @Test func ipRefusalCarriesRateLimitHeaders() {
+        let limiter = RateLimiter(globalRPS: 0, globalBurst: 0, ipRPM: 2, now: 0)
+        _ = limiter.admit(clientIP: "a", key: nil, now: 0)
+        _ = limiter.admit(clientIP: "a", key: nil, now: 0)
+        let refused = limiter.admit(clientIP: "a", key: key(rpm: 100), now: 0)
+        #expect(refused.refusedBy != nil)
+        let headers = Dictionary(uniqueKeysWithValues: refused.headers.map { ($0.name, $0.value) })
+        #expect(headers["x-ratelimit-limit-requests"] == "2")
+        #expect(headers["x-ratelimit-remaining-requests"] == "0")
+        #expect(headers["x-ratelimit-reset-requests"] != nil)
+    }
+
     @Test func aRefusedRequestUsesUpNoOtherLimit() {
         let limiter = RateLimiter(globalRPS: 0, globalBurst: 0, ipRPM: 1, now: 0)
         let record = key(rpm: 2)

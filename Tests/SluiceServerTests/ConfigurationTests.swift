@@ -198,7 +198,7 @@ import Testing
         let summary = String(describing: config.redactedSummary)
         #expect(!summary.contains("super-secret"))
         #expect(!summary.contains("pw123"))
-        #expect(summary.contains("postgres://u:********@db:5432/s"))
+        #expect(summary.contains("postgres://u:***@db:5432/s"))
     }
 }
 

@@ -23,6 +23,8 @@ struct FakeUpstream: UpstreamProvider {
     var probeError: APIError?
     /// While on, probes fail as if the upstream were down; tests flip it to take the upstream down and up.
     var probeDown: FakeSwitch?
+    /// Counts probes, for tests of how often the gateway probes.
+    var probeCount: FakeCounter?
     /// Bodies of native GET routes by path (`/api/tags`), instead of a version answer.
     var nativeAnswers: [String: String] = [:]
 
@@ -80,6 +82,7 @@ struct FakeUpstream: UpstreamProvider {
     }
 
     func probe(logger: Logger) async throws {
+        probeCount?.increment()
         if let probeError { throw probeError }
         if probeDown?.isOn == true { throw APIError.upstreamUnavailable() }
     }
@@ -93,6 +96,13 @@ final class FakeSwitch: Sendable {
         get { value.withLock { $0 } }
         set { value.withLock { $0 = newValue } }
     }
+}
+
+/// A count shared between a test and the fakes it drives.
+final class FakeCounter: Sendable {
+    private let value = Mutex(0)
+    func increment() { value.withLock { $0 += 1 } }
+    var count: Int { value.withLock { $0 } }
 }
 
 /// Keeps the records a test's requests produced.

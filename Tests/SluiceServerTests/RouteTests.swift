@@ -183,6 +183,30 @@ import Testing
         }
     }
 
+    /// A load balancer polling `/readyz` must not turn into upstream traffic: concurrent and repeated calls within
+    /// the results' age share one probe round.
+    @Test func readinessAnswersFromTheLastProbe() async throws {
+        var upstream = FakeUpstream(.answer("x"))
+        let probes = FakeCounter()
+        upstream.probeCount = probes
+        // A long interval, so results never age during the test: at most the prober's first round and one
+        // `/readyz` round (when it asked before the prober answered) may probe.
+        try await app(upstream, configure: { $0.probeInterval = .seconds(3600) }).test(.router) { client in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<100 {
+                    group.addTask {
+                        try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            for _ in 0..<100 {
+                try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
+            }
+        }
+        #expect((1...2).contains(probes.count))
+    }
+
     @Test func readinessFollowsTheProbe() async throws {
         try await app().test(.router) { client in
             try await client.execute(uri: "/readyz", method: .get) { response in

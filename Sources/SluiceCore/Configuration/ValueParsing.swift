@@ -1,10 +1,16 @@
 /// Parsers for human-friendly configuration values: sizes (`64MiB`), durations (`300s`), booleans, lists.
 public enum ValueParsing {
+    /// The longest duration any option or argument takes (100 years): past it a value is a typo or an attack, and
+    /// converting it to whole milliseconds could overflow.
+    public static let maxDuration = Duration.seconds(36_525 * 86_400)
+    /// The largest size any option takes (1 TiB): no memory bound or body limit of a gateway comes near it.
+    public static let maxBytes = 1 << 40
+
     /// Bytes in `1024`, `4KB`, `4KiB`, `64MB`, `64MiB`, `1GiB` (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024).
     public static func bytes(_ text: String) -> Int? {
         let s = text.trimmingSpaces()
-        let digits = s.prefix { $0.isNumber || $0 == "." }
-        guard !digits.isEmpty, let number = Double(digits), number >= 0 else { return nil }
+        let digits = s.prefix { $0.isDecimalDigitOrPoint }
+        guard !digits.isEmpty, let number = Double(digits) else { return nil }
         let unit = s.dropFirst(digits.count).trimmingSpaces().lowercased()
         let multiplier: Double
         switch unit {
@@ -18,37 +24,48 @@ public enum ValueParsing {
         default: return nil
         }
         let value = number * multiplier
-        guard value < Double(Int.max) else { return nil }
+        // Checked as a Double before converting: Int(_:) traps on a value it cannot hold.
+        guard value.isFinite, value >= 0, value <= Double(maxBytes) else { return nil }
         return Int(value)
     }
 
-    /// A duration in `250ms`, `30s`, `5m`, `1h`, `1h30m`, or plain seconds (`30`, `0.5`).
+    /// A duration in `250ms`, `30s`, `5m`, `1h`, `1h30m`, `7d`, or plain seconds (`30`, `0.5`), at most ``maxDuration``.
+    ///
+    /// Only ASCII digits and a point make a number: `Double(_:)` alone would also take `inf`, `nan` and `1e30`.
     public static func duration(_ text: String) -> Duration? {
         let s = text.trimmingSpaces().lowercased()
         guard !s.isEmpty else { return nil }
-        if let seconds = Double(s) {
-            return seconds >= 0 ? .milliseconds(Int64(seconds * 1000)) : nil
+        if s.allSatisfy(\.isDecimalDigitOrPoint) {
+            return Double(s).flatMap { milliseconds($0 * 1_000) }
         }
         var total = Duration.zero
         var rest = Substring(s)
         while !rest.isEmpty {
-            let digits = rest.prefix { $0.isNumber || $0 == "." }
+            let digits = rest.prefix { $0.isDecimalDigitOrPoint }
             guard !digits.isEmpty, let number = Double(digits) else { return nil }
             rest = rest.dropFirst(digits.count)
             let unit = rest.prefix { $0.isLetter }
             rest = rest.dropFirst(unit.count)
-            let millis: Double
+            let scale: Double
             switch unit {
-            case "ms": millis = number
-            case "s": millis = number * 1_000
-            case "m": millis = number * 60_000
-            case "h": millis = number * 3_600_000
-            case "d": millis = number * 86_400_000
+            case "ms": scale = 1
+            case "s": scale = 1_000
+            case "m": scale = 60_000
+            case "h": scale = 3_600_000
+            case "d": scale = 86_400_000
             default: return nil
             }
-            total += .milliseconds(Int64(millis))
+            guard let part = milliseconds(number * scale) else { return nil }
+            total += part
+            guard total <= maxDuration else { return nil }
         }
         return total
+    }
+
+    /// Whole milliseconds of a count that is finite, not negative and within ``maxDuration``; nil otherwise.
+    static func milliseconds(_ millis: Double) -> Duration? {
+        guard millis.isFinite, millis >= 0, millis <= Double(maxDuration.components.seconds) * 1_000 else { return nil }
+        return .milliseconds(Int64(millis))
     }
 
     public static func bool(_ text: String) -> Bool? {
@@ -62,6 +79,14 @@ public enum ValueParsing {
     /// Comma-separated values, trimmed, empties dropped.
     public static func list(_ text: String) -> [String] {
         text.split(separator: ",").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty }
+    }
+}
+
+extension Character {
+    /// `0`-`9` or `.`: what a number in an option is made of (`isNumber` would also take `½` and other scripts' digits).
+    var isDecimalDigitOrPoint: Bool {
+        guard let ascii = asciiValue else { return false }
+        return (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(ascii) || ascii == UInt8(ascii: ".")
     }
 }
 

@@ -125,6 +125,11 @@ extension APIError {
         APIError(status: 503, type: "server_error", code: "store_unavailable", message: "The gateway cannot reach its store; retry shortly.", retryAfter: 1)
     }
 
+    /// A stream still open when the shutdown grace ran out.
+    public static func shuttingDown() -> APIError {
+        APIError(status: 503, type: "server_error", code: "shutdown", message: "The gateway is shutting down; the answer was cut short.", retryAfter: 1)
+    }
+
     public static func upstreamUnavailable() -> APIError {
         APIError(status: 502, type: "upstream_error", code: "upstream_unavailable", message: "The upstream server could not be reached.")
     }
@@ -184,8 +189,8 @@ extension APIError {
     public static func rateLimited(_ what: String, retryAfter: Double, headers: [(name: String, value: String)] = []) -> APIError {
         var error = APIError(
             status: 429, type: "rate_limit_error", code: "rate_limit_exceeded",
-            message: "Rate limit reached: \(what). Retry after \(max(1, Int(retryAfter.rounded(.up)))) s.",
-            retryAfter: max(1, Int(retryAfter.rounded(.up))))
+            message: "Rate limit reached: \(what). Retry after \(max(1, Int(saturating: retryAfter.rounded(.up)))) s.",
+            retryAfter: max(1, Int(saturating: retryAfter.rounded(.up))))
         error.headers = headers
         return error
     }

@@ -20,6 +20,11 @@ public struct ChatCompletionRequest: Codable, Sendable, Equatable {
     public var toolChoice: JSONValue?
     public var responseFormat: ResponseFormat?
     public var user: String?
+    /// Decoded only to be checked: Ollama has no such controls, and OpenAI upstreams read them from the raw body.
+    public var logitBias: [String: Double]?
+    public var logprobs: Bool?
+    public var topLogprobs: Int?
+    public var parallelToolCalls: Bool?
 
     public init(model: String, messages: [ChatMessage], stream: Bool? = nil) {
         self.model = model
@@ -37,6 +42,10 @@ public struct ChatCompletionRequest: Codable, Sendable, Equatable {
         case frequencyPenalty = "frequency_penalty"
         case toolChoice = "tool_choice"
         case responseFormat = "response_format"
+        case logitBias = "logit_bias"
+        case logprobs
+        case topLogprobs = "top_logprobs"
+        case parallelToolCalls = "parallel_tool_calls"
     }
 
     public var isStreaming: Bool { stream ?? false }
@@ -53,7 +62,9 @@ public struct StreamOptions: Codable, Sendable, Equatable {
 }
 
 /// `stop`: one string or a list of strings.
-public enum StopSequences: Codable, Sendable, Equatable {
+public enum StopSequences: Codable, Sendable, Equatable, JSONTypeNamed {
+    public static let jsonTypeName = "string or array of strings"
+
     case one(String)
     case many([String])
 
@@ -69,7 +80,7 @@ public enum StopSequences: Codable, Sendable, Equatable {
         if let s = try? c.decode(String.self) {
             self = .one(s)
         } else {
-            self = .many(try c.decode([String].self))
+            self = .many(try c.decodeLastAlternative([String].self, of: Self.self))
         }
     }
 
@@ -154,7 +165,9 @@ public struct ChatMessage: Codable, Sendable, Equatable {
 }
 
 /// Message content: a plain string, or a list of typed parts (text, image_url, ...).
-public enum MessageContent: Codable, Sendable, Equatable {
+public enum MessageContent: Codable, Sendable, Equatable, JSONTypeNamed {
+    public static let jsonTypeName = "string or array of content parts"
+
     case text(String)
     case parts([ContentPart])
 
@@ -171,7 +184,7 @@ public enum MessageContent: Codable, Sendable, Equatable {
         if let s = try? c.decode(String.self) {
             self = .text(s)
         } else {
-            self = .parts(try c.decode([ContentPart].self))
+            self = .parts(try c.decodeLastAlternative([ContentPart].self, of: Self.self))
         }
     }
 

@@ -15,6 +15,10 @@ public struct CompletionRequest: Codable, Sendable, Equatable {
     public var frequencyPenalty: Double?
     public var echo: Bool?
     public var user: String?
+    /// Decoded only to be checked: Ollama has no such controls, and OpenAI upstreams read them from the raw body.
+    public var logitBias: [String: Double]?
+    public var logprobs: Int?
+    public var bestOf: Int?
 
     public init(model: String, prompt: Prompt, stream: Bool? = nil) {
         self.model = model
@@ -29,6 +33,9 @@ public struct CompletionRequest: Codable, Sendable, Equatable {
         case maxTokens = "max_tokens"
         case presencePenalty = "presence_penalty"
         case frequencyPenalty = "frequency_penalty"
+        case logitBias = "logit_bias"
+        case logprobs
+        case bestOf = "best_of"
     }
 
     public var isStreaming: Bool { stream ?? false }
@@ -36,7 +43,9 @@ public struct CompletionRequest: Codable, Sendable, Equatable {
 }
 
 /// A completion prompt: one string or several (token-array prompts are not supported by Ollama).
-public enum Prompt: Codable, Sendable, Equatable {
+public enum Prompt: Codable, Sendable, Equatable, JSONTypeNamed {
+    public static let jsonTypeName = "string or array of strings"
+
     case one(String)
     case many([String])
 
@@ -52,7 +61,7 @@ public enum Prompt: Codable, Sendable, Equatable {
         if let s = try? c.decode(String.self) {
             self = .one(s)
         } else {
-            self = .many(try c.decode([String].self))
+            self = .many(try c.decodeLastAlternative([String].self, of: Self.self))
         }
     }
 

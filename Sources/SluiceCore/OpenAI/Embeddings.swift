@@ -20,7 +20,9 @@ public struct EmbeddingsRequest: Codable, Sendable, Equatable {
 }
 
 /// Embedding input: one string or several.
-public enum EmbeddingInput: Codable, Sendable, Equatable {
+public enum EmbeddingInput: Codable, Sendable, Equatable, JSONTypeNamed {
+    public static let jsonTypeName = "string or array of strings"
+
     case one(String)
     case many([String])
 
@@ -36,7 +38,7 @@ public enum EmbeddingInput: Codable, Sendable, Equatable {
         if let s = try? c.decode(String.self) {
             self = .one(s)
         } else {
-            self = .many(try c.decode([String].self))
+            self = .many(try c.decodeLastAlternative([String].self, of: Self.self))
         }
     }
 

@@ -69,8 +69,8 @@ public struct TokenBucket: Sendable, Equatable {
         let rate = refillPerSecond > 0 ? refillPerSecond : .leastNonzeroMagnitude
         return Decision(
             allowed: allowed,
-            limit: Int(capacity),
-            remaining: max(0, Int(tokens.rounded(.down))),
+            limit: Int(saturating: capacity),
+            remaining: max(0, Int(saturating: tokens.rounded(.down))),
             resetSeconds: max(0, capacity - tokens) / rate,
             retryAfterSeconds: allowed ? 0 : missing / rate)
     }
@@ -79,9 +79,9 @@ public struct TokenBucket: Sendable, Equatable {
 /// Formats a duration the way OpenAI's `x-ratelimit-reset-*` headers do: `1s`, `6m0s`, `250ms`.
 public func rateLimitResetString(_ seconds: Double) -> String {
     if seconds < 1 {
-        return "\(Int((seconds * 1000).rounded(.up)))ms"
+        return "\(Int(saturating: (seconds * 1000).rounded(.up)))ms"
     }
-    let whole = Int(seconds.rounded(.up))
+    let whole = Int(saturating: seconds.rounded(.up))
     if whole < 60 { return "\(whole)s" }
     if whole < 3600 { return "\(whole / 60)m\(whole % 60)s" }
     return "\(whole / 3600)h\(whole % 3600 / 60)m\(whole % 60)s"

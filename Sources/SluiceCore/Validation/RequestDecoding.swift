@@ -5,6 +5,9 @@ import NIOFoundationCompat
 /// Strict decoding of request bodies into wire types, with errors that name the offending field.
 public enum RequestDecoding {
     /// Decodes `T` from a JSON body, mapping every decoding failure to a 400 `APIError`.
+    ///
+    /// Every body is first checked by ``JSONBodyCheck``: duplicate keys, numbers no float holds, broken strings and
+    /// over-long arrays are refused with the field named, before a decoder builds anything from them.
     public static func decode<T: Decodable>(_ type: T.Type, from body: ByteBuffer) throws(APIError) -> T {
         guard body.readableBytes > 0 else { throw .invalidJSON("the request body is empty.") }
         guard firstNonSpaceByte(body) == UInt8(ascii: "{") else {
@@ -14,19 +17,33 @@ public enum RequestDecoding {
             }
             throw .invalidJSON("the request body is not valid JSON.")
         }
+        try check(body, arrayCaps: (type as? any HasItemLimits.Type)?.itemLimits ?? [:])
         do {
             return try JSONDecoder().decode(T.self, from: body)
         } catch let error as DecodingError {
             if case .dataCorrupted(let context) = error, context.codingPath.isEmpty,
-                let field = nonIntegerField(in: body, of: T.self)
+                let fault = integerFault(in: body, of: T.self)
             {
-                // Foundation reports a fractional number in an Int field as corrupt data without a path.
-                throw .invalidType(field, expected: "integer")
+                // Foundation reports a fractional or too large number in an Int field as corrupt data without a path.
+                throw fault
             }
             throw apiError(for: error)
         } catch {
             throw .invalidJSON("the request body is not valid JSON.")
         }
+    }
+
+    /// Runs ``JSONBodyCheck`` over a body, as a 400 naming the field.
+    public static func check(_ body: ByteBuffer, arrayCaps: [String: Int] = [:]) throws(APIError) {
+        let fault = body.withUnsafeReadableBytes { bytes -> JSONBodyCheck.Fault? in
+            do throws(JSONBodyCheck.Fault) {
+                try JSONBodyCheck.check(bytes, arrayCaps: arrayCaps)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let fault { throw fault.apiError }
     }
 
     /// The 400 error a `DecodingError` stands for.
@@ -63,25 +80,33 @@ public enum RequestDecoding {
     }
 
     static func jsonTypeName(_ type: Any.Type) -> String {
+        // Order matters: String and Dictionary are Collections too.
         switch type {
-        case is String.Type: "string"
+        case let named as any JSONTypeNamed.Type: named.jsonTypeName
+        case is String.Type, is Substring.Type: "string"
         case is Bool.Type: "boolean"
         case is Int.Type, is Int64.Type, is Int32.Type: "integer"
         case is Double.Type, is Float.Type: "number"
+        case is any JSONObjectType.Type: "object"
         case is any Collection.Type: "array"
         default: "object"
         }
     }
 
-    /// The first top-level integer field of `T` that holds a non-integral number, if the body is otherwise valid JSON.
-    static func nonIntegerField<T>(in body: ByteBuffer, of type: T.Type) -> String? {
+    /// The error for the first integer field of `T` (``HasIntegerFields``) holding a number that is no Int, if any.
+    static func integerFault<T>(in body: ByteBuffer, of type: T.Type) -> APIError? {
         guard let fields = (type as? any HasIntegerFields.Type)?.integerFields,
             let value = try? JSONDecoder().decode(JSONValue.self, from: body)
         else { return nil }
-        return fields.first { field in
-            if case .double = value[field] { return true }
-            return false
+        for field in fields {
+            var member: JSONValue? = value
+            for part in field.split(separator: ".") { member = member?[String(part)] }
+            guard case .double(let number) = member else { continue }
+            // A whole number read as a Double is one an Int cannot hold (`1e300`, 30 digits).
+            if number == number.rounded(.towardZero) { return .invalidValue(field, "the number is out of range for an integer.") }
+            return .invalidType(field, expected: "integer")
         }
+        return nil
     }
 
     private static func firstNonSpaceByte(_ body: ByteBuffer) -> UInt8? {
@@ -89,10 +114,25 @@ public enum RequestDecoding {
     }
 }
 
-/// A request type whose integer fields are named, so a fractional number in one can be reported by name.
+/// A request type whose integer fields are named (`options.seed` for a nested one), so a fractional or too large
+/// number in one can be reported by name.
 public protocol HasIntegerFields {
     static var integerFields: [String] { get }
 }
+
+/// A request type with top-level arrays capped in length, counted before they are decoded.
+public protocol HasItemLimits {
+    static var itemLimits: [String: Int] { get }
+}
+
+/// A wire type that is one of several JSON shapes (`"text"` or a list of parts), named so in type errors.
+public protocol JSONTypeNamed {
+    static var jsonTypeName: String { get }
+}
+
+/// Marks dictionaries, so type errors say "object" rather than "array" (a Dictionary is also a Collection).
+protocol JSONObjectType {}
+extension Dictionary: JSONObjectType {}
 
 /// A decoded request that can check its values beyond their types.
 public protocol ValidatedRequest: Decodable, Sendable {
@@ -138,6 +178,19 @@ enum SamplingChecks {
         }
     }
 
+    /// `logit_bias`: token ids (as strings) to biases from -100 to 100, as OpenAI takes them.
+    static func checkLogitBias(_ bias: [String: Double]?) throws(APIError) {
+        guard let bias else { return }
+        for (token, value) in bias {
+            guard !token.isEmpty, token.utf8.count <= 10, token.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else {
+                throw .invalidValue("logit_bias", "keys must be token ids (integers), not '\(token.prefix(40))'.")
+            }
+            guard (-100...100).contains(value) else {
+                throw .invalidValue("logit_bias", "biases must be between -100 and 100.")
+            }
+        }
+    }
+
     static func checkModel(_ model: String) throws(APIError) {
         if model.isEmpty { throw .invalidValue("model", "must not be empty.") }
         if model.utf8.count > 256 { throw .invalidValue("model", "is too long.") }
@@ -145,7 +198,9 @@ enum SamplingChecks {
 }
 
 extension ChatCompletionRequest: ValidatedRequest, HasIntegerFields {
-    public static let integerFields = ["max_tokens", "max_completion_tokens", "n", "seed"]
+    public static let integerFields = ["max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs"]
+    static let partTypes: Set<String> = ["text", "image_url", "input_audio", "file", "refusal"]
+    static let toolChoiceExpected = "'none', 'auto', 'required' or {\"type\": \"function\", \"function\": {\"name\": …}}"
     static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool", "function"]
 
     public func validate() throws(APIError) {
@@ -166,31 +221,99 @@ extension ChatCompletionRequest: ValidatedRequest, HasIntegerFields {
         if let format = responseFormat, !["text", "json_object", "json_schema"].contains(format.type) {
             throw .invalidValue("response_format.type", "must be one of text, json_object, json_schema.")
         }
+        if let format = responseFormat, format.type == "json_schema", format.jsonSchema?.objectValue == nil {
+            throw .invalidValue("response_format.json_schema", "must be an object holding the schema.")
+        }
+        for (i, message) in messages.enumerated() {
+            guard case .parts(let parts)? = message.content else { continue }
+            for (j, part) in parts.enumerated() {
+                let field = "messages[\(i)].content[\(j)]"
+                guard Self.partTypes.contains(part.type) else {
+                    throw .invalidValue(field + ".type", "must be one of text, image_url, input_audio, file, refusal.")
+                }
+                if part.type == "text", part.text == nil { throw .missingField(field + ".text") }
+                if part.type == "image_url", part.imageURL == nil { throw .missingField(field + ".image_url") }
+            }
+        }
         for (i, tool) in (tools ?? []).enumerated() {
             if tool.type != "function" { throw .invalidValue("tools[\(i)].type", "only 'function' tools are supported.") }
             if tool.function.name.isEmpty { throw .invalidValue("tools[\(i)].function.name", "must not be empty.") }
+            if let parameters = tool.function.parameters, parameters.objectValue == nil {
+                throw .invalidType("tools[\(i)].function.parameters", expected: "object (a JSON Schema)")
+            }
+        }
+        try checkToolChoice()
+        try SamplingChecks.checkLogitBias(logitBias)
+        if let top = topLogprobs {
+            guard (0...20).contains(top) else { throw .invalidValue("top_logprobs", "must be between 0 and 20.") }
+            guard logprobs == true else { throw .invalidValue("top_logprobs", "must be used with 'logprobs': true.") }
+        }
+    }
+
+    /// `tool_choice`: a mode, or the function the model must call.
+    func checkToolChoice() throws(APIError) {
+        switch toolChoice {
+        case nil: return
+        case .string(let mode)?:
+            guard ["none", "auto", "required"].contains(mode) else {
+                throw .invalidValue("tool_choice", "must be \(Self.toolChoiceExpected).")
+            }
+        case .object(let members)?:
+            guard members["type"] == "function", case .string(let name)? = members["function"]?["name"], !name.isEmpty else {
+                throw .invalidValue("tool_choice", "must be \(Self.toolChoiceExpected).")
+            }
+        default:
+            throw .invalidType("tool_choice", expected: Self.toolChoiceExpected)
         }
     }
 }
 
 extension CompletionRequest: ValidatedRequest, HasIntegerFields {
-    public static let integerFields = ["max_tokens", "n", "seed"]
+    public static let integerFields = ["max_tokens", "n", "seed", "logprobs", "best_of"]
     public func validate() throws(APIError) {
         try SamplingChecks.checkModel(model)
         try SamplingChecks.check(
             temperature: temperature, topP: topP, maxTokens: maxTokens, maxTokensField: "max_tokens", n: n,
             presencePenalty: presencePenalty, frequencyPenalty: frequencyPenalty, stop: stop)
+        try SamplingChecks.checkLogitBias(logitBias)
+        if let logprobs, !(0...5).contains(logprobs) { throw .invalidValue("logprobs", "must be between 0 and 5.") }
+        if let bestOf {
+            guard (1...20).contains(bestOf) else { throw .invalidValue("best_of", "must be between 1 and 20.") }
+            guard bestOf >= (n ?? 1) else { throw .invalidValue("best_of", "must be at least n.") }
+        }
     }
 }
 
-extension EmbeddingsRequest: ValidatedRequest, HasIntegerFields {
+extension EmbeddingsRequest: ValidatedRequest, HasIntegerFields, HasItemLimits {
     public static let integerFields = ["dimensions"]
+    /// OpenAI's limit; the body check counts the items, so a longer list is refused before it is decoded.
+    public static let maxInputs = 2_048
+    public static let itemLimits = ["input": maxInputs]
+
     public func validate() throws(APIError) {
         try SamplingChecks.checkModel(model)
-        if input.values.isEmpty { throw .invalidValue("input", "must not be empty.") }
+        let values = input.values
+        if values.isEmpty { throw .invalidValue("input", "must not be empty.") }
+        if values.count > Self.maxInputs { throw .invalidValue("input", "at most \(Self.maxInputs) items are allowed.") }
+        if let empty = values.firstIndex(where: \.isEmpty) {
+            // Named `input` either way: the parameter is what clients look up; the index is in the sentence.
+            throw .invalidValue("input", input == .one("") ? "must not be an empty string." : "item \(empty) is an empty string.")
+        }
         if let d = dimensions, d < 1 { throw .invalidValue("dimensions", "must be at least 1.") }
         if let f = encodingFormat, f != "float", f != "base64" {
             throw .invalidValue("encoding_format", "must be 'float' or 'base64'.")
+        }
+    }
+}
+
+extension SingleValueDecodingContainer {
+    /// Decodes the last alternative of a union type, blaming the union, not the alternative, when the value is
+    /// neither: `content: 5` is "expected string or array of content parts", not "expected array".
+    func decodeLastAlternative<T: Decodable>(_ type: T.Type, of union: any JSONTypeNamed.Type) throws -> T {
+        do {
+            return try decode(type)
+        } catch DecodingError.typeMismatch(_, let context) where context.codingPath.count == codingPath.count {
+            throw DecodingError.typeMismatch(union, context)
         }
     }
 }

@@ -6,8 +6,9 @@ import Synchronization
 public final class ResponseCache: Sendable {
     struct State: ~Copyable {
         var lru: LRUCache<CacheKey, CachedAnswer>
-        /// Keys a leader is fetching, with the callers waiting for it.
-        var inFlight: [CacheKey: [CheckedContinuation<Void, Never>]] = [:]
+        /// Keys a leader is fetching, with the callers waiting for it by waiter id.
+        var inFlight: [CacheKey: [UInt64: CheckedContinuation<Bool, Never>]] = [:]
+        var lastWaiterID: UInt64 = 0
     }
 
     private let state: Mutex<State>
@@ -58,31 +59,68 @@ public final class ResponseCache: Sendable {
     /// Current memory held by entries, as the bound counts it.
     public var totalBytes: Int { state.withLock { $0.lru.totalCost } }
 
-    /// Returns true if the caller is to fetch `key` (it must then call `release`); otherwise waits until the
-    /// caller fetching it has finished, and returns false.
-    public func claim(_ key: CacheKey) async -> Bool {
-        let leader = state.withLock { s -> Bool in
-            guard s.inFlight[key] == nil else { return false }
-            s.inFlight[key] = []
-            return true
-        }
-        if leader { return true }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let finished = state.withLock { s -> Bool in
-                guard s.inFlight[key] != nil else { return true }
-                s.inFlight[key]!.append(continuation)
-                return false
+    /// What ``claim(_:maxWait:)`` decided.
+    public enum Claim: Sendable, Equatable {
+        /// The caller fetches `key` and must end with ``release(_:)``.
+        case lead
+        /// Another caller fetched `key` and has finished: look it up again.
+        case released
+        /// Another caller is still fetching after `maxWait`: the caller should fetch on its own, without claiming.
+        case waitedTooLong
+    }
+
+    /// Makes the caller the one to fetch `key`, or waits (at most `maxWait`) for whoever is fetching it.
+    ///
+    /// A waiter whose own client leaves stops waiting at once: the task's cancellation throws `CancellationError`
+    /// instead of keeping a request alive for an answer nobody will read.
+    public func claim(_ key: CacheKey, maxWait: Duration) async throws -> Claim {
+        let id = state.withLock { s -> UInt64? in
+            guard s.inFlight[key] != nil else {
+                s.inFlight[key] = [:]
+                return nil
             }
-            if finished { continuation.resume() }
+            s.lastWaiterID &+= 1
+            return s.lastWaiterID
         }
-        return false
+        guard let id else { return .lead }
+        let released = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let finished = state.withLock { s -> Bool in
+                    guard s.inFlight[key] != nil, !Task.isCancelled else { return true }
+                    s.inFlight[key]![id] = continuation
+                    return false
+                }
+                if finished {
+                    continuation.resume(returning: !Task.isCancelled)
+                    return
+                }
+                // Unstructured, since the continuation's closure cannot await: it only ever resumes this waiter.
+                Task { [weak self] in
+                    try? await Task.sleep(for: maxWait)
+                    self?.stopWaiting(key, id: id)
+                }
+            }
+        } onCancel: {
+            stopWaiting(key, id: id)
+        }
+        try Task.checkCancellation()
+        return released ? .released : .waitedTooLong
+    }
+
+    /// Wakes one waiter without an answer (its deadline passed or its client left); a no-op once it was woken.
+    private func stopWaiting(_ key: CacheKey, id: UInt64) {
+        let waiter = state.withLock { $0.inFlight[key]?.removeValue(forKey: id) }
+        waiter?.resume(returning: false)
     }
 
     /// Ends a fetch claimed with `claim`, waking everyone waiting for it.
     public func release(_ key: CacheKey) {
-        let waiters = state.withLock { $0.inFlight.removeValue(forKey: key) } ?? []
-        for waiter in waiters { waiter.resume() }
+        let waiters = state.withLock { $0.inFlight.removeValue(forKey: key) } ?? [:]
+        for waiter in waiters.values { waiter.resume(returning: true) }
     }
+
+    /// Callers waiting for a leader, over all keys (for tests and metrics).
+    public var waiting: Int { state.withLock { $0.inFlight.values.reduce(0) { $0 + $1.count } } }
 }
 
 /// A leader's claim on a cache key: stores the answer if there is one and always releases the waiters, once.

@@ -34,6 +34,7 @@ public struct ConfigurationLoader: Sendable {
         "retention-days", "reference-model", "record-usage",
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
         "client-header-timeout", "client-body-timeout", "client-idle-timeout", "max-connections",
+        "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes",
     ]
     /// Keys only a config file can hold.
     static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases"]
@@ -149,8 +150,11 @@ public struct ConfigurationLoader: Sendable {
                 default: return nil
                 }
             }
-            guard let input = number("input"), let output = number("output"), input >= 0, output >= 0 else {
-                throw ConfigurationError("prices.\(model) in \(path) needs input and output: USD per million tokens, >= 0")
+            // Costs are summed and written as JSON, which has no infinity: a price must be a finite number.
+            guard let input = number("input"), let output = number("output"), (0...1_000_000).contains(input),
+                (0...1_000_000).contains(output)
+            else {
+                throw ConfigurationError("prices.\(model) in \(path) needs input and output: USD per million tokens, 0 to 1000000")
             }
             out[model] = ModelPrice(inputPerMillion: input, outputPerMillion: output)
         }
@@ -189,7 +193,14 @@ public struct ConfigurationLoader: Sendable {
                 throw ConfigurationError("upstreams[\(i)].kind in \(path) must be ollama or openai, not '\(kindText)'")
             }
             let models = (item["models"] as? [Any])?.map { "\($0)" } ?? []
-            let weight = (item["weight"] as? Int) ?? 1
+            var weight = 1
+            if let value = item["weight"] {
+                // Weights are summed and multiplied by in-flight counts when choosing, so they must stay small.
+                guard let parsed = value as? Int, (1...1_000).contains(parsed) else {
+                    throw ConfigurationError("upstreams[\(i)].weight in \(path) must be an integer from 1 to 1000")
+                }
+                weight = parsed
+            }
             let name = (item["name"] as? String) ?? "upstream-\(i)"
             out.append(UpstreamEndpoint(name: name, baseURL: url, kind: kind, apiKey: item["api_key"] as? String, models: models, weight: weight))
         }
@@ -247,7 +258,10 @@ public struct ConfigurationLoader: Sendable {
         }
         if let v = try bool("allow-insecure") { c.allowInsecure = v }
         if let r = value("rate-limit-rps") {
-            guard let v = Double(r.value), v >= 0 else { throw fail("rate-limit-rps", "a number >= 0") }
+            // `Double(_:)` takes `inf` and `1e300`, which the limiter would later convert to Int and trap on.
+            guard let v = Double(r.value.trimmingCharacters(in: .whitespaces)), v.isFinite, (0...1_000_000).contains(v) else {
+                throw fail("rate-limit-rps", "a number from 0 to 1000000")
+            }
             c.rateLimitRPS = v
         }
         if let v = try int("rate-limit-burst", 0...1_000_000) { c.rateLimitBurst = v }
@@ -290,6 +304,9 @@ public struct ConfigurationLoader: Sendable {
         if let v = try duration("client-body-timeout") { c.clientBodyTimeout = v }
         if let v = try duration("client-idle-timeout") { c.clientIdleTimeout = v }
         if let v = try int("max-connections", 1...10_000_000) { c.maxConnections = v }
+        if let v = try duration("client-write-timeout") { c.clientWriteTimeout = v }
+        if let v = try duration("cache-coalesce-wait") { c.cacheCoalesceWait = v }
+        if let v = try bytes("max-buffered-bytes") { c.maxBufferedBytes = v }
         return c
     }
 
@@ -340,11 +357,11 @@ extension GatewayConfiguration {
             "upstreams": .array(
                 upstreams.map {
                     .object([
-                        "name": .string($0.name), "url": .string($0.baseURL), "kind": .string($0.kind.rawValue),
+                        "name": .string($0.name), "url": .string(CredentialMasking.redacted($0.baseURL)), "kind": .string($0.kind.rawValue),
                         "api_key": mask($0.apiKey), "models": .array($0.models.map { .string($0) }), "weight": .int($0.weight),
                     ])
                 }),
-            "database": .string(Self.maskPassword(database)), "master_key": mask(masterKey), "auth": .string(auth.rawValue),
+            "database": .string(CredentialMasking.redacted(database)), "master_key": mask(masterKey), "auth": .string(auth.rawValue),
             "allow_insecure": .bool(allowInsecure), "rate_limit_rps": .double(rateLimitRPS), "rate_limit_burst": .int(rateLimitBurst),
             "ip_rate_limit_rpm": .int(ipRateLimitRPM), "trusted_proxies": .array(trustedProxies.map { .string($0) }),
             "cache_ttl": .string("\(cacheTTL)"), "cache_max_bytes": .int(cacheMaxBytes), "cache_scope": .string(cacheScope.rawValue),
@@ -361,16 +378,11 @@ extension GatewayConfiguration {
             "upstream_queue": .int(upstreamQueue), "upstream_queue_timeout": .string("\(upstreamQueueTimeout)"),
             "client_header_timeout": .string("\(clientHeaderTimeout)"), "client_body_timeout": .string("\(clientBodyTimeout)"),
             "client_idle_timeout": .string("\(clientIdleTimeout)"), "max_connections": .int(maxConnections),
+            "client_write_timeout": .string("\(clientWriteTimeout)"), "cache_coalesce_wait": .string("\(cacheCoalesceWait)"),
+            "max_buffered_bytes": .int(maxBufferedBytes),
             "aliases": .object(aliases.mapValues { .string($0) }),
             "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),
         ]
     }
 
-    /// `postgres://user:secret@host/db` with the password replaced.
-    static func maskPassword(_ url: String) -> String {
-        guard let scheme = url.range(of: "://"), let at = url.range(of: "@", range: scheme.upperBound..<url.endIndex),
-            let colon = url.range(of: ":", range: scheme.upperBound..<at.lowerBound)
-        else { return url }
-        return url.replacingCharacters(in: colon.upperBound..<at.lowerBound, with: "********")
-    }
 }

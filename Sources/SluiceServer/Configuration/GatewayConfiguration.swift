@@ -50,6 +50,15 @@ public struct GatewayConfiguration: Sendable {
     /// Client connections open at once; more are closed as soon as they are accepted. The default leaves room under
     /// the file-descriptor limit for an upstream connection per client and the store.
     public var maxConnections = ConnectionLimits.defaultMaxConnections()
+    /// How long a client may accept no byte of an answer before its connection is closed and the upstream call
+    /// cancelled (`client-write-timeout`).
+    public var clientWriteTimeout = Duration.seconds(30)
+    /// How long a request coalesced behind an identical one waits for it before making its own call
+    /// (`cache-coalesce-wait`).
+    public var cacheCoalesceWait = Duration.seconds(30)
+    /// Bytes of non-streamed upstream answers held in memory at once, over all requests (`max-buffered-bytes`);
+    /// a call that would pass it is shed with 503 instead of growing the process.
+    public var maxBufferedBytes = 256 * 1_048_576
     /// Usage records older than this many days are deleted; 0 keeps them forever.
     public var retentionDays = 90
     /// The hosted model local traffic is compared with, to report what running locally saved.

@@ -9,8 +9,8 @@ import NIOHTTPTypesHTTP1
 ///
 /// `HTTP1Channel`'s `additionalChannelHandlers` come after the conversion to HTTP types, where the protocol version
 /// (and so HTTP/1.0's keep-alive default) is gone, so this builds the same pipeline with the guard before that
-/// conversion: byte watch, NIO's HTTP/1 codec, guard, HTTP types codec, Hummingbird's connection state handler
-/// (which closes idle connections on graceful shutdown).
+/// conversion: byte watch, NIO's HTTP/1 codec, guard, HTTP types codec, the additional handlers (the write timeout),
+/// Hummingbird's connection state handler (which closes idle connections on graceful shutdown).
 struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
@@ -18,6 +18,8 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     let limits: ConnectionLimits
     let connections: OpenConnections
     let metrics: GatewayMetrics
+    /// Handlers on HTTP types, where `HTTP1Channel` puts its own (the write timeout).
+    let additionalChannelHandlers: @Sendable () -> [any RemovableChannelHandler]
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -39,6 +41,7 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             )
             try pipeline.addHandler(connectionGuard)
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            try pipeline.addHandlers(additionalChannelHandlers())
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
             let value = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                 wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
@@ -66,10 +69,15 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
 
 extension HTTPServerBuilder {
     /// HTTP/1 with Sluice's client connection limits.
-    static func guardedHTTP1(limits: ConnectionLimits, metrics: GatewayMetrics) -> HTTPServerBuilder {
+    static func guardedHTTP1(
+        limits: ConnectionLimits, metrics: GatewayMetrics,
+        additionalChannelHandlers: @escaping @Sendable () -> [any RemovableChannelHandler] = { [] }
+    ) -> HTTPServerBuilder {
         let connections = OpenConnections(limit: limits.maxConnections, metrics: metrics)
         return HTTPServerBuilder { responder in
-            GuardedHTTP1Channel(responder: responder, limits: limits, connections: connections, metrics: metrics)
+            GuardedHTTP1Channel(
+                responder: responder, limits: limits, connections: connections, metrics: metrics,
+                additionalChannelHandlers: additionalChannelHandlers)
         }
     }
 }

@@ -20,6 +20,12 @@ public struct Gateway: Sendable {
     let aliases: [String: String]
     /// Breakers and in-flight counts that route each attempt.
     let pool: UpstreamPool
+    /// Bounds the bytes of non-streamed answers held at once; nil leaves them unbounded (tests, benchmarks).
+    let bufferBudget: AnswerBufferBudget?
+    /// How long a request coalesced behind an identical one waits for it before calling on its own.
+    let coalesceWait: Duration
+    /// Ends streams that would outlive the shutdown grace; nil lets them run until cancelled.
+    let drain: ShutdownDrain?
     let now: @Sendable () -> Double
 
     public init(
@@ -35,7 +41,8 @@ public struct Gateway: Sendable {
     /// A gateway routing through `pool`, which the application shares with the background prober.
     init(
         pool: UpstreamPool, maxBodyBytes: Int, cache: ResponseCache?, cacheScope: GatewayConfiguration.CacheScope,
-        cacheDeterministicOnly: Bool, aliases: [String: String], now: @escaping @Sendable () -> Double
+        cacheDeterministicOnly: Bool, aliases: [String: String], bufferBudget: AnswerBufferBudget? = nil,
+        coalesceWait: Duration = .seconds(30), drain: ShutdownDrain? = nil, now: @escaping @Sendable () -> Double
     ) {
         let upstreams = pool.upstreams
         let metrics = pool.metrics
@@ -48,6 +55,9 @@ public struct Gateway: Sendable {
         self.cacheDeterministicOnly = cacheDeterministicOnly
         self.aliases = aliases
         self.pool = pool
+        self.bufferBudget = bufferBudget
+        self.coalesceWait = coalesceWait
+        self.drain = drain
         self.now = now
     }
 
@@ -194,8 +204,11 @@ public struct Gateway: Sendable {
 
     // MARK: Ollama native API
 
-    /// Probe of the few fields of a native body the gateway needs.
-    private struct NativeProbe: Decodable {
+    /// Probe of the few fields of a native body the gateway needs; decoding it also runs the body check over the
+    /// whole body, which is forwarded as is.
+    private struct NativeProbe: Decodable, HasIntegerFields {
+        static let integerFields = ["options.seed"]
+
         var model: String?
         var stream: Bool?
         var options: Options?
@@ -258,20 +271,32 @@ public struct Gateway: Sendable {
             }
             // A follower waits for the leader, then finds its answer in the cache; if the leader failed,
             // the follower tries to lead in turn, a bounded number of times.
-            for _ in 0..<3 {
+            coalescing: for _ in 0..<3 {
                 if policy.reads, let answer = cache.lookup(key) {
                     return replay(answer, call: call, identity: identity, context: context)
                 }
-                if await cache.claim(key) {
+                switch try await cache.claim(key, maxWait: coalesceWait) {
+                case .lead:
                     ticket = CacheTicket(cache: cache, key: key, writes: policy.writes)
-                    break
+                    break coalescing
+                case .released:
+                    continue
+                case .waitedTooLong:
+                    // The leader stalls: this request is served on its own call, and leaves the key to the leader.
+                    context.logger.info("identical request in flight is slow; calling upstream directly")
+                    break coalescing
                 }
             }
         }
         do {
-            let (reply, upstream, lease) = try await fetchWithRetries(call, servers: servers.count, context: context) { try await fetch($0, identity) }
+            let buffered = bufferBudget.map { AnswerBufferLease(budget: $0) }
+            let (reply, upstream, lease) = try await AnswerBufferLease.$current.withValue(buffered) {
+                try await fetchWithRetries(call, servers: servers.count, context: context) { try await fetch($0, identity) }
+            }
             var response = relay(reply, call: call, upstream: upstream, lease: lease, ticket: ticket, context: context)
             if cache != nil { response.headers[.xCache] = "MISS" }
+            // The answer's bytes stay charged until they are written.
+            if let buffered { response.body = response.body.onCompletion { buffered.release() } }
             return response
         } catch {
             ticket?.finish(nil)
@@ -285,6 +310,9 @@ public struct Gateway: Sendable {
     /// for a request that was valid and answered, and ``CacheProbe`` checks the few fields the key leaves out.
     /// Aliased models, unusual delivery fields and anything the key directory or the routing would refuse
     /// return nil, and the request takes the full path, which counts the miss and gives any error.
+    ///
+    /// A body the body check would refuse (a duplicate key, a number out of range) never finds an entry: keys are
+    /// the body's canonical bytes, which keep every member and spelling, and only checked bodies ever fill one.
     func earlyCacheHit(
         _ body: ByteBuffer, route: String, family: String, format: AnswerFormat, idPrefix: String, request: Request,
         context: SluiceRequestContext
@@ -507,6 +535,10 @@ public struct Gateway: Sendable {
         var iterator = stream.body.makeAsyncIterator()
         var first = true
         while true {
+            if let drain, drain.streamsMustEnd() {
+                failure = .shuttingDown()
+                break
+            }
             let chunk: ByteBuffer?
             do {
                 chunk = try await iterator.next()
@@ -546,22 +578,28 @@ public struct Gateway: Sendable {
             if failure != nil || chunk == nil { break }
         }
         context.trace.update { $0.usage = translator.usage }
-        if failure == nil, translator.usage == nil, let completion = translator.estimatedCompletionTokens {
-            // No usage chunk (the client did not ask for one): account an estimate, flagged as such, rather
-            // than zero. About four bytes of request JSON per prompt token.
+        if translator.usage == nil, let completion = translator.estimatedCompletionTokens {
+            // No usage chunk (the client did not ask for one, or the stream ended early): account an estimate of
+            // what was generated, flagged as such, rather than zero. About four bytes of request JSON per prompt token.
             context.trace.update {
                 $0.usage = Usage(promptTokens: promptBytes / 4, completionTokens: completion)
                 $0.tokensEstimated = true
             }
         }
         if let failure {
-            lease?.end(.failure)
-            metrics.upstreamError(upstream: upstream.endpoint.name, code: failure.code)
             context.trace.update {
                 $0.streamFailed = true
                 $0.errorCode = failure.code
             }
-            context.logger.error("upstream stream failed after it started", metadata: ["code": .string(failure.code)])
+            if failure.code == APIError.shuttingDown().code {
+                // Not the upstream's fault: its breaker and error counts stay as they were.
+                lease?.end(.neutral)
+                context.logger.notice("stream ended by shutdown before its answer was complete")
+            } else {
+                lease?.end(.failure)
+                metrics.upstreamError(upstream: upstream.endpoint.name, code: failure.code)
+                context.logger.error("upstream stream failed after it started", metadata: ["code": .string(failure.code)])
+            }
             try await writer.write(translator.failureFrame(for: failure))
         } else {
             lease?.end(.success)

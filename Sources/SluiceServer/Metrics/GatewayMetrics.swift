@@ -125,6 +125,11 @@ public final class GatewayMetrics: Sendable {
         Counter(label: "sluice_auth_failures_total", dimensions: [("reason", reason)], factory: factory).increment()
     }
 
+    /// Client connections the gateway closed, by reason (`write_timeout`, …).
+    func clientConnectionClosedCounter(reason: String) -> CoreMetrics.Counter {
+        Counter(label: "sluice_client_connections_closed_total", dimensions: [("reason", reason)], factory: factory)
+    }
+
     func rateLimited(limit: String) {
         let name =
             switch limit {

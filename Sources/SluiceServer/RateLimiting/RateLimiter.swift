@@ -23,7 +23,7 @@ public final class RateLimiter: Sendable {
     private let state: Mutex<State>
 
     public init(globalRPS: Double, globalBurst: Int, ipRPM: Int, now: Double) {
-        self.global = globalRPS > 0 ? (globalRPS, max(1, globalBurst > 0 ? globalBurst : Int(globalRPS.rounded(.up)))) : nil
+        self.global = globalRPS > 0 ? (globalRPS, max(1, globalBurst > 0 ? globalBurst : Int(saturating: globalRPS.rounded(.up)))) : nil
         self.ipRPM = ipRPM
         var initial = State()
         if let global {
@@ -32,7 +32,8 @@ public final class RateLimiter: Sendable {
         self.state = Mutex(initial)
     }
 
-    /// The verdict on one request; `headers` are the `x-ratelimit-*` values of the key's limits, if it has any.
+    /// The verdict on one request; `headers` are the `x-ratelimit-*` values of the binding request limit (the one
+    /// that refused, else the key's, else the client address's) and of the key's token limit.
     public struct Verdict: Sendable {
         /// Nil when admitted; otherwise which limit refused it, in words for the error message.
         public var refusedBy: String?
@@ -74,7 +75,10 @@ public final class RateLimiter: Sendable {
                 if let key, let requests { state.keyRequests[key.id] = requests }
                 if let key, let tokens { state.keyTokens[key.id] = tokens }
             }
-            if let d = requestsDecision {
+            // The request headers describe the limit that binds: the one that refused, else the key's own, else the
+            // client address's, so a client refused by any request limit learns when to come back.
+            let refusing = [globalDecision, ipDecision, requestsDecision].first { $0?.allowed == false } ?? nil
+            if let d = refusing ?? requestsDecision ?? ipDecision {
                 verdict.headers += [
                     ("x-ratelimit-limit-requests", String(d.limit)),
                     ("x-ratelimit-remaining-requests", String(d.remaining)),

@@ -18,7 +18,9 @@ struct AdminRoutes {
     static let paths: Set<String> = ["/admin/keys", "/admin/usage", "/admin/usage/recent", "/admin/config"]
 
     /// The body of `POST /admin/keys`.
-    struct CreateKey: Decodable {
+    struct CreateKey: Decodable, HasIntegerFields {
+        static let integerFields = ["rpm", "tpm"]
+
         var name: String
         var rpm: Int?
         var tpm: Int?
@@ -76,7 +78,14 @@ struct AdminRoutes {
         group.get("usage/recent") { request, _ in
             let parameters = request.uri.queryParameters
             let (query, _) = try usageQuery(parameters)
-            let limit = parameters["limit"].flatMap { Int($0) }.map { min(max($0, 1), 1000) } ?? 100
+            var limit = 100
+            if let text = parameters["limit"] {
+                // A number that is no Int (`1e30`, 30 digits) is refused like one out of range, not read as the default.
+                guard let value = Int(text), (1...1000).contains(value) else {
+                    throw APIError.invalidValue("limit", "must be an integer from 1 to 1000.")
+                }
+                limit = value
+            }
             let records = try await requireStore().recentUsage(query, limit: limit)
             return try JSONResponse(RecordList(data: records)).response(status: .ok)
         }
@@ -109,21 +118,10 @@ struct AdminRoutes {
     }
 
     func issue(_ create: CreateKey) throws -> IssuedKey {
-        let name = create.name.trimmingCharacters(in: .whitespaces)
-        guard (1...100).contains(name.count) else { throw APIError.invalidValue("name", "must be 1 to 100 characters.") }
-        if let rpm = create.rpm, rpm < 1 { throw APIError.invalidValue("rpm", "must be at least 1.") }
-        if let tpm = create.tpm, tpm < 1 { throw APIError.invalidValue("tpm", "must be at least 1.") }
-        if let budget = create.budgetUSD, !(budget >= 0) { throw APIError.invalidValue("budget_usd", "must be 0 or more.") }
-        var expiresAt: Double?
-        if let expires = create.expires {
-            guard let moment = TimeArgument.future(expires, now: now()) else {
-                throw APIError.invalidValue("expires", "must be a date like 2026-12-31 or a duration like 30d.")
-            }
-            expiresAt = moment
-        }
-        return IssuedKey(
-            name: name, now: now(), expiresAt: expiresAt, allowedModels: create.models ?? [], rpm: create.rpm, tpm: create.tpm,
-            budgetUSD: create.budgetUSD)
+        try KeyTerms(
+            name: create.name, rpm: create.rpm, tpm: create.tpm, budgetUSD: create.budgetUSD, models: create.models ?? [],
+            expires: create.expires
+        ).issue(now: now())
     }
 
     /// `since` (default 24h), `until`, `key`, `model` and `by` from the query string.
@@ -131,12 +129,12 @@ struct AdminRoutes {
         let now = self.now()
         let sinceText = parameters["since"].map(String.init) ?? "24h"
         guard let since = TimeArgument.past(sinceText, now: now) else {
-            throw APIError.invalidValue("since", "must be a duration like 24h or 7d, or a date like 2026-11-01.")
+            throw APIError.invalidValue("since", "must be a duration like 24h or 7d (at most 100 years), or a date like 2026-11-01.")
         }
         var until: Double?
         if let text = parameters["until"] {
             guard let value = TimeArgument.past(String(text), now: now) else {
-                throw APIError.invalidValue("until", "must be a duration like 1h or a date.")
+                throw APIError.invalidValue("until", "must be a duration like 1h (at most 100 years) or a date.")
             }
             until = value
         }

@@ -13,6 +13,8 @@ struct OperationsRoutes {
     let metrics: GatewayMetrics
     /// A probe slower than this counts as failed, so `/readyz` answers promptly.
     let probeTimeout: Duration
+    /// The prober's last results, which `/readyz` reports instead of probing on every call.
+    let probeResults: ProbeResults
     /// Not ready until the API keys have been loaded from the store.
     let directory: KeyDirectory
 
@@ -45,7 +47,7 @@ struct OperationsRoutes {
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
         }
         router.get("readyz") { _, context in
-            let results = await probeAll(logger: context.logger)
+            let results = await statuses(logger: context.logger)
             let keysLoaded = directory.isReady
             let ready = keysLoaded && results.contains { $0.ok }
             return try JSONResponse(Readiness(status: ready ? "ready" : "unavailable", keysLoaded: keysLoaded, upstreams: results))
@@ -59,28 +61,14 @@ struct OperationsRoutes {
         }
     }
 
-    func probeAll(logger: Logger) async -> [UpstreamStatus] {
-        await withTaskGroup(of: (Int, UpstreamStatus).self) { group in
-            for (i, upstream) in upstreams.enumerated() {
-                group.addTask {
-                    let endpoint = upstream.endpoint
-                    // This probe only observes: breakers move on traffic and on the background prober's rounds.
-                    func status(ok: Bool, error: String? = nil) -> UpstreamStatus {
-                        UpstreamStatus(name: endpoint.name, kind: endpoint.kind.rawValue, ok: ok, error: error, state: pool.state(of: i).name)
-                    }
-                    do {
-                        try await withDeadline(probeTimeout) { try await upstream.probe(logger: logger) }
-                        return (i, status(ok: true))
-                    } catch let error as APIError {
-                        return (i, status(ok: false, error: error.code))
-                    } catch {
-                        return (i, status(ok: false, error: "upstream_timeout"))
-                    }
-                }
-            }
-            var out = [UpstreamStatus?](repeating: nil, count: upstreams.count)
-            for await (i, status) in group { out[i] = status }
-            return out.compactMap { $0 }
+    /// Each upstream's last probe result with its breaker state, in configuration order.
+    func statuses(logger: Logger) async -> [UpstreamStatus] {
+        let results = await probeResults.current(pool: pool, timeout: probeTimeout, logger: logger)
+        return upstreams.enumerated().map { index, upstream in
+            let result = results[index]
+            return UpstreamStatus(
+                name: upstream.endpoint.name, kind: upstream.endpoint.kind.rawValue, ok: result?.ok ?? false,
+                error: result?.error, state: pool.state(of: index).name)
         }
     }
 }

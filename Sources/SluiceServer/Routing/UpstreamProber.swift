@@ -10,13 +10,16 @@ import SluiceUpstream
 /// only waits for shutdown (a service that returned early would end the whole group).
 struct UpstreamProber: Service {
     let pool: UpstreamPool
+    /// Where `/readyz` reads each round's results.
+    let results: ProbeResults
     let interval: Duration
     /// A probe slower than this counts as failed.
     let timeout: Duration
     let logger: Logger
 
-    init(pool: UpstreamPool, interval: Duration, timeout: Duration = .seconds(2), logger: Logger) {
+    init(pool: UpstreamPool, results: ProbeResults = ProbeResults(maxAge: .seconds(1)), interval: Duration, timeout: Duration = .seconds(2), logger: Logger) {
         self.pool = pool
+        self.results = results
         self.interval = interval
         // Never longer than the interval, so one round is over before the next is due.
         self.timeout = interval > .zero ? min(timeout, interval) : timeout
@@ -38,16 +41,12 @@ struct UpstreamProber: Service {
     func probeOnce() async {
         await withTaskGroup(of: Void.self) { group in
             for (index, upstream) in pool.upstreams.enumerated() {
-                group.addTask { [pool, timeout, logger] in
-                    let ok: Bool
-                    do {
-                        try await withDeadline(timeout) { try await upstream.probe(logger: logger) }
-                        ok = true
-                    } catch {
-                        // Our own cancellation says nothing about the upstream.
-                        if Task.isCancelled { return }
-                        ok = false
-                    }
+                group.addTask { [pool, results, timeout, logger] in
+                    let failure = await ProbeResults.probe(upstream, timeout: timeout, logger: logger)
+                    // Our own cancellation says nothing about the upstream.
+                    if Task.isCancelled { return }
+                    let ok = failure == nil
+                    await results.record(index, ok: ok, error: failure)
                     let name = upstream.endpoint.name
                     pool.metrics.upstreamProbe(upstream: name, ok: ok)
                     let (before, after) = pool.recordProbe(index, ok: ok)

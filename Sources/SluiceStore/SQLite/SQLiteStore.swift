@@ -64,6 +64,11 @@ public final class SQLiteStore: GatewayStore, Service {
                 let fd = Darwin.open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
                 if fd >= 0 { _ = Darwin.close(fd) }
                 #endif
+                // A file made by an older version, another tool or a restored backup may be world-readable: tighten it
+                // (and its journal files, whose mode SQLite copies from the database) before any connection opens it.
+                for file in [path, path + "-wal", path + "-shm", path + "-journal"] where try Self.restrictToOwner(file) {
+                    logger.warning("database file was readable by other users; set it to mode 0600", metadata: ["file": .string(file)])
+                }
             }
         }
         let connection = try await SQLiteConnection.open(storage: storage, logger: logger)
@@ -79,6 +84,22 @@ public final class SQLiteStore: GatewayStore, Service {
             throw error
         }
         return connection
+    }
+
+    /// Sets `file` to mode 0600 if it exists with any group or other bit; a file that cannot be changed (another
+    /// owner) is refused with a message that says what to do, rather than opened readable by others.
+    /// Returns whether it changed the mode.
+    static func restrictToOwner(_ file: String) throws -> Bool {
+        var info = stat()
+        guard stat(file, &info) == 0 else { return false }
+        guard info.st_mode & 0o077 != 0 else { return false }
+        guard chmod(file, 0o600) == 0 else {
+            let mode = String(info.st_mode & 0o777, radix: 8)
+            throw StoreError(
+                "database file \(file) has mode 0\(mode), readable by other users, and cannot be set to 0600 "
+                    + "(errno \(errno)); run `chmod 600 \(file)` as its owner")
+        }
+        return true
     }
 
     /// Switching a fresh file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once, without its

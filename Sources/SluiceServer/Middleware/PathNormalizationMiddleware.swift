@@ -1,0 +1,123 @@
+import HTTPTypes
+import Hummingbird
+import SluiceCore
+
+/// Puts every request path into the one form that routing, access control, limits and accounting all read.
+///
+/// Hummingbird's router ignores empty segments, so `//admin/keys` matches `/admin/keys`; any middleware that read the
+/// raw path's prefix would see a different request than the router does. Rewriting the path once, before anything
+/// else runs, makes that class of mismatch impossible instead of patching each reader:
+/// - empty segments are dropped (`//v1//models/` → `/v1/models`), and `.`/`..` segments resolved as RFC 3986 says;
+/// - a `..` that climbs above the root, a path that does not start with `/`, and any percent-encoded `/`, `\`, `.`
+///   or NUL (which a later decoder could turn into a different path) are refused with 400.
+///
+/// The query string is kept as sent.
+public struct PathNormalizationMiddleware: RouterMiddleware {
+    public typealias Context = SluiceRequestContext
+
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let raw = request.head.path ?? "/"
+        switch Self.normalize(raw) {
+        case .canonical:
+            return try await next(request, context)
+        case .rewritten(let path):
+            var head = request.head
+            head.path = path
+            return try await next(Request(head: head, body: request.body), context)
+        case .refused(let reason):
+            context.logger.info("request path refused", metadata: ["reason": .string(reason)])
+            return APIError(status: 400, type: "invalid_request_error", code: "invalid_path", message: "The request path is not valid: \(reason).")
+                .response()
+        }
+    }
+
+    public enum Outcome: Equatable, Sendable {
+        /// Already in normal form: the common case, which allocates nothing.
+        case canonical
+        /// The normal form of path and query.
+        case rewritten(String)
+        case refused(String)
+    }
+
+    /// The normal form of a request target (`/path?query`).
+    public static func normalize(_ target: String) -> Outcome {
+        let utf8 = target.utf8
+        guard utf8.first == UInt8(ascii: "/") else { return .refused("it must start with /") }
+        let queryStart = utf8.firstIndex(of: UInt8(ascii: "?")) ?? utf8.endIndex
+        let pathBytes = utf8[utf8.startIndex..<queryStart]
+        if isCanonical(pathBytes) { return .canonical }
+        if let reason = forbiddenEncoding(pathBytes) { return .refused(reason) }
+        var segments: [Substring] = []
+        for segment in target[target.startIndex..<queryStart].split(separator: "/", omittingEmptySubsequences: true) {
+            switch segment {
+            case ".": continue
+            case "..":
+                guard !segments.isEmpty else { return .refused("it climbs above the root") }
+                segments.removeLast()
+            default: segments.append(segment)
+            }
+        }
+        let path = "/" + segments.joined(separator: "/")
+        return .rewritten(path + target[queryStart...])
+    }
+
+    /// True when no segment is empty, `.` or `..`, and nothing is percent-encoded that could hide one of them.
+    static func isCanonical(_ path: Substring.UTF8View) -> Bool {
+        var previous: UInt8 = 0
+        var segmentLength = 0
+        var dots = 0
+        var first = true
+        for byte in path {
+            if first {
+                first = false
+                previous = byte
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "/"):
+                if previous == UInt8(ascii: "/") { return false }
+                if segmentLength == dots, dots == 1 || dots == 2 { return false }
+                segmentLength = 0
+                dots = 0
+            case UInt8(ascii: "%"), UInt8(ascii: "\\"):
+                return false
+            default:
+                segmentLength += 1
+                if byte == UInt8(ascii: ".") { dots += 1 }
+            }
+            previous = byte
+        }
+        // A trailing slash (other than the root) or a final dot segment is not the normal form either.
+        if path.count > 1, previous == UInt8(ascii: "/") { return false }
+        if segmentLength == dots, dots == 1 || dots == 2 { return false }
+        return true
+    }
+
+    /// Why a percent-escape or backslash must not be accepted, if one is present that could change the path's shape.
+    static func forbiddenEncoding(_ path: Substring.UTF8View) -> String? {
+        var iterator = path.makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "\\") { return "it contains a backslash" }
+            guard byte == UInt8(ascii: "%") else { continue }
+            guard let high = iterator.next(), let low = iterator.next(), let h = hex(high), let l = hex(low) else {
+                return "it has a malformed percent-escape"
+            }
+            switch h << 4 | l {
+            case 0x2F, 0x5C, 0x2E, 0x00: return "it percent-encodes /, \\, . or NUL"
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    private static func hex(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
