@@ -119,9 +119,9 @@ public func buildApplication(
         recorder: recorder, dependencies: dependencies)
     let writeTimeoutClosed = dependencies.metrics.clientConnectionClosedCounter(reason: "write_timeout")
     let writeTimeout = TimeAmount.nanoseconds(configuration.clientWriteTimeout.nanoseconds)
-    let http1 = HTTPServerBuilder.http1(
-        configuration: .init(
-            additionalChannelHandlers: [ClientWriteTimeoutHandler(timeout: writeTimeout, logger: logger, closed: writeTimeoutClosed)]))
+    let http1 = HTTPServerBuilder.guardedHTTP1(
+        limits: configuration.connectionLimits, metrics: dependencies.metrics,
+        additionalChannelHandlers: { [ClientWriteTimeoutHandler(timeout: writeTimeout, logger: logger, closed: writeTimeoutClosed)] })
     let server: HTTPServerBuilder
     if let tls = try configuration.tlsConfiguration() {
         server = try .tls(http1, tlsConfiguration: tls)

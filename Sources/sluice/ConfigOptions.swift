@@ -42,6 +42,10 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("upstream-max-inflight"), help: "Requests in flight per upstream, streams included; 0 = no cap (default 256).") var upstreamMaxInflight: String?
     @Option(name: .customLong("upstream-queue"), help: "Requests that may wait for a busy upstream, in total (default 512).") var upstreamQueue: String?
     @Option(name: .customLong("upstream-queue-timeout"), help: "How long a waiting request waits before 503 (default 10s).") var upstreamQueueTimeout: String?
+    @Option(name: .customLong("client-header-timeout"), help: "Time a client has to send a request head; then 408 and close (default 10s).") var clientHeaderTimeout: String?
+    @Option(name: .customLong("client-body-timeout"), help: "Longest gap between two reads of a request body; then 408 and close (default 30s).") var clientBodyTimeout: String?
+    @Option(name: .customLong("client-idle-timeout"), help: "How long a kept-alive connection may wait for its next request (default 75s).") var clientIdleTimeout: String?
+    @Option(name: .customLong("max-connections"), help: "Client connections open at once; more are closed at accept (default: from the file-descriptor limit).") var maxConnections: String?
 
     @Option(name: .customLong("client-write-timeout"), help: "Close a client that accepts no byte of an answer for this long, cancelling the upstream call (default 30s).") var clientWriteTimeout: String?
     @Option(name: .customLong("cache-coalesce-wait"), help: "How long a request waits for an identical one in flight before calling on its own (default 30s).") var cacheCoalesceWait: String?
@@ -63,6 +67,8 @@ struct ConfigOptions: ParsableArguments {
             ("breaker-failures", breakerFailures), ("breaker-cooldown", breakerCooldown), ("probe-interval", probeInterval),
             ("upstream-max-inflight", upstreamMaxInflight), ("upstream-queue", upstreamQueue), ("upstream-queue-timeout", upstreamQueueTimeout),
             ("record-usage", recordUsage),
+            ("client-header-timeout", clientHeaderTimeout), ("client-body-timeout", clientBodyTimeout),
+            ("client-idle-timeout", clientIdleTimeout), ("max-connections", maxConnections),
             ("client-write-timeout", clientWriteTimeout), ("cache-coalesce-wait", cacheCoalesceWait), ("max-buffered-bytes", maxBufferedBytes),
         ]
         for (name, value) in pairs { if let value { out[name] = value } }

@@ -142,6 +142,55 @@ import Testing
         }
     }
 
+    @Test func clientConnectionLimitsHaveDefaultsAndAllForms() throws {
+        let defaults = try ConfigurationLoader(flags: [:], environment: [:], dotEnvPath: nil).load()
+        #expect(defaults.clientHeaderTimeout == .seconds(10))
+        #expect(defaults.clientBodyTimeout == .seconds(30))
+        #expect(defaults.clientIdleTimeout == .seconds(75))
+        #expect(defaults.maxConnections == ConnectionLimits.defaultMaxConnections())
+        #expect(defaults.maxConnections >= 16)
+        #expect(defaults.redactedSummary["max_connections"] == .int(defaults.maxConnections))
+
+        let dir = try scratch(["c.yaml": "client_idle_timeout: 5s\nmax-connections: 100\n"])
+        let config = try ConfigurationLoader(
+            flags: ["config": dir.appendingPathComponent("c.yaml").path, "client-header-timeout": "500ms"],
+            environment: ["SLUICE_CLIENT_BODY_TIMEOUT": "2s", "SLUICE_MAX_CONNECTIONS": "200"], dotEnvPath: nil
+        ).load()
+        #expect(config.clientHeaderTimeout == .milliseconds(500))
+        #expect(config.clientBodyTimeout == .seconds(2))
+        #expect(config.clientIdleTimeout == .seconds(5))
+        #expect(config.maxConnections == 200)
+        #expect(config.redactedSummary["client_header_timeout"] == .string("0.5 seconds"))
+        let limits = config.connectionLimits
+        #expect(limits.headerTimeout == .milliseconds(500) && limits.maxConnections == 200)
+    }
+
+    @Test func clientConnectionLimitsAreValidated() {
+        for (name, value) in [
+            ("client-header-timeout", "0"), ("client-body-timeout", "slow"), ("client-idle-timeout", "0s"),
+            ("max-connections", "0"), ("max-connections", "lots"),
+        ] {
+            do {
+                _ = try ConfigurationLoader(flags: [name: value], environment: [:], dotEnvPath: nil).load()
+                Issue.record("\(name)=\(value) was accepted")
+            } catch {
+                #expect(error.description.contains(name))
+            }
+        }
+    }
+
+    @Test func defaultMaxConnectionsLeavesRoomUnderTheDescriptorLimit() {
+        var limit = rlimit()
+        #if os(Linux)
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        #else
+        getrlimit(RLIMIT_NOFILE, &limit)
+        #endif
+        guard limit.rlim_cur != rlim_t.max else { return }
+        let derived = ConnectionLimits.defaultMaxConnections()
+        #expect(derived * 2 + ConnectionLimits.reservedDescriptors <= max(Int(limit.rlim_cur), 16 * 2 + ConnectionLimits.reservedDescriptors))
+    }
+
     @Test func secretsAreMasked() throws {
         let config = try ConfigurationLoader(
             flags: ["master-key": "super-secret", "database": "postgres://u:pw123@db:5432/s"], environment: [:], dotEnvPath: nil

@@ -103,6 +103,23 @@ extension APIError {
             message: "Request body is larger than the limit of \(limit) bytes.")
     }
 
+    /// The request's HTTP framing could not be parsed: a bad `Transfer-Encoding`, chunk size or header line.
+    public static func malformedRequest() -> APIError {
+        APIError(
+            status: 400, type: "invalid_request_error", code: "malformed_request",
+            message: "The request's HTTP framing is malformed (request line, headers, Transfer-Encoding or chunk sizes).")
+    }
+
+    /// The client stopped sending its body for longer than `client-body-timeout`.
+    public static func requestTimeout() -> APIError {
+        APIError(status: 408, type: "invalid_request_error", code: "request_timeout", message: "The request body was not received in time.")
+    }
+
+    /// The client left before its request was read; nobody sees the answer, but logs and metrics record it as 499.
+    public static func clientDisconnected() -> APIError {
+        APIError(status: 499, type: "invalid_request_error", code: "client_disconnected", message: "The client closed the connection.")
+    }
+
     /// The store could not be asked something the answer depends on.
     public static func storeUnavailable() -> APIError {
         APIError(status: 503, type: "server_error", code: "store_unavailable", message: "The gateway cannot reach its store; retry shortly.", retryAfter: 1)

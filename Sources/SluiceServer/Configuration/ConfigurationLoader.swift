@@ -33,6 +33,7 @@ public struct ConfigurationLoader: Sendable {
         "log-bodies", "store-bodies", "tls-cert", "tls-key", "shutdown-grace",
         "retention-days", "reference-model", "record-usage",
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
+        "client-header-timeout", "client-body-timeout", "client-idle-timeout", "max-connections",
         "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes",
     ]
     /// Keys only a config file can hold.
@@ -299,6 +300,10 @@ public struct ConfigurationLoader: Sendable {
         if let v = try int("upstream-max-inflight", 0...1_000_000) { c.upstreamMaxInflight = v }
         if let v = try int("upstream-queue", 0...1_000_000) { c.upstreamQueue = v }
         if let v = try duration("upstream-queue-timeout") { c.upstreamQueueTimeout = v }
+        if let v = try duration("client-header-timeout") { c.clientHeaderTimeout = v }
+        if let v = try duration("client-body-timeout") { c.clientBodyTimeout = v }
+        if let v = try duration("client-idle-timeout") { c.clientIdleTimeout = v }
+        if let v = try int("max-connections", 1...10_000_000) { c.maxConnections = v }
         if let v = try duration("client-write-timeout") { c.clientWriteTimeout = v }
         if let v = try duration("cache-coalesce-wait") { c.cacheCoalesceWait = v }
         if let v = try bytes("max-buffered-bytes") { c.maxBufferedBytes = v }
@@ -317,6 +322,8 @@ public struct ConfigurationLoader: Sendable {
         for (name, d) in [
             ("upstream-timeout", c.upstreamTimeout), ("connect-timeout", c.connectTimeout), ("idle-timeout", c.idleTimeout),
             ("breaker-cooldown", c.breakerCooldown), ("upstream-queue-timeout", c.upstreamQueueTimeout),
+            ("client-header-timeout", c.clientHeaderTimeout), ("client-body-timeout", c.clientBodyTimeout),
+            ("client-idle-timeout", c.clientIdleTimeout),
         ] where d <= .zero {
             throw ConfigurationError("invalid \(name): must be greater than 0")
         }
@@ -369,6 +376,8 @@ extension GatewayConfiguration {
             "breaker_failures": .int(breakerFailures), "breaker_cooldown": .string("\(breakerCooldown)"),
             "probe_interval": .string("\(probeInterval)"), "upstream_max_inflight": .int(upstreamMaxInflight),
             "upstream_queue": .int(upstreamQueue), "upstream_queue_timeout": .string("\(upstreamQueueTimeout)"),
+            "client_header_timeout": .string("\(clientHeaderTimeout)"), "client_body_timeout": .string("\(clientBodyTimeout)"),
+            "client_idle_timeout": .string("\(clientIdleTimeout)"), "max_connections": .int(maxConnections),
             "client_write_timeout": .string("\(clientWriteTimeout)"), "cache_coalesce_wait": .string("\(cacheCoalesceWait)"),
             "max_buffered_bytes": .int(maxBufferedBytes),
             "aliases": .object(aliases.mapValues { .string($0) }),

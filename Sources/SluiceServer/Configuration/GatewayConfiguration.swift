@@ -41,6 +41,15 @@ public struct GatewayConfiguration: Sendable {
     public var tlsCert: String?
     public var tlsKey: String?
     public var shutdownGrace = Duration.seconds(10)
+    /// From accept (or the first byte of a later request) until the request head is complete; then 408 and close.
+    public var clientHeaderTimeout = Duration.seconds(10)
+    /// The longest gap between two reads of a request body; then 408 and close.
+    public var clientBodyTimeout = Duration.seconds(30)
+    /// How long a kept-alive connection may wait for its next request before it is closed.
+    public var clientIdleTimeout = Duration.seconds(75)
+    /// Client connections open at once; more are closed as soon as they are accepted. The default leaves room under
+    /// the file-descriptor limit for an upstream connection per client and the store.
+    public var maxConnections = ConnectionLimits.defaultMaxConnections()
     /// How long a client may accept no byte of an answer before its connection is closed and the upstream call
     /// cancelled (`client-write-timeout`).
     public var clientWriteTimeout = Duration.seconds(30)
@@ -87,6 +96,13 @@ public struct GatewayConfiguration: Sendable {
         limits.queueCapacity = upstreamQueue
         limits.queueTimeout = upstreamQueueTimeout
         return limits
+    }
+
+    /// The client connection limits in the form the server's connection guard takes.
+    var connectionLimits: ConnectionLimits {
+        ConnectionLimits(
+            headerTimeout: clientHeaderTimeout, bodyTimeout: clientBodyTimeout, idleTimeout: clientIdleTimeout,
+            maxConnections: maxConnections)
     }
 
     /// Upstream time limits in the form the HTTP client takes.

@@ -10,6 +10,10 @@ public final class GatewayMetrics: Sendable {
     let factory: PrometheusMetricsFactory
     let streamsInFlight: Meter
     let requestsInFlight: Meter
+    /// Client connections open now (`sluice_client_connections_open`).
+    let clientConnectionsOpen: CoreMetrics.Gauge
+    /// `sluice_client_connections_closed_total` by reason, made at start so every reason shows from 0.
+    private let clientConnectionClosures: [ConnectionCloseReason: CoreMetrics.Counter]
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -22,6 +26,13 @@ public final class GatewayMetrics: Sendable {
         self.factory = factory
         self.streamsInFlight = Meter(label: "sluice_streams_in_flight", dimensions: [], factory: factory)
         self.requestsInFlight = Meter(label: "sluice_http_requests_in_flight", dimensions: [], factory: factory)
+        self.clientConnectionsOpen = Gauge(label: "sluice_client_connections_open", dimensions: [], factory: factory)
+        var closures: [ConnectionCloseReason: CoreMetrics.Counter] = [:]
+        for reason in ConnectionCloseReason.allCases {
+            closures[reason] = CoreMetrics.Counter(
+                label: "sluice_client_connections_closed_total", dimensions: [("reason", reason.rawValue)], factory: factory)
+        }
+        self.clientConnectionClosures = closures
     }
 
     private struct RequestSeries: Hashable {
@@ -72,6 +83,11 @@ public final class GatewayMetrics: Sendable {
     /// Requests waiting for an upstream slot, all upstreams together.
     func upstreamQueueDepthGauge() -> CoreMetrics.Gauge {
         Gauge(label: "sluice_upstream_queue_depth", dimensions: [], factory: factory)
+    }
+
+    /// The gateway closed a client connection on its own (a client timeout, or `max-connections` reached).
+    func clientConnectionClosed(_ reason: ConnectionCloseReason) {
+        clientConnectionClosures[reason]?.increment()
     }
 
     /// A request answered 503 because every upstream it could use was full: `queue_full` or `queue_timeout`.

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import NIOFoundationCompat
+import NIOHTTP1
 import SluiceCore
 
 /// Turns every error into OpenAI's error JSON with the right status, and logs it with the request ID.
@@ -24,8 +25,13 @@ public struct ErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch {
             let apiError = map(error, request: request, context: context)
-            context.trace.update { $0.errorCode = apiError.code }
-            if apiError.status >= 500 {
+            context.trace.update {
+                $0.errorCode = apiError.code
+                if apiError.status == 499 { $0.clientDisconnected = true }
+            }
+            if apiError.status == 499 {
+                context.logger.info("client disconnected before its request was read", metadata: ["status": "499"])
+            } else if apiError.status >= 500 {
                 context.logger.error("request failed", metadata: ["status": "\(apiError.status)", "code": "\(apiError.code)"])
             } else {
                 context.logger.info("request rejected", metadata: ["status": "\(apiError.status)", "code": "\(apiError.code)", "param": "\(apiError.param ?? "")"])
@@ -57,6 +63,14 @@ public struct ErrorMiddleware: RouterMiddleware {
                     code: httpError.status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_"),
                     message: httpError.status.reasonPhrase)
             }
+        case let clientError as ClientConnectionError:
+            switch clientError {
+            case .disconnected: return .clientDisconnected()
+            case .bodyTimeout: return .requestTimeout()
+            }
+        case is HTTPParserError:
+            // The body's framing (chunk sizes, Transfer-Encoding) broke while a handler read it: the client's fault.
+            return .malformedRequest()
         default:
             context.logger.error("unexpected error", metadata: ["error": "\(String(reflecting: type(of: error)))"])
             return .internalError()

@@ -4,6 +4,7 @@ import Hummingbird
 import NIOCore
 import Logging
 import SluiceCore
+import Synchronization
 
 /// When a request's response is fully written: one access log line, the request metrics, and the usage record.
 public struct ObservabilityMiddleware: RouterMiddleware {
@@ -105,11 +106,31 @@ extension Duration {
 
 extension ResponseBody {
     /// Calls `completion` once the body has been written or has failed; Hummingbird's own version is package-internal.
+    ///
+    /// Also when the body is never written because the head could not be (the client left or its connection was
+    /// closed for a timeout): the response is then dropped, and with it the last reference to the callback.
     func onCompletion(_ completion: @escaping @Sendable () -> Void) -> ResponseBody {
         let body = self
+        let once = CompletionOnce(completion)
         return ResponseBody(contentLength: body.contentLength) { writer in
-            defer { completion() }
+            defer { once.run() }
             try await body.write(writer)
         }
     }
+}
+
+/// Runs its action once: when asked, or when dropped unasked.
+private final class CompletionOnce: Sendable {
+    private let action: @Sendable () -> Void
+    private let done = Atomic<Bool>(false)
+
+    init(_ action: @escaping @Sendable () -> Void) {
+        self.action = action
+    }
+
+    func run() {
+        if !done.exchange(true, ordering: .acquiringAndReleasing) { action() }
+    }
+
+    deinit { run() }
 }
