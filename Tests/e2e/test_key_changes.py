@@ -114,6 +114,12 @@ def test_a_budget_spent_through_one_instance_is_refused_by_every_instance(procs,
         assert listed.returncode == 0, listed.stderr
         key = next(k for k in json.loads(listed.stdout) if k["name"] == name)
         return key["spent_usd"] > key["budget_usd"] and key
-    key = wait_until(listed_key, "the spend to be written")
-    admin = httpx.get(f"{second.url}/admin/keys", headers={"authorization": f"Bearer {MASTER}"}, timeout=30).json()
-    assert next(k for k in admin["data"] if k["id"] == key["id"])["spent_usd"] == key["spent_usd"]
+    wait_until(listed_key, "the spend to be written")
+
+    # The second instance may have answered once before it saw the spend, and that record lands on its own
+    # schedule: what matters is that the CLI and the admin API agree once every batch is in.
+    def agree():
+        key = listed_key()
+        admin = httpx.get(f"{second.url}/admin/keys", headers={"authorization": f"Bearer {MASTER}"}, timeout=30).json()
+        return key and next(k for k in admin["data"] if k["id"] == key["id"])["spent_usd"] == key["spent_usd"]
+    wait_until(agree, "the CLI and the admin API to show the same spend")
