@@ -230,3 +230,69 @@ extension Generation.Sampling {
         #expect(throws: APIError.truncatedStream) { try ollamaDeltas([buffer(#"{"model":"m","message":{"role":"assistant","content":"a"},"done":false}"# + "\n")]) }
     }
 }
+
+/// The other two surfaces served from an Anthropic upstream: its stream through the chat and Ollama encoders, read
+/// back by the chat and Ollama decoders, gives the same answer.
+@Suite struct AnthropicUpstreamToOtherSurfacesTests {
+    func anthropicUpstreamDeltas() throws -> [Generation.Delta] {
+        var decoder = AnthropicMessages.StreamDecoder()
+        var deltas: [Generation.Delta] = []
+        try decoder.decode(buffer(AnthropicUpstreamTests.upstreamSSE), into: &deltas)
+        return deltas
+    }
+
+    @Test func chatChunksRoundTrip() throws {
+        var encoder = OpenAIChat.StreamEncoder(model: "m", identity: ResponseIdentity(id: "chatcmpl-q", created: 7), includeUsage: true)
+        var out = ByteBuffer()
+        for delta in try anthropicUpstreamDeltas() { encoder.write(delta, into: &out) }
+        let text = String(buffer: out)
+        let data = try sseData(text)
+        #expect(data.last == "[DONE]")
+        let chunks = try data.dropLast().map { try json($0) }
+        #expect(chunks.allSatisfy { $0["object"] == "chat.completion.chunk" && $0["id"] == "chatcmpl-q" && $0["created"] == 7 })
+        #expect(chunks[0]["choices"]?.arrayValue?[0]["delta"] == ["role": "assistant", "content": ""])
+        #expect(chunks.last?["usage"] == ["prompt_tokens": 30, "completion_tokens": 42, "total_tokens": 72])
+        #expect(chunks.dropLast().last?["choices"]?.arrayValue?[0]["finish_reason"] == "tool_calls")
+
+        var decoder = OpenAIChat.StreamDecoder()
+        var deltas: [Generation.Delta] = []
+        try decoder.decode(out, into: &deltas)
+        try decoder.finish()
+        #expect(
+            coalesced(deltas) == [
+                .messageStart(id: "chatcmpl-q", model: "m", usage: nil), .reasoning("Hmm…"), .text("Café 🦙 ok"),
+                .toolCallStart(index: 0, id: "toolu_7", name: "get_weather"), .toolCallArguments(index: 0, #"{"city": "Zürich"}"#),
+                .finish(.toolUse, stopSequence: nil, usage: .init(promptTokens: 30, completionTokens: 42)),
+            ])
+    }
+
+    @Test func ollamaLinesRoundTrip() throws {
+        var encoder = OllamaChat.StreamEncoder(model: "m", createdAt: "2026-11-29T10:00:00Z")
+        var out = ByteBuffer()
+        for delta in try anthropicUpstreamDeltas() { encoder.write(delta, into: &out) }
+        let lines = try String(buffer: out).split(separator: "\n").map { try json(String($0)) }
+        #expect(lines.count == 4)
+        #expect(lines[2]["message"]?["tool_calls"] == [["function": ["name": "get_weather", "arguments": ["city": "Zürich"]]]])
+        #expect(lines[3]["done"] == true)
+        let deltas = try ollamaDeltas([out])
+        #expect(
+            coalesced(deltas) == [
+                .messageStart(id: "chatcmpl-abc123", model: "m", usage: nil), .reasoning("Hmm…"), .text("Café 🦙 ok"),
+                .toolCallStart(index: 0, id: "call_tcmpl-abc123_0", name: "get_weather"), .toolCallArguments(index: 0, #"{"city":"Zürich"}"#),
+                .partStop, .finish(.toolUse, stopSequence: nil, usage: .init(promptTokens: 30, completionTokens: 42)),
+            ])
+    }
+
+    @Test func failuresEndEachSurfaceInItsOwnShape() throws {
+        var chat = OpenAIChat.StreamEncoder(model: "m", identity: ResponseIdentity(id: "c", created: 1), includeUsage: false)
+        var chatOut = ByteBuffer()
+        chat.write(.text("a"), into: &chatOut)
+        chat.write(.error(.upstreamTimeout()), into: &chatOut)
+        #expect(String(buffer: chatOut).hasSuffix(String(buffer: sseFailureFrame(for: .upstreamTimeout()))))
+        var ollama = OllamaChat.StreamEncoder(model: "m", createdAt: "t")
+        var ollamaOut = ByteBuffer()
+        ollama.write(.text("a"), into: &ollamaOut)
+        ollama.write(.error(.upstreamTimeout()), into: &ollamaOut)
+        #expect(String(buffer: ollamaOut).hasSuffix(String(buffer: ndjsonFailureFrame(for: .upstreamTimeout()))))
+    }
+}

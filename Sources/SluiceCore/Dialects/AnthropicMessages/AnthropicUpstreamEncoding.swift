@@ -8,8 +8,10 @@ extension AnthropicMessages {
     ///
     /// `.tool` turns become user turns of `tool_result` blocks, merged with an adjacent user turn (Anthropic wants
     /// roles to alternate); `.system` turns in the middle join the system prompt, where Anthropic takes
-    /// instructions. Extensions are written only for requests that came in as Anthropic. Throws a 400 for a
-    /// server tool of another dialect, which an Anthropic upstream cannot run.
+    /// instructions. Extensions are written only for requests that came in as Anthropic. A temperature above
+    /// Anthropic's maximum of 1 (OpenAI allows 2) is capped at 1; an effort becomes a thinking budget
+    /// (`ReasoningRequest.budgetTokens`). Throws a 400 for a server tool of another dialect, which an Anthropic
+    /// upstream cannot run.
     public static func encodeRequest(_ request: Generation.Request, model: String? = nil) throws(APIError) -> ByteBuffer {
         let sameDialect = request.origin == .anthropicMessages
         var body: [String: JSONValue] = [:]

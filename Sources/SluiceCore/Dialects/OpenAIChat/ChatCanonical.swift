@@ -171,6 +171,7 @@ extension OpenAIChat {
             out.responseFormat = ResponseFormat(type: "json_schema", jsonSchema: .object(body))
         }
         out.user = request.user
+        if request.origin == .openAIChat, case .int(let n)? = request.extensions["n"] { out.n = n }
         return out
     }
 

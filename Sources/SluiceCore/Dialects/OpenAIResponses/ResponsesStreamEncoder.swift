@@ -23,6 +23,9 @@ extension OpenAIResponses {
         private var items: [OutputItem] = []
         /// Whether the last item in `items` is still open.
         private var lastOpen = false
+        /// The open item's text (message text, reasoning summary or call arguments) so far, appended in place and
+        /// stored into the item when it closes: rebuilding the item's string per delta would copy it every time.
+        private var openText = ""
         /// Tool-call index → output index.
         private var calls: [Int: Int] = [:]
         private var startUsage: Generation.Usage?
@@ -46,7 +49,7 @@ extension OpenAIResponses {
                 guard !text.isEmpty else { return }
                 start(into: &out)
                 let index = openMessage(into: &out)
-                if case .message(let previous) = items[index].kind { items[index].kind = .message(text: previous + text) }
+                openText += text
                 Self.event("response.output_text.delta", next(), into: &out) {
                     writeItemRef(index, into: &$0)
                     $0.writeStaticString(#","content_index":0,"delta":"#)
@@ -57,9 +60,7 @@ extension OpenAIResponses {
                 guard !text.isEmpty else { return }
                 start(into: &out)
                 let index = openReasoning(into: &out)
-                if case .reasoning(let previous, let encrypted) = items[index].kind {
-                    items[index].kind = .reasoning(text: previous + text, encrypted: encrypted)
-                }
+                openText += text
                 Self.event("response.reasoning_summary_text.delta", next(), into: &out) {
                     writeItemRef(index, into: &$0)
                     $0.writeStaticString(#","summary_index":0,"delta":"#)
@@ -80,9 +81,7 @@ extension OpenAIResponses {
                 start(into: &out)
                 if calls[call] == nil { openCall(call, callID: header.itemID("call_", call), name: "", into: &out) }
                 guard let index = calls[call], lastOpen, index == items.count - 1, !fragment.isEmpty else { return }
-                if case .functionCall(let callID, let name, let arguments) = items[index].kind {
-                    items[index].kind = .functionCall(callID: callID, name: name, arguments: arguments + fragment)
-                }
+                openText += fragment
                 Self.event("response.function_call_arguments.delta", next(), into: &out) {
                     writeItemRef(index, into: &$0)
                     $0.writeStaticString(#","delta":"#)
@@ -104,6 +103,7 @@ extension OpenAIResponses {
                 finished = true
             case .error(let error):
                 start(into: &out)
+                storeOpenText()
                 Self.event("response.failed", next(), into: &out) {
                     $0.writeStaticString(#","response":"#)
                     writeResponse(header, status: "failed", stopReason: nil, items: items, usage: startUsage, error: error, into: &$0)
@@ -156,6 +156,7 @@ extension OpenAIResponses {
             close(into: &out)
             items.append(item)
             lastOpen = true
+            openText = ""
             let index = items.count - 1
             Self.event("response.output_item.added", next(), into: &out) {
                 $0.writeStaticString(#","output_index":"#)
@@ -192,8 +193,19 @@ extension OpenAIResponses {
             calls[call] = add(item, into: &out)
         }
 
+        private mutating func storeOpenText() {
+            guard lastOpen else { return }
+            let index = items.count - 1
+            switch items[index].kind {
+            case .message: items[index].kind = .message(text: openText)
+            case .reasoning(_, let encrypted): items[index].kind = .reasoning(text: openText, encrypted: encrypted)
+            case .functionCall(let callID, let name, _): items[index].kind = .functionCall(callID: callID, name: name, arguments: openText)
+            }
+        }
+
         private mutating func close(into out: inout ByteBuffer) {
             guard lastOpen else { return }
+            storeOpenText()
             lastOpen = false
             let index = items.count - 1
             let item = items[index]
