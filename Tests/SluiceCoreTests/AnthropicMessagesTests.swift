@@ -21,7 +21,7 @@ import Testing
          "tools":[{"name":"Bash","description":"Run a command","input_schema":{"type":"object","properties":{"command":{"type":"string"}},"required":["command"]},"cache_control":{"type":"ephemeral"}},
                   {"type":"web_search_20250305","name":"web_search","max_uses":3}],
          "tool_choice":{"type":"auto","disable_parallel_tool_use":true},
-         "thinking":{"type":"enabled","budget_tokens":10000},
+         "thinking":{"type":"enabled","budget_tokens":10000,"display":"summarized"},
          "metadata":{"user_id":"user_42"},
          "stop_sequences":["END"],"top_k":40,"service_tier":"auto"}
         """#
@@ -38,7 +38,7 @@ import Testing
         #expect(request.parallelToolCalls == false)
         #expect(request.user == "user_42")
         #expect(request.metadata == ["user_id": "user_42"])
-        #expect(request.extensions == ["service_tier": "auto"])
+        #expect(request.extensions == ["service_tier": "auto", "thinking.display": "summarized"])
 
         #expect(request.messages.map(\.role) == [.user, .assistant, .tool, .user])
         let assistant = request.messages[1].content
@@ -263,7 +263,7 @@ import Testing
         let body = try json(AnthropicMessages.encodeRequest(original))
         #expect(body["max_tokens"] == 32000)
         #expect(body["service_tier"] == "auto")
-        #expect(body["thinking"] == ["type": "enabled", "budget_tokens": 10000])
+        #expect(body["thinking"] == ["type": "enabled", "budget_tokens": 10000, "display": "summarized"])
         #expect(body["tool_choice"] == ["type": "auto", "disable_parallel_tool_use": true])
         #expect(body["system"]?.arrayValue?.first == ["type": "text", "text": "You are Claude Code.", "cache_control": ["type": "ephemeral"]])
         let messages = try #require(body["messages"]?.arrayValue)

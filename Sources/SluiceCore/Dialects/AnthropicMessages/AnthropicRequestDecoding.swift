@@ -31,6 +31,8 @@ extension AnthropicMessages {
         }
 
         var request = Generation.Request(model: model, messages: messages, origin: .anthropicMessages)
+        // Unknown members of modelled objects (`thinking.display`), by dotted path.
+        var nested: Generation.Extensions = [:]
         request.sampling.maxTokens = maxTokens
         request.system = try system(root)
         if let t = try root.double("temperature") {
@@ -64,6 +66,7 @@ extension AnthropicMessages {
             default: throw .invalidValue("tool_choice.type", "must be one of auto, any, tool, none.")
             }
             if let disable = try choice.bool("disable_parallel_tool_use") { request.parallelToolCalls = !disable }
+            nested.merge(choice.unknown(["type", "name", "disable_parallel_tool_use"], prefix: "tool_choice")) { a, _ in a }
         }
         if let thinking = try root.object("thinking") {
             switch try thinking.requiredString("type") {
@@ -77,8 +80,9 @@ extension AnthropicMessages {
             default:
                 throw .invalidValue("thinking.type", "must be 'enabled' or 'disabled'.")
             }
+            nested.merge(thinking.unknown(["type", "budget_tokens"], prefix: "thinking")) { a, _ in a }
         }
-        request.extensions = root.unknown(knownRequestFields)
+        request.extensions = root.unknown(knownRequestFields).merging(nested) { a, _ in a }
         return request
     }
 

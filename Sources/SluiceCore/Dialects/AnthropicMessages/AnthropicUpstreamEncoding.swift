@@ -100,6 +100,14 @@ extension AnthropicMessages {
         } else if let user = request.user {
             body["metadata"] = ["user_id": .string(user)]
         }
+        if sameDialect {
+            // `thinking.display` and the like go back into the object they came from, when it is still sent.
+            for (path, value) in request.extensions {
+                guard let dot = path.firstIndex(of: "."), case .object(var parent)? = body[String(path[..<dot])] else { continue }
+                parent[String(path[path.index(after: dot)...])] = value
+                body[String(path[..<dot])] = .object(parent)
+            }
+        }
         var out = ByteBuffer()
         out.writeJSONValue(.object(body))
         return out
