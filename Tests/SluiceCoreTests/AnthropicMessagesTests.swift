@@ -110,6 +110,14 @@ import Testing
         #expect(error?.message.contains(param) == true)
     }
 
+    @Test func countTokensNeedsNoMaxTokens() throws {
+        let body = #"{"model":"m","system":"s","messages":[{"role":"user","content":"hi"}],"tools":[{"name":"t","input_schema":{"type":"object"}}]}"#
+        let request = try AnthropicMessages.decodeCountTokensRequest(buffer(body))
+        #expect(request.sampling.maxTokens == nil)
+        #expect(request.tools.map(\.name) == ["t"])
+        #expect(decodeError(body) == .missingField("max_tokens"))
+    }
+
     @Test func nonObjectBodiesAreInvalidJSON() {
         #expect(decodeError("")?.code == "invalid_json")
         #expect(decodeError("[1]")?.code == "invalid_json")

@@ -16,11 +16,22 @@ extension AnthropicMessages {
     /// range, or a content block type it does not know. Top-level fields it does not model (`service_tier`,
     /// `container`, ...) ride in `extensions`; block-level ones (`cache_control`, `citations`) in the part's.
     public static func decodeRequest(_ body: ByteBuffer) throws(APIError) -> Generation.Request {
+        try decode(body, maxTokensRequired: true)
+    }
+
+    /// Decodes a `/v1/messages/count_tokens` body: a messages request without `max_tokens` (nor `stream`,
+    /// `temperature` and the like, which are accepted and ignored there as Anthropic does).
+    public static func decodeCountTokensRequest(_ body: ByteBuffer) throws(APIError) -> Generation.Request {
+        try decode(body, maxTokensRequired: false)
+    }
+
+    static func decode(_ body: ByteBuffer, maxTokensRequired: Bool) throws(APIError) -> Generation.Request {
         let root = try JSONFields.body(body)
         let model = try root.requiredString("model")
         if model.isEmpty { throw .invalidValue("model", "must not be empty.") }
-        guard let maxTokens = try root.int("max_tokens") else { throw .missingField("max_tokens") }
-        if maxTokens < 1 { throw .invalidValue("max_tokens", "must be at least 1.") }
+        let maxTokens = try root.int("max_tokens")
+        if maxTokens == nil, maxTokensRequired { throw .missingField("max_tokens") }
+        if let maxTokens, maxTokens < 1 { throw .invalidValue("max_tokens", "must be at least 1.") }
 
         let rawMessages = try root.requiredArray("messages")
         if rawMessages.isEmpty { throw .invalidValue("messages", "must contain at least one message.") }
@@ -73,7 +84,9 @@ extension AnthropicMessages {
             case "enabled":
                 guard let budget = try thinking.int("budget_tokens") else { throw .missingField("thinking.budget_tokens") }
                 guard budget >= 1024 else { throw .invalidValue("thinking.budget_tokens", "must be at least 1024.") }
-                guard budget < maxTokens else { throw .invalidValue("thinking.budget_tokens", "must be less than max_tokens.") }
+                if let maxTokens, budget >= maxTokens {
+                    throw .invalidValue("thinking.budget_tokens", "must be less than max_tokens.")
+                }
                 request.reasoning = .budget(tokens: budget)
             case "disabled":
                 request.reasoning = .off
