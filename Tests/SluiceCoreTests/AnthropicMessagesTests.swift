@@ -392,7 +392,7 @@ import Testing
             var decoder = AnthropicMessages.StreamDecoder()
             var deltas: [Generation.Delta] = []
             for piece in pieces { try decoder.decode(piece, into: &deltas) }
-            try decoder.finish()
+            try decoder.finish(into: &deltas)
             #expect(coalesced(deltas) == Self.expectedDeltas)
         }
     }
@@ -408,7 +408,7 @@ import Testing
 
         var truncated = AnthropicMessages.StreamDecoder()
         try truncated.decode(buffer(String(Self.upstreamSSE.prefix(400))), into: &deltas)
-        #expect(throws: APIError.truncatedStream) { try truncated.finish() }
+        #expect(throws: APIError.truncatedStream) { try truncated.finish(into: &deltas) }
     }
 
     @Test func anthropicUpstreamToAnthropicClientReproducesTheBlocks() throws {

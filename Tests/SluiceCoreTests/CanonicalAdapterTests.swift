@@ -81,7 +81,7 @@ import Testing
             var decoder = OpenAIChat.StreamDecoder()
             var deltas: [Generation.Delta] = []
             for piece in pieces { try decoder.decode(piece, into: &deltas) }
-            try decoder.finish()
+            try decoder.finish(into: &deltas)
             #expect(coalesced(deltas) == expected)
         }
     }
@@ -257,7 +257,7 @@ extension Generation.Sampling {
         var decoder = OpenAIChat.StreamDecoder()
         var deltas: [Generation.Delta] = []
         try decoder.decode(out, into: &deltas)
-        try decoder.finish()
+        try decoder.finish(into: &deltas)
         #expect(
             coalesced(deltas) == [
                 .messageStart(id: "chatcmpl-q", model: "m", usage: nil), .reasoning("Hmm…"), .text("Café 🦙 ok"),
@@ -294,5 +294,40 @@ extension Generation.Sampling {
         ollama.write(.text("a"), into: &ollamaOut)
         ollama.write(.error(.upstreamTimeout()), into: &ollamaOut)
         #expect(String(buffer: ollamaOut).hasSuffix(String(buffer: ndjsonFailureFrame(for: .upstreamTimeout()))))
+    }
+}
+
+@Suite struct CanonicalStreamTranslatorTests {
+    @Test(arguments: [1, 7, 100_000])
+    func ollamaUpstreamToAnthropicClientThroughTheExistingTranslatorProtocol(pieceSize: Int) throws {
+        var translator = CanonicalStreamTranslator(
+            decoder: OllamaChat.StreamDecoder(identity: ResponseIdentity(id: "chatcmpl-abc123", created: 1)),
+            encoder: AnthropicMessages.StreamEncoder(id: "msg_test", model: "claude-test"))
+        let output = try run(&translator, CrossDialectStreamTests.ndjson, pieceSize: pieceSize)
+        #expect(translator.contentType == "text/event-stream")
+        #expect(translator.usage == Usage(promptTokens: 31, completionTokens: 17))
+        let events = try namedEvents(output)
+        #expect(events.first?.name == "message_start")
+        #expect(events.last?.name == "message_stop")
+        #expect(events.compactMap { $0.data["delta"]?["text"]?.stringValue }.joined() == "Café ☕🦙")
+    }
+
+    @Test func upstreamErrorIsThrownAndTheFailureFrameIsTheClientDialects() throws {
+        var translator = CanonicalStreamTranslator(
+            decoder: OllamaChat.StreamDecoder(identity: ResponseIdentity(id: "chatcmpl-abc123", created: 1)),
+            encoder: OpenAIResponses.StreamEncoder(id: "resp_x", model: "m", createdAt: 1))
+        var output = ByteBuffer()
+        try translator.translate(buffer(#"{"model":"m","message":{"role":"assistant","content":"a"},"done":false}"# + "\n"), into: &output)
+        do {
+            try translator.translate(buffer(#"{"error":"out of memory"}"# + "\n"), into: &output)
+            Issue.record("expected the upstream error to be thrown")
+        } catch {
+            var frame = translator.failureFrame(for: error)
+            output.writeBuffer(&frame)
+        }
+        let events = try namedEvents(String(buffer: output))
+        #expect(events.last?.name == "response.failed")
+        #expect(events.last?.data["response"]?["output"]?.arrayValue?.first?["content"]?.arrayValue?.first?["text"] == "a")
+        #expect(events.map(\.data["sequence_number"]) == (0..<events.count).map { .int($0) })
     }
 }

@@ -5,7 +5,7 @@ extension AnthropicMessages {
     ///
     /// Bytes may be split anywhere, a multi-byte character included: `SSEDecoder` frames on newline bytes and only
     /// complete lines become text. Unknown event types are skipped, as Anthropic's versioning policy asks.
-    public struct StreamDecoder: Sendable {
+    public struct StreamDecoder: GenerationStreamDecoder {
         private var sse = SSEDecoder()
         /// Block index → tool-call index, for routing `input_json_delta`s.
         private var toolCalls: [Int: Int] = [:]
@@ -31,7 +31,7 @@ extension AnthropicMessages {
         }
 
         /// The upstream body ended; throws when it ended before `message_stop`.
-        public func finish() throws(APIError) {
+        public func finish(into deltas: inout [Generation.Delta]) throws(APIError) {
             if !isComplete { throw .truncatedStream }
         }
 

@@ -10,7 +10,7 @@ extension AnthropicMessages {
     /// block closes it first, so every `content_block_delta` names a started, unstopped block, and indexes count
     /// up from 0 without gaps. Arguments for a tool call whose block already closed cannot be sent any more and
     /// are dropped (upstreams stream one call at a time, so this does not happen in practice).
-    public struct StreamEncoder: Sendable {
+    public struct StreamEncoder: GenerationStreamEncoder {
         public let contentType = "text/event-stream"
         private let id: String
         private let model: String

@@ -6,7 +6,7 @@ extension OllamaChat {
     /// An Ollama `/api/chat` NDJSON stream in, canonical deltas out: `message.thinking` as reasoning,
     /// `message.content` as text, each of `message.tool_calls` (sent whole, never in fragments) as a call start,
     /// its arguments and a part stop, and the `done` line as the finish with Ollama's counts.
-    public struct StreamDecoder: Sendable {
+    public struct StreamDecoder: GenerationStreamDecoder {
         private let identity: ResponseIdentity
         private var lines = LineSplitter()
         private var started = false

@@ -4,7 +4,7 @@ extension OllamaChat {
     /// Canonical deltas in, `/api/chat` NDJSON lines out: the Ollama surface served from an upstream of another
     /// dialect. Ollama sends each tool call whole, with its arguments as an object, so argument fragments are held
     /// until the call's part ends and the call goes out in one line.
-    public struct StreamEncoder: Sendable {
+    public struct StreamEncoder: GenerationStreamEncoder {
         public let contentType = "application/x-ndjson"
         private let model: String
         private let createdAt: String

@@ -6,7 +6,7 @@ extension OpenAIChat {
     /// `delta.reasoning_content` / `delta.reasoning` (the fields vLLM, DeepSeek and Ollama's OpenAI endpoint use)
     /// become reasoning. The finish is held until `[DONE]`, because the usage chunk comes after the chunk with
     /// `finish_reason`.
-    public struct StreamDecoder: Sendable {
+    public struct StreamDecoder: GenerationStreamDecoder {
         private var sse = SSEDecoder()
         private var started = false
         private var knownCalls: Set<Int> = []
@@ -43,7 +43,7 @@ extension OpenAIChat {
         }
 
         /// The upstream body ended; throws when it ended before `[DONE]`.
-        public func finish() throws(APIError) {
+        public func finish(into deltas: inout [Generation.Delta]) throws(APIError) {
             if !isComplete { throw .truncatedStream }
         }
 

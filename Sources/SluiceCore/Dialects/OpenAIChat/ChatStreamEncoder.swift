@@ -6,7 +6,7 @@ extension OpenAIChat {
     ///
     /// Chunks have the key order `WireJSON` writes (sorted), so they read like the gateway's other chat streams.
     /// Reasoning goes out as `delta.reasoning_content`, the field DeepSeek and vLLM clients read.
-    public struct StreamEncoder: Sendable {
+    public struct StreamEncoder: GenerationStreamEncoder {
         public let contentType = "text/event-stream"
         private let identity: ResponseIdentity
         private let model: String

@@ -14,7 +14,7 @@ extension OpenAIResponses {
     ///
     /// Items open and close here whatever order deltas come in, as in the Anthropic encoder. Their text is kept
     /// until the item is done, since the `.done` events and the final response repeat it in full.
-    public struct StreamEncoder: Sendable {
+    public struct StreamEncoder: GenerationStreamEncoder {
         public let contentType = "text/event-stream"
         private let header: ResponseHeader
         private var sequence = 0
