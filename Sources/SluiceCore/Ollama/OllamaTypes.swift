@@ -6,6 +6,7 @@ extension Ollama {
     public struct Options: Codable, Sendable, Equatable {
         public var temperature: Double?
         public var topP: Double?
+        public var topK: Int?
         public var seed: Int?
         public var stop: [String]?
         public var numPredict: Int?
@@ -17,6 +18,7 @@ extension Ollama {
         enum CodingKeys: String, CodingKey {
             case temperature, seed, stop
             case topP = "top_p"
+            case topK = "top_k"
             case numPredict = "num_predict"
             case presencePenalty = "presence_penalty"
             case frequencyPenalty = "frequency_penalty"
@@ -29,20 +31,26 @@ extension Ollama {
     public struct Message: Codable, Sendable, Equatable {
         public var role: String
         public var content: String
+        /// The model's reasoning, sent by thinking models when the request asked for it (`think`).
+        public var thinking: String?
         public var images: [String]?
         public var toolCalls: [ToolCall]?
         public var toolName: String?
 
-        public init(role: String, content: String, images: [String]? = nil, toolCalls: [ToolCall]? = nil, toolName: String? = nil) {
+        public init(
+            role: String, content: String, images: [String]? = nil, toolCalls: [ToolCall]? = nil, toolName: String? = nil,
+            thinking: String? = nil
+        ) {
             self.role = role
             self.content = content
             self.images = images
             self.toolCalls = toolCalls
             self.toolName = toolName
+            self.thinking = thinking
         }
 
         enum CodingKeys: String, CodingKey {
-            case role, content, images
+            case role, content, images, thinking
             case toolCalls = "tool_calls"
             case toolName = "tool_name"
         }
@@ -51,6 +59,7 @@ extension Ollama {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             role = try c.decode(String.self, forKey: .role)
             content = try c.decodeIfPresent(String.self, forKey: .content) ?? ""
+            thinking = try c.decodeIfPresent(String.self, forKey: .thinking)
             images = try c.decodeIfPresent([String].self, forKey: .images)
             toolCalls = try c.decodeIfPresent([ToolCall].self, forKey: .toolCalls)
             toolName = try c.decodeIfPresent(String.self, forKey: .toolName)
@@ -83,6 +92,8 @@ extension Ollama {
         public var options: Options?
         public var stream: Bool?
         public var keepAlive: JSONValue?
+        /// `true`/`false`, or an effort (`"low"`, `"medium"`, `"high"`) for models that take one.
+        public var think: JSONValue?
 
         public init(model: String, messages: [Message], stream: Bool? = nil) {
             self.model = model
@@ -91,7 +102,7 @@ extension Ollama {
         }
 
         enum CodingKeys: String, CodingKey {
-            case model, messages, tools, format, options, stream
+            case model, messages, tools, format, options, stream, think
             case keepAlive = "keep_alive"
         }
 
