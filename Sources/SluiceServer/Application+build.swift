@@ -71,6 +71,7 @@ public func buildApplication(
             switch endpoint.kind {
             case .ollama: OllamaUpstream(endpoint: endpoint, client: client, timeouts: configuration.upstreamTimeouts)
             case .openai: OpenAIUpstream(endpoint: endpoint, client: client, timeouts: configuration.upstreamTimeouts)
+            case .anthropic: AnthropicUpstream(endpoint: endpoint, client: client, timeouts: configuration.upstreamTimeouts)
             }
         }
     }

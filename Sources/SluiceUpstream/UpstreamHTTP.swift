@@ -72,7 +72,11 @@ struct UpstreamHTTP: Sendable {
     /// Answers larger than this are refused rather than buffered.
     let maxResponseBytes: Int
 
-    func send(_ method: HTTPMethod, _ path: String, body: ByteBuffer?, logger: Logger) async throws -> HTTPClientResponse {
+    /// - Parameter headers: added as given; an Anthropic upstream gets `anthropic-version` from here (the client's)
+    ///   or the default.
+    func send(
+        _ method: HTTPMethod, _ path: String, body: ByteBuffer?, headers: [(String, String)] = [], logger: Logger
+    ) async throws -> HTTPClientResponse {
         var request = HTTPClientRequest(url: endpoint.baseURL + path)
         request.method = method
         request.headers.add(name: "Accept", value: "application/json, text/event-stream, application/x-ndjson")
@@ -80,8 +84,15 @@ struct UpstreamHTTP: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(body)
         }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let key = endpoint.apiKey, !key.isEmpty {
-            request.headers.add(name: "Authorization", value: "Bearer \(key)")
+            switch endpoint.kind {
+            case .anthropic: request.headers.add(name: "x-api-key", value: key)
+            case .ollama, .openai: request.headers.add(name: "Authorization", value: "Bearer \(key)")
+            }
+        }
+        if endpoint.kind == .anthropic, !request.headers.contains(name: "anthropic-version") {
+            request.headers.add(name: "anthropic-version", value: Self.anthropicVersion)
         }
         let response: HTTPClientResponse
         do {
@@ -100,8 +111,13 @@ struct UpstreamHTTP: Sendable {
     }
 
     /// Sends and collects the whole answer.
-    func sendCollecting(_ method: HTTPMethod, _ path: String, body: ByteBuffer?, logger: Logger) async throws -> ByteBuffer {
-        let response = try await send(method, path, body: body, logger: logger)
+    /// The Messages API version sent when the client named none.
+    static let anthropicVersion = "2023-06-01"
+
+    func sendCollecting(
+        _ method: HTTPMethod, _ path: String, body: ByteBuffer?, headers: [(String, String)] = [], logger: Logger
+    ) async throws -> ByteBuffer {
+        let response = try await send(method, path, body: body, headers: headers, logger: logger)
         let lease = AnswerBufferLease.current
         do {
             var collected = ByteBuffer()

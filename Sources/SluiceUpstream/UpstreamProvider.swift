@@ -7,6 +7,8 @@ import SluiceCore
 public enum UpstreamKind: String, Sendable, Codable, CaseIterable {
     case ollama
     case openai
+    /// The Anthropic Messages API (`/v1/messages`, `x-api-key`, `anthropic-version`).
+    case anthropic
 }
 
 /// Where an upstream is and how to talk to it.
@@ -15,7 +17,7 @@ public struct UpstreamEndpoint: Sendable, Equatable {
     /// Base URL without a trailing slash, e.g. `http://127.0.0.1:11434`.
     public var baseURL: String
     public var kind: UpstreamKind
-    /// Sent as `Authorization: Bearer …`; never logged or returned.
+    /// Sent as `Authorization: Bearer …` (`x-api-key` to an Anthropic upstream); never logged or returned.
     public var apiKey: String?
     /// Models this upstream serves; empty means any.
     public var models: [String]

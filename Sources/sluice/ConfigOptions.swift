@@ -7,7 +7,7 @@ struct ConfigOptions: ParsableArguments {
     @Option(help: "Bind address (default 127.0.0.1).") var host: String?
     @Option(help: "Listen port (default 8080).") var port: String?
     @Option(help: "Upstream base URL (default http://127.0.0.1:11434).") var upstream: String?
-    @Option(name: .customLong("upstream-kind"), help: "ollama or openai (default ollama).") var upstreamKind: String?
+    @Option(name: .customLong("upstream-kind"), help: "ollama, openai or anthropic (default ollama).") var upstreamKind: String?
     @Option(name: .customLong("upstream-api-key"), help: "API key sent to the upstream.") var upstreamAPIKey: String?
     @Option(help: "sqlite:PATH or postgres://user:pass@host:port/db.") var database: String?
     @Option(name: .customLong("master-key"), help: "Admin key.") var masterKey: String?

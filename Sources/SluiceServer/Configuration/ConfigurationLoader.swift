@@ -190,7 +190,7 @@ public struct ConfigurationLoader: Sendable {
             }
             let kindText = (item["kind"] as? String) ?? "ollama"
             guard let kind = UpstreamKind(rawValue: kindText) else {
-                throw ConfigurationError("upstreams[\(i)].kind in \(path) must be ollama or openai, not '\(kindText)'")
+                throw ConfigurationError("upstreams[\(i)].kind in \(path) must be ollama, openai or anthropic, not '\(kindText)'")
             }
             let models = (item["models"] as? [Any])?.map { "\($0)" } ?? []
             var weight = 1
@@ -245,7 +245,7 @@ public struct ConfigurationLoader: Sendable {
         if let v = try int("port", 0...65535) { c.port = v }
         var kind = UpstreamKind.ollama
         if let k = string("upstream-kind") {
-            guard let parsed = UpstreamKind(rawValue: k.lowercased()) else { throw fail("upstream-kind", "ollama or openai") }
+            guard let parsed = UpstreamKind(rawValue: k.lowercased()) else { throw fail("upstream-kind", "ollama, openai or anthropic") }
             kind = parsed
         }
         let url = string("upstream") ?? "http://127.0.0.1:11434"

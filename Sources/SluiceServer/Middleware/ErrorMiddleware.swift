@@ -36,7 +36,7 @@ public struct ErrorMiddleware: RouterMiddleware {
             } else {
                 context.logger.info("request rejected", metadata: ["status": "\(apiError.status)", "code": "\(apiError.code)", "param": "\(apiError.param ?? "")"])
             }
-            return apiError.response()
+            return apiError.response(dialect: ErrorDialect(path: request.uri.path))
         }
     }
 
@@ -78,8 +78,32 @@ public struct ErrorMiddleware: RouterMiddleware {
     }
 }
 
+/// Which error shape a route's clients expect.
+enum ErrorDialect {
+    /// `{"error":{"message","type","param","code"}}`
+    case openAI
+    /// `{"type":"error","error":{"type","message"}}`, with Anthropic's type per status.
+    case anthropic
+
+    /// The Anthropic Messages routes answer as Anthropic does, whatever refused the request (a key, a limit, a body).
+    init(path: String) {
+        self = path.hasPrefix("/v1/messages") ? .anthropic : .openAI
+    }
+}
+
 extension APIError {
     private static let encoder = WireJSON.encoder()
+
+    /// The error response in the shape the route's clients parse.
+    func response(dialect: ErrorDialect) -> Response {
+        switch dialect {
+        case .openAI: return response()
+        case .anthropic:
+            var response = response()
+            response.body = .init(byteBuffer: AnthropicMessages.errorBody(for: self))
+            return response
+        }
+    }
 
     /// The JSON error response.
     public func response() -> Response {

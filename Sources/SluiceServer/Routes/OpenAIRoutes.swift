@@ -5,16 +5,22 @@ import Hummingbird
 import NIOCore
 import SluiceCore
 
-/// `/v1/*`: the OpenAI-compatible API.
+/// `/v1/*`: the OpenAI-compatible API, and Anthropic's Messages API beside it (`/v1/messages`).
 struct OpenAIRoutes {
     let gateway: Gateway
 
-    static let paths: Set<String> = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"]
+    static let paths: Set<String> = [
+        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/messages", "/v1/messages/count_tokens",
+        "/v1/responses",
+    ]
 
     func addRoutes(to group: RouterGroup<SluiceRequestContext>) {
         group.post("chat/completions") { request, context in try await gateway.chatCompletions(request, context: context) }
         group.post("completions") { request, context in try await gateway.completions(request, context: context) }
         group.post("embeddings") { request, context in try await gateway.embeddings(request, context: context) }
+        group.post("messages") { request, context in try await gateway.messages(request, context: context) }
+        group.post("messages/count_tokens") { request, context in try await gateway.countTokens(request, context: context) }
+        group.post("responses") { request, context in try await gateway.responses(request, context: context) }
         group.get("models") { _, context in
             try await JSONResponse(gateway.listModels(context: context))
         }

@@ -1,0 +1,145 @@
+import Hummingbird
+import HTTPTypes
+import NIOCore
+import SluiceCore
+import SluiceUpstream
+
+/// The coding-agent surfaces: Anthropic Messages (Claude Code) and OpenAI Responses (Codex CLI), served over every
+/// upstream kind through the canonical conversation model, and passed through where the upstream speaks the
+/// client's dialect.
+extension Gateway {
+    /// The client dialects answered from canonical answers and deltas.
+    enum GenerationSurface {
+        case anthropicMessages
+        case openAIResponses
+
+        /// Id prefix of the answers this surface gives (`msg_…`, `resp_…`).
+        var idPrefix: String {
+            switch self {
+            case .anthropicMessages: "msg_"
+            case .openAIResponses: "resp_"
+            }
+        }
+    }
+
+    /// `POST /v1/messages` (Anthropic Messages API).
+    func messages(_ request: Request, context: SluiceRequestContext) async throws -> Response {
+        context.trace.update { $0.route = "/v1/messages" }
+        var body = try await collectBody(request)
+        var generation = try AnthropicMessages.decodeRequest(body)
+        let requested = generation.model
+        try applyAlias(to: &generation.model, body: &body)
+        let call = Call(
+            route: "/v1/messages", cacheFamily: "messages", format: nil, body: body, model: generation.model,
+            streaming: generation.stream, includeUsage: true, cacheable: false, idPrefix: "msg")
+        let headers = Self.anthropicHeaders(request.headers)
+        return try await serve(call, requestedModel: requested, request: request, context: context) { [generation, body] upstream, _ in
+            if let anthropic = upstream as? AnthropicUpstream {
+                return try await anthropic.messages(rawBody: body, streams: generation.stream, headers: headers, logger: context.logger)
+            }
+            let identity = surfaceIdentity(.anthropicMessages)
+            let reply = try await upstream.generation(generation, identity: identity, logger: context.logger)
+            return encode(reply, for: .anthropicMessages, model: generation.model, identity: identity)
+        }
+    }
+
+    /// `POST /v1/messages/count_tokens`: the upstream's count where it is Anthropic, else an estimate of four bytes
+    /// of text per token (Ollama and OpenAI-compatible servers have no counting endpoint).
+    func countTokens(_ request: Request, context: SluiceRequestContext) async throws -> Response {
+        context.trace.update { $0.route = "/v1/messages/count_tokens" }
+        var body = try await collectBody(request)
+        var generation = try AnthropicMessages.decodeCountTokensRequest(body)
+        let requested = generation.model
+        try applyAlias(to: &generation.model, body: &body)
+        let servers = try self.servers(for: generation.model, requested: requested, context: context, stream: false)
+        if let index = servers.first(where: { upstreams[$0] is AnthropicUpstream }), let anthropic = upstreams[index] as? AnthropicUpstream {
+            context.trace.update { $0.upstream = anthropic.endpoint.name }
+            let answer = try await measured(anthropic) { _ in
+                try await anthropic.countTokens(rawBody: body, headers: Self.anthropicHeaders(request.headers), logger: context.logger)
+            }
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: answer))
+        }
+        let tokens = Self.estimatedTokens(generation)
+        return Response(
+            status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"input_tokens":\#(tokens)}"#)))
+    }
+
+    /// `POST /v1/responses` (OpenAI Responses API).
+    func responses(_ request: Request, context: SluiceRequestContext) async throws -> Response {
+        context.trace.update { $0.route = "/v1/responses" }
+        var body = try await collectBody(request)
+        var generation = try OpenAIResponses.decodeRequest(body)
+        let requested = generation.model
+        try applyAlias(to: &generation.model, body: &body)
+        let call = Call(
+            route: "/v1/responses", cacheFamily: "responses", format: nil, body: body, model: generation.model,
+            streaming: generation.stream, includeUsage: true, cacheable: false, idPrefix: "resp")
+        return try await serve(call, requestedModel: requested, request: request, context: context) { [generation] upstream, _ in
+            let identity = surfaceIdentity(.openAIResponses)
+            let reply = try await upstream.generation(generation, identity: identity, logger: context.logger)
+            return encode(reply, for: .openAIResponses, model: generation.model, identity: identity)
+        }
+    }
+
+    /// A canonical reply in the surface's wire format; the gateway's id and the client's model name win over the
+    /// upstream's, so a client sees the same shape whichever upstream answered.
+    func encode(_ reply: GenerationReply, for surface: GenerationSurface, model: String, identity: ResponseIdentity) -> UpstreamReply {
+        switch reply {
+        case .answer(var answer):
+            answer.id = identity.id
+            answer.model = model
+            let body =
+                switch surface {
+                case .anthropicMessages: AnthropicMessages.encodeAnswer(answer)
+                case .openAIResponses: OpenAIResponses.encodeAnswer(answer, createdAt: identity.created)
+                }
+            return .complete(body: body, usage: answer.usage.openAI)
+        case .stream(let body, let decoder):
+            let encoder: any GenerationStreamEncoder =
+                switch surface {
+                case .anthropicMessages: AnthropicMessages.StreamEncoder(id: identity.id, model: model)
+                case .openAIResponses: OpenAIResponses.StreamEncoder(id: identity.id, model: model, createdAt: identity.created)
+                }
+            return .stream(UpstreamStream(body: body, translator: canonicalTranslator(decoder: decoder, encoder: encoder)))
+        }
+    }
+
+    /// `msg_…` or `resp_…` and 24 random letters and digits.
+    func surfaceIdentity(_ surface: GenerationSurface) -> ResponseIdentity {
+        let random = ResponseIdentity.randomID(prefix: "x").dropFirst(2)
+        return ResponseIdentity(id: surface.idPrefix + random, created: Int(now()))
+    }
+
+    /// The Anthropic headers a client's request carries on to an Anthropic upstream.
+    static func anthropicHeaders(_ headers: HTTPFields) -> [(String, String)] {
+        var out: [(String, String)] = []
+        if let version = headers[.anthropicVersion] { out.append(("anthropic-version", version)) }
+        if let beta = headers[.anthropicBeta] { out.append(("anthropic-beta", beta)) }
+        return out
+    }
+
+    /// About four bytes of text per token, at least one: system, messages, tool definitions.
+    static func estimatedTokens(_ request: Generation.Request) -> Int {
+        var bytes = request.system.reduce(0) { $0 + ($1.text?.utf8.count ?? 0) }
+        for message in request.messages {
+            for part in message.content {
+                switch part {
+                case .text(let text): bytes += text.text.utf8.count
+                case .toolCall(let call): bytes += call.name.utf8.count + call.arguments.utf8.count
+                case .toolResult(let result): bytes += result.content.reduce(0) { $0 + ($1.text?.utf8.count ?? 0) }
+                case .reasoning(let reasoning): bytes += reasoning.text.utf8.count
+                case .image: bytes += 1_000
+                }
+            }
+        }
+        for tool in request.tools {
+            bytes += tool.name.utf8.count + (tool.description?.utf8.count ?? 0) + (tool.parameters.map { "\($0)".utf8.count } ?? 0)
+        }
+        return max(1, bytes / 4)
+    }
+}
+
+extension HTTPField.Name {
+    static let anthropicVersion = Self("anthropic-version")!
+    static let anthropicBeta = Self("anthropic-beta")!
+}
