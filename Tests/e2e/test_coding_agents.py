@@ -1,0 +1,235 @@
+"""The coding-agent surfaces (Anthropic Messages for Claude Code, OpenAI Responses for Codex CLI), driven by the
+official `anthropic` and `openai` SDKs, over each upstream kind of `sluice mock-upstream`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from e2e_support import CHAT_MODEL, expected_reply, iter_sse, nonce, wait_until
+
+MASTER = "sk-master-coding-agents"
+
+
+@pytest.fixture(scope="module", params=["ollama", "openai"])
+def kind_gateway(request, module_procs, tmp_path_factory):
+    """A gateway over the mock spoken to as `kind`, recording into its own SQLite file."""
+    mock = module_procs.start_mock()
+    database = tmp_path_factory.mktemp(f"agents-{request.param}") / "sluice.db"
+    gw = module_procs.start_gateway(
+        upstream=mock.url,
+        args=["--upstream-kind", request.param, "--database", f"sqlite:{database}", "--cache-ttl", "0"],
+    )
+    gw.database = database
+    gw.kind = request.param
+    return gw
+
+
+def claude(gw) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key="sk-anything", max_retries=0)
+
+
+def codex(gw) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.v1, api_key="sk-anything", max_retries=0)
+
+
+def records(gw, route: str) -> list:
+    with sqlite3.connect(gw.database) as db:
+        return db.execute(
+            "SELECT status, prompt_tokens, completion_tokens, error_code FROM usage_records WHERE route = ?", (route,)
+        ).fetchall()
+
+
+# --- Anthropic Messages ---------------------------------------------------------------------------
+
+
+def test_messages_create(kind_gateway):
+    prompt = f"hello claude {nonce()}"
+    message = claude(kind_gateway).messages.create(
+        model=CHAT_MODEL, max_tokens=200, system="You are terse.", messages=[{"role": "user", "content": prompt}]
+    )
+    assert message.id.startswith("msg_")
+    assert message.type == "message" and message.role == "assistant"
+    assert message.content[0].type == "text"
+    assert message.content[0].text == expected_reply(prompt)
+    assert message.stop_reason == "end_turn"
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+
+
+def test_messages_stream(kind_gateway):
+    prompt = f"stream to claude {nonce()}"
+    with claude(kind_gateway).messages.stream(
+        model=CHAT_MODEL, max_tokens=200, messages=[{"role": "user", "content": prompt}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == expected_reply(prompt)
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens > 0
+
+
+def test_messages_stream_events_have_anthropic_shapes(kind_gateway):
+    body = {"model": CHAT_MODEL, "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": f"shape {nonce()}"}]}
+    with httpx.stream("POST", f"{kind_gateway.url}/v1/messages", json=body, timeout=30) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = list(iter_sse(r.iter_lines()))
+    names = [e.event for e in events]
+    assert names[0] == "message_start"
+    assert names[-1] == "message_stop"
+    assert "content_block_start" in names and "content_block_stop" in names and "message_delta" in names
+    for event in events:
+        assert event.json()["type"] == event.event
+    delta = next(e.json() for e in events if e.event == "message_delta")
+    assert delta["delta"]["stop_reason"] == "end_turn"
+
+
+def test_messages_tool_use_over_two_turns(kind_gateway):
+    client = claude(kind_gateway)
+    tools = [{
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }]
+    first_turn = [{"role": "user", "content": f"[[tool]] weather in Paris? {nonce()}"}]
+    first = client.messages.create(model=CHAT_MODEL, max_tokens=200, tools=tools, messages=first_turn)
+    assert first.stop_reason == "tool_use"
+    call = next(block for block in first.content if block.type == "tool_use")
+    assert call.id.startswith("toolu_") or call.id
+    assert call.name == "get_weather"
+    assert call.input == {"city": "mock"}
+    second = client.messages.create(
+        model=CHAT_MODEL, max_tokens=200, tools=tools,
+        messages=first_turn + [
+            {"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in first.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny, 21 C"}]},
+        ],
+    )
+    assert second.content, second
+
+
+def test_messages_streamed_tool_arguments_arrive_whole(kind_gateway):
+    tools = [{"name": "lookup", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}]
+    with claude(kind_gateway).messages.stream(
+        model=CHAT_MODEL, max_tokens=200, tools=tools, messages=[{"role": "user", "content": f"[[tool]] {nonce()}"}]
+    ) as stream:
+        final = stream.get_final_message()
+    call = next(block for block in final.content if block.type == "tool_use")
+    assert call.input == {"q": "mock"}
+    assert final.stop_reason == "tool_use"
+
+
+def test_count_tokens(kind_gateway):
+    counted = claude(kind_gateway).messages.count_tokens(
+        model=CHAT_MODEL, messages=[{"role": "user", "content": "count these words please " * 10}]
+    )
+    assert counted.input_tokens > 0
+
+
+def test_messages_errors_use_anthropic_shapes(kind_gateway):
+    client = claude(kind_gateway)
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client.messages.create(model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert missing.value.body["type"] == "error"
+    assert missing.value.body["error"]["type"] == "not_found_error"
+    r = httpx.post(f"{kind_gateway.url}/v1/messages", json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 400
+    assert r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert "max_tokens" in r.json()["error"]["message"]
+
+
+def test_messages_are_recorded(kind_gateway):
+    before = len(records(kind_gateway, "/v1/messages"))
+    claude(kind_gateway).messages.create(
+        model=CHAT_MODEL, max_tokens=50, messages=[{"role": "user", "content": f"record me {nonce()}"}]
+    )
+    wait_until(lambda: len(records(kind_gateway, "/v1/messages")) > before, "the /v1/messages record")
+    status, prompt_tokens, completion_tokens, _ = records(kind_gateway, "/v1/messages")[-1]
+    assert status == 200 and prompt_tokens > 0 and completion_tokens > 0
+
+
+# --- OpenAI Responses -----------------------------------------------------------------------------
+
+
+def test_responses_create(kind_gateway):
+    prompt = f"hello codex {nonce()}"
+    response = codex(kind_gateway).responses.create(model=CHAT_MODEL, input=prompt, instructions="Be brief.")
+    assert response.id.startswith("resp_")
+    assert response.status == "completed"
+    assert response.output_text == expected_reply(prompt)
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+    assert response.usage.output_tokens_details.reasoning_tokens == 0
+    assert response.usage.input_tokens_details.cached_tokens == 0
+
+
+def test_responses_stream_events(kind_gateway):
+    prompt = f"stream codex {nonce()}"
+    events = list(codex(kind_gateway).responses.create(model=CHAT_MODEL, input=prompt, stream=True))
+    types = [e.type for e in events]
+    assert types[0] == "response.created" and types[1] == "response.in_progress"
+    assert types[-1] == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == expected_reply(prompt)
+    assert events[-1].response.usage.output_tokens > 0
+
+
+def test_responses_function_tools_over_two_turns(kind_gateway):
+    client = codex(kind_gateway)
+    tools = [{
+        "type": "function", "name": "shell", "description": "Run a command",
+        "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]},
+    }]
+    first = client.responses.create(model=CHAT_MODEL, input=f"[[tool]] list files {nonce()}", tools=tools)
+    call = next(item for item in first.output if item.type == "function_call")
+    assert call.name == "shell"
+    assert json.loads(call.arguments) == {"cmd": "mock"}
+    assert call.call_id
+    second = client.responses.create(
+        model=CHAT_MODEL, tools=tools,
+        input=[
+            {"role": "user", "content": "list files"},
+            {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+            {"type": "function_call_output", "call_id": call.call_id, "output": "a.txt b.txt"},
+        ],
+    )
+    assert second.status == "completed"
+
+
+def test_responses_json_schema_output(kind_gateway):
+    response = codex(kind_gateway).responses.create(
+        model=CHAT_MODEL, input=f"give json {nonce()}",
+        text={"format": {"type": "json_schema", "name": "answer", "schema": {"type": "object", "properties": {"answer": {"type": "string"}}}}},
+    )
+    assert json.loads(response.output_text) == {"answer": "mock"}
+
+
+def test_responses_bad_input_names_the_field(kind_gateway):
+    r = httpx.post(f"{kind_gateway.v1}/responses", json={"model": CHAT_MODEL, "input": 42})
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "input"
+
+
+# --- Keys, shared by every surface ----------------------------------------------------------------
+
+
+def test_x_api_key_authenticates_the_anthropic_sdk(procs):
+    mock = procs.start_mock()
+    gw = procs.start_gateway(upstream=mock.url, args=["--master-key", MASTER])
+    created = httpx.post(f"{gw.url}/admin/keys", json={"name": "claude"}, headers={"authorization": f"Bearer {MASTER}"})
+    secret = created.json()["key"]
+    message = anthropic.Anthropic(base_url=gw.url, api_key=secret, max_retries=0).messages.create(
+        model=CHAT_MODEL, max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert message.content
+    with pytest.raises(anthropic.AuthenticationError) as refused:
+        anthropic.Anthropic(base_url=gw.url, api_key="sk-wrong", max_retries=0).messages.create(
+            model=CHAT_MODEL, max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert refused.value.body["error"]["type"] == "authentication_error"
