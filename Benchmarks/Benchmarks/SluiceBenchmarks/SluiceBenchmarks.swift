@@ -56,6 +56,75 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // A 200-chunk answer, the same words three ways: Ollama NDJSON through the chat translator, and canonical deltas
+    // through the Anthropic and Responses encoders. Each iteration is one whole answer; divide by 200 for per chunk.
+    let answerLines: [ByteBuffer] =
+        (0..<199).map { i in
+            ByteBuffer(
+                string: #"{"model":"llama3.2","created_at":"2026-11-23T10:00:00Z","message":{"role":"assistant","content":"word\#(i) "},"done":false}"#
+                    + "\n")
+        } + [
+            ByteBuffer(
+                string: #"{"model":"llama3.2","created_at":"2026-11-23T10:00:01Z","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","prompt_eval_count":12,"eval_count":199}"#
+                    + "\n")
+        ]
+    let answerDeltas: [Generation.Delta] =
+        [.messageStart(id: "msg_benchmark", model: "llama3.2", usage: nil)] + (0..<199).map { .text("word\($0) ") }
+        + [.finish(.endTurn, stopSequence: nil, usage: .init(promptTokens: 12, completionTokens: 199))]
+
+    Benchmark("200-chunk answer: Ollama NDJSON to OpenAI chat SSE (StreamTranslator)") { benchmark in
+        var output = ByteBuffer()
+        for _ in benchmark.scaledIterations {
+            var translator = OllamaChatStreamTranslator(model: "llama3.2", identity: identity, includeUsage: true)
+            for line in answerLines {
+                output.clear()
+                try translator.translate(line, into: &output)
+            }
+            try translator.finish(into: &output)
+            blackHole(output)
+        }
+    }
+
+    Benchmark("200-chunk answer: canonical deltas to Anthropic SSE") { benchmark in
+        var output = ByteBuffer()
+        for _ in benchmark.scaledIterations {
+            var encoder = AnthropicMessages.StreamEncoder(id: "msg_benchmark", model: "llama3.2")
+            for delta in answerDeltas {
+                output.clear()
+                encoder.write(delta, into: &output)
+            }
+            blackHole(output)
+        }
+    }
+
+    Benchmark("200-chunk answer: canonical deltas to Responses SSE") { benchmark in
+        var output = ByteBuffer()
+        for _ in benchmark.scaledIterations {
+            var encoder = OpenAIResponses.StreamEncoder(id: "resp_benchmark", model: "llama3.2", createdAt: 1_790_000_000)
+            for delta in answerDeltas {
+                output.clear()
+                encoder.write(delta, into: &output)
+            }
+            blackHole(output)
+        }
+    }
+
+    Benchmark("200-chunk answer: Ollama NDJSON to Anthropic SSE (decode + encode)") { benchmark in
+        var output = ByteBuffer()
+        var deltas: [Generation.Delta] = []
+        for _ in benchmark.scaledIterations {
+            var decoder = OllamaChat.StreamDecoder(identity: identity)
+            var encoder = AnthropicMessages.StreamEncoder(id: "msg_benchmark", model: "llama3.2")
+            for line in answerLines {
+                output.clear()
+                deltas.removeAll(keepingCapacity: true)
+                try decoder.decode(line, into: &deltas)
+                for delta in deltas { encoder.write(delta, into: &output) }
+            }
+            blackHole(output)
+        }
+    }
+
     let limiter = RateLimiter(globalRPS: 0, globalBurst: 0, ipRPM: 600_000, now: 0)
     let key = APIKeyRecord(id: "key_bench", name: "bench", hash: "", prefix: "sk-sluice-ben", createdAt: 0, rpm: 600_000, tpm: 10_000_000)
     Benchmark("Rate-limit decision (IP + key requests + key tokens)") { benchmark in
