@@ -19,6 +19,8 @@ public struct UsageQuery: Sendable, Equatable {
 /// How a usage report is grouped.
 public enum UsageGrouping: String, Sendable, CaseIterable {
     case key, model, day
+    /// The API route (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`, `/api/chat`, …).
+    case route
 }
 
 /// Totals over a set of usage records.

@@ -135,7 +135,7 @@ struct Usage: AsyncParsableCommand {
 
     @Option(help: "Start: a duration back from now (24h, 7d) or a date.") var since = "24h"
     @Option(help: "End: a duration back from now or a date (default: now).") var until: String?
-    @Option(help: "Group by key, model or day.") var by: String?
+    @Option(help: "Group by key, model, day or route.") var by: String?
     @Option(help: "Only this key id.") var key: String?
     @Option(help: "Only this model.") var model: String?
     @Flag(help: "Print JSON.") var json = false
@@ -149,7 +149,7 @@ struct Usage: AsyncParsableCommand {
         if let until, TimeArgument.past(until, now: now) == nil {
             throw ValidationError("--until must be a duration (at most 100 years) or a date")
         }
-        if let by, UsageGrouping(rawValue: by) == nil { throw ValidationError("--by must be key, model or day") }
+        if let by, UsageGrouping(rawValue: by) == nil { throw ValidationError("--by must be key, model, day or route") }
     }
 
     func run() async throws {

@@ -511,6 +511,25 @@ struct StoreContractTests {
         }
     }
 
+    /// `sluice usage --by route`: the coding-agent surfaces are told apart from the chat routes.
+    @Test(arguments: Backend.available)
+    func groupsByRoute(_ backend: Backend) async throws {
+        try await TestDatabase.withFresh(backend) { database in
+            try await database.withStore { store in
+                try await store.insertUsage([
+                    usage("r1", time: 1_700_000_000, prompt: 1, completion: 2, route: "/v1/messages"),
+                    usage("r2", time: 1_700_000_001, prompt: 3, completion: 4, route: "/v1/messages"),
+                    usage("r3", time: 1_700_000_002, prompt: 5, completion: 6, route: "/v1/responses"),
+                    usage("r4", time: 1_700_000_003, prompt: 7, completion: 8),
+                ])
+                let groups = try await store.usageGroups(UsageQuery(since: 0), by: .route)
+                #expect(groups.map(\.group) == ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+                #expect(groups.map(\.totals.requests) == [1, 2, 1])
+                #expect(groups.map(\.totals.promptTokens) == [7, 4, 5])
+            }
+        }
+    }
+
     @Test(arguments: Backend.available)
     func reportFilters(_ backend: Backend) async throws {
         try await TestDatabase.withFresh(backend) { database in

@@ -147,10 +147,11 @@ let day1: Double = day0 + 86_400
 
 func usage(
     _ id: String, time: Double, key: String? = nil, model: String? = nil, status: Int = 200, errorCode: String? = nil,
-    cacheHit: Bool = false, prompt: Int = 0, completion: Int = 0, latency: Double = 1, cost: Double = 0, saved: Double = 0
+    cacheHit: Bool = false, prompt: Int = 0, completion: Int = 0, latency: Double = 1, cost: Double = 0, saved: Double = 0,
+    route: String = "/v1/chat/completions"
 ) -> UsageRecord {
     UsageRecord(
-        id: id, time: time, requestID: "req-\(id)", keyID: key, clientIP: "127.0.0.1", route: "/v1/chat/completions",
+        id: id, time: time, requestID: "req-\(id)", keyID: key, clientIP: "127.0.0.1", route: route,
         model: model, upstream: model == nil ? nil : "local", status: status, errorCode: errorCode, stream: false,
         cacheHit: cacheHit, promptTokens: prompt, completionTokens: completion, tokensEstimated: false, latencyMs: latency,
         timeToFirstTokenMs: nil, costUSD: cost, savedUSD: saved)

@@ -233,3 +233,39 @@ def test_x_api_key_authenticates_the_anthropic_sdk(procs):
             model=CHAT_MODEL, max_tokens=20, messages=[{"role": "user", "content": "hi"}]
         )
     assert refused.value.body["error"]["type"] == "authentication_error"
+
+
+# --- Streams that break ---------------------------------------------------------------------------
+
+
+def test_an_upstream_dying_mid_stream_ends_each_protocol_with_its_error_event(kind_gateway):
+    words = " ".join(["word"] * 20)
+    body = {"model": CHAT_MODEL, "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": f"[[die]] {words} {nonce()}"}]}
+    with httpx.stream("POST", f"{kind_gateway.url}/v1/messages", json=body, timeout=30) as r:
+        events = list(iter_sse(r.iter_lines()))
+    assert events[-1].event == "error", [e.event for e in events]
+    assert events[-1].json()["type"] == "error"
+    assert "message_stop" not in [e.event for e in events]
+
+    body = {"model": CHAT_MODEL, "stream": True, "input": f"[[die]] {words} {nonce()}"}
+    with httpx.stream("POST", f"{kind_gateway.v1}/responses", json=body, timeout=30) as r:
+        events = list(iter_sse(r.iter_lines()))
+    types = [e.json()["type"] for e in events]
+    assert types[-1] == "response.failed", types
+    assert "response.completed" not in types
+
+
+@pytest.mark.parametrize("route", ["/v1/messages", "/v1/responses"])
+def test_a_client_leaving_mid_stream_cancels_the_upstream_call(procs, route):
+    mock = procs.start_mock()
+    gw = procs.start_gateway(upstream=mock.url)
+    words = " ".join(["word"] * 100)
+    body = {"model": CHAT_MODEL, "stream": True}
+    if route == "/v1/messages":
+        body |= {"max_tokens": 500, "messages": [{"role": "user", "content": f"[[slow]] {words} {nonce()}"}]}
+    else:
+        body |= {"input": f"[[slow]] {words} {nonce()}"}
+    with httpx.stream("POST", f"{gw.url}{route}", json=body, timeout=30) as r:
+        lines = r.iter_lines()
+        next(lines)  # the stream has started
+    wait_until(lambda: mock.stats()["streams_cancelled"] >= 1, "the upstream stream to be cancelled")

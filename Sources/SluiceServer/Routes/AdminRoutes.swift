@@ -140,7 +140,7 @@ struct AdminRoutes {
         }
         var grouping: UsageGrouping?
         if let by = parameters["by"] {
-            guard let value = UsageGrouping(rawValue: String(by)) else { throw APIError.invalidValue("by", "must be key, model or day.") }
+            guard let value = UsageGrouping(rawValue: String(by)) else { throw APIError.invalidValue("by", "must be key, model, day or route.") }
             grouping = value
         }
         let query = UsageQuery(

@@ -114,6 +114,7 @@ enum UsageSQL {
         switch (grouping, dialect) {
         case (.key, _): "COALESCE(key_id, '')"
         case (.model, _): "COALESCE(model, '')"
+        case (.route, _): "route"
         case (.day, .sqlite): "strftime('%Y-%m-%d', time, 'unixepoch')"
         case (.day, .postgres): "to_char(to_timestamp(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
         }
