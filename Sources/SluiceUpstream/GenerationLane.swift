@@ -64,10 +64,12 @@ extension OpenAIUpstream: GenerationUpstream {
 ///
 /// Both sides arrive as existentials (chosen by upstream kind and by route); opening them here gives the generic
 /// translator concrete types, so its per-chunk work is not dispatched through existentials.
-public func canonicalTranslator(decoder: any GenerationStreamDecoder, encoder: any GenerationStreamEncoder) -> any StreamTranslator {
+public func canonicalTranslator(
+    decoder: any GenerationStreamDecoder, encoder: any GenerationStreamEncoder, collectsAnswer: Bool = false
+) -> any StreamTranslator {
     func withDecoder<D: GenerationStreamDecoder>(_ decoder: D) -> any StreamTranslator {
         func withEncoder<E: GenerationStreamEncoder>(_ encoder: E) -> any StreamTranslator {
-            CanonicalStreamTranslator(decoder: decoder, encoder: encoder)
+            CanonicalStreamTranslator(decoder: decoder, encoder: encoder, collectsAnswer: collectsAnswer)
         }
         return withEncoder(encoder)
     }

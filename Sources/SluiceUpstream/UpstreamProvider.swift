@@ -36,6 +36,8 @@ public struct UpstreamEndpoint: Sendable, Equatable {
 /// An upstream's answer: a complete JSON body, or a live stream to relay.
 public enum UpstreamReply: Sendable {
     case complete(body: ByteBuffer, usage: Usage?)
+    /// A complete answer the gateway encoded from a canonical answer, which is kept for the cache.
+    case generated(body: ByteBuffer, answer: Generation.Answer)
     case stream(UpstreamStream)
 }
 

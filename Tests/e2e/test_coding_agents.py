@@ -38,13 +38,6 @@ def codex(gw) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.v1, api_key="sk-anything", max_retries=0)
 
 
-def records(gw, route: str) -> list:
-    with sqlite3.connect(gw.database) as db:
-        return db.execute(
-            "SELECT status, prompt_tokens, completion_tokens, error_code FROM usage_records WHERE route = ?", (route,)
-        ).fetchall()
-
-
 # --- Anthropic Messages ---------------------------------------------------------------------------
 
 
@@ -145,13 +138,19 @@ def test_messages_errors_use_anthropic_shapes(kind_gateway):
 
 
 def test_messages_are_recorded(kind_gateway):
-    before = len(records(kind_gateway, "/v1/messages"))
-    claude(kind_gateway).messages.create(
+    raw = claude(kind_gateway).messages.with_raw_response.create(
         model=CHAT_MODEL, max_tokens=50, messages=[{"role": "user", "content": f"record me {nonce()}"}]
     )
-    wait_until(lambda: len(records(kind_gateway, "/v1/messages")) > before, "the /v1/messages record")
-    status, prompt_tokens, completion_tokens, _ = records(kind_gateway, "/v1/messages")[-1]
-    assert status == 200 and prompt_tokens > 0 and completion_tokens > 0
+    request_id = raw.headers["x-request-id"]
+
+    def record():
+        with sqlite3.connect(kind_gateway.database) as db:
+            return db.execute(
+                "SELECT route, status, prompt_tokens, completion_tokens FROM usage_records WHERE request_id = ?", (request_id,)
+            ).fetchone()
+
+    route, status, prompt_tokens, completion_tokens = wait_until(record, "the /v1/messages record")
+    assert route == "/v1/messages" and status == 200 and prompt_tokens > 0 and completion_tokens > 0
 
 
 # --- OpenAI Responses -----------------------------------------------------------------------------
@@ -269,3 +268,46 @@ def test_a_client_leaving_mid_stream_cancels_the_upstream_call(procs, route):
         lines = r.iter_lines()
         next(lines)  # the stream has started
     wait_until(lambda: mock.stats()["streams_cancelled"] >= 1, "the upstream stream to be cancelled")
+
+
+# --- The cache replays each protocol --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cached_gateway(module_procs):
+    mock = module_procs.start_mock()
+    gw = module_procs.start_gateway(upstream=mock.url)
+    gw.mock = mock
+    return gw
+
+
+def test_messages_cache_hit_replays_as_a_stream_and_whole(cached_gateway):
+    prompt = f"cache me claude {nonce()}"
+    body = {"model": CHAT_MODEL, "max_tokens": 100, "messages": [{"role": "user", "content": prompt}]}
+    with httpx.stream("POST", f"{cached_gateway.url}/v1/messages", json=body | {"stream": True}, timeout=30) as first:
+        assert first.headers["x-cache"] == "MISS"
+        list(first.iter_lines())
+    client = anthropic.Anthropic(base_url=cached_gateway.url, api_key="x", max_retries=0)
+    with client.messages.stream(**body) as replayed:
+        text = "".join(replayed.text_stream)
+        final = replayed.get_final_message()
+    assert text == expected_reply(prompt)
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0
+    whole = client.messages.with_raw_response.create(**body)
+    assert whole.headers["x-cache"] == "HIT"
+    message = whole.parse()
+    assert message.content[0].text == expected_reply(prompt)
+    assert message.id.startswith("msg_") and message.id != final.id
+    assert cached_gateway.mock.stats()["requests"].get("/api/chat", 0) >= 1
+
+
+def test_responses_cache_hit_replays_as_a_stream(cached_gateway):
+    prompt = f"cache me codex {nonce()}"
+    client = openai.OpenAI(base_url=cached_gateway.v1, api_key="x", max_retries=0)
+    first = client.responses.with_raw_response.create(model=CHAT_MODEL, input=prompt)
+    assert first.headers["x-cache"] == "MISS"
+    events = list(client.responses.create(model=CHAT_MODEL, input=prompt, stream=True))
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].type == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == expected_reply(prompt)
+    assert events[-1].response.id != first.parse().id

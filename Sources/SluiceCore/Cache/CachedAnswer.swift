@@ -7,18 +7,24 @@ public enum CachedAnswer: Sendable, Equatable {
     case generation(CachedGeneration)
     /// Answers that never stream (embeddings), kept as the bytes that were sent.
     case raw([UInt8])
+    /// An answer of the canonical model (Anthropic Messages, Responses), re-encoded for each replay, streamed or not.
+    case canonical(Generation.Answer)
 
     /// Approximate memory held, for the cache's byte bound.
     public var cost: Int {
         switch self {
         case .generation(let g): g.cost
         case .raw(let bytes): bytes.count + 64
+        case .canonical(let answer): answer.approximateBytes
         }
     }
 
     public var usage: Usage? {
-        if case .generation(let g) = self { return g.usage }
-        return nil
+        switch self {
+        case .generation(let g): g.usage
+        case .canonical(let answer): answer.usage.openAI
+        case .raw: nil
+        }
     }
 }
 

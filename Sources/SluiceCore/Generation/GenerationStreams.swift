@@ -34,11 +34,16 @@ public struct CanonicalStreamTranslator<Decoder: GenerationStreamDecoder, Encode
     private var decoder: Decoder
     private var encoder: Encoder
     private var deltas: [Generation.Delta] = []
+    /// Present only when the answer is wanted for the cache: building it copies every delta's text.
+    private var builder: Generation.AnswerBuilder?
 
-    public init(decoder: Decoder, encoder: Encoder) {
+    public init(decoder: Decoder, encoder: Encoder, collectsAnswer: Bool = false) {
         self.decoder = decoder
         self.encoder = encoder
+        self.builder = collectsAnswer ? Generation.AnswerBuilder() : nil
     }
+
+    public var canonicalAnswer: Generation.Answer? { builder?.answer }
 
     public mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
         deltas.removeAll(keepingCapacity: true)
@@ -69,6 +74,7 @@ public struct CanonicalStreamTranslator<Decoder: GenerationStreamDecoder, Encode
             default:
                 break
             }
+            builder?.observe(delta)
             encoder.write(delta, into: &output)
         }
     }

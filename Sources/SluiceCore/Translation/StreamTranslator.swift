@@ -19,10 +19,14 @@ public protocol StreamTranslator: Sendable {
     func failureFrame(for error: APIError) -> ByteBuffer
     /// Completion tokens guessed from the stream when the upstream reported no usage; nil when it cannot guess.
     var estimatedCompletionTokens: Int? { get }
+    /// The whole answer in the canonical model, once the stream finished cleanly, when the translator collects it
+    /// (for the cache); nil otherwise.
+    var canonicalAnswer: Generation.Answer? { get }
 }
 
 extension StreamTranslator {
     public var estimatedCompletionTokens: Int? { nil }
+    public var canonicalAnswer: Generation.Answer? { nil }
 }
 
 /// Failure frame of OpenAI-style SSE streams: an `error` event with the error body, and no `[DONE]`.

@@ -31,15 +31,18 @@ extension Gateway {
         try applyAlias(to: &generation.model, body: &body)
         let call = Call(
             route: "/v1/messages", cacheFamily: "messages", format: nil, body: body, model: generation.model,
-            streaming: generation.stream, includeUsage: true, cacheable: false, idPrefix: "msg")
+            streaming: generation.stream, includeUsage: true, cacheable: cacheable(generation), idPrefix: "msg",
+            surface: .anthropicMessages)
         let headers = Self.anthropicHeaders(request.headers)
+        let collects = cache != nil && call.cacheable
         return try await serve(call, requestedModel: requested, request: request, context: context) { [generation, body] upstream, _ in
             if let anthropic = upstream as? AnthropicUpstream {
-                return try await anthropic.messages(rawBody: body, streams: generation.stream, headers: headers, logger: context.logger)
+                return try await anthropic.messages(
+                    rawBody: body, streams: generation.stream, headers: headers, collectsAnswer: collects, logger: context.logger)
             }
             let identity = surfaceIdentity(.anthropicMessages)
             let reply = try await upstream.generation(generation, identity: identity, logger: context.logger)
-            return encode(reply, for: .anthropicMessages, model: generation.model, identity: identity)
+            return encode(reply, for: .anthropicMessages, model: generation.model, identity: identity, collectsAnswer: collects)
         }
     }
 
@@ -73,35 +76,74 @@ extension Gateway {
         try applyAlias(to: &generation.model, body: &body)
         let call = Call(
             route: "/v1/responses", cacheFamily: "responses", format: nil, body: body, model: generation.model,
-            streaming: generation.stream, includeUsage: true, cacheable: false, idPrefix: "resp")
+            streaming: generation.stream, includeUsage: true, cacheable: cacheable(generation), idPrefix: "resp",
+            surface: .openAIResponses)
+        let collects = cache != nil && call.cacheable
         return try await serve(call, requestedModel: requested, request: request, context: context) { [generation] upstream, _ in
             let identity = surfaceIdentity(.openAIResponses)
             let reply = try await upstream.generation(generation, identity: identity, logger: context.logger)
-            return encode(reply, for: .openAIResponses, model: generation.model, identity: identity)
+            return encode(reply, for: .openAIResponses, model: generation.model, identity: identity, collectsAnswer: collects)
         }
     }
 
     /// A canonical reply in the surface's wire format; the gateway's id and the client's model name win over the
     /// upstream's, so a client sees the same shape whichever upstream answered.
-    func encode(_ reply: GenerationReply, for surface: GenerationSurface, model: String, identity: ResponseIdentity) -> UpstreamReply {
+    func encode(
+        _ reply: GenerationReply, for surface: GenerationSurface, model: String, identity: ResponseIdentity, collectsAnswer: Bool
+    ) -> UpstreamReply {
         switch reply {
         case .answer(var answer):
             answer.id = identity.id
             answer.model = model
-            let body =
-                switch surface {
-                case .anthropicMessages: AnthropicMessages.encodeAnswer(answer)
-                case .openAIResponses: OpenAIResponses.encodeAnswer(answer, createdAt: identity.created)
-                }
-            return .complete(body: body, usage: answer.usage.openAI)
+            return .generated(body: encodeAnswer(answer, for: surface, identity: identity), answer: answer)
         case .stream(let body, let decoder):
-            let encoder: any GenerationStreamEncoder =
-                switch surface {
-                case .anthropicMessages: AnthropicMessages.StreamEncoder(id: identity.id, model: model)
-                case .openAIResponses: OpenAIResponses.StreamEncoder(id: identity.id, model: model, createdAt: identity.created)
-                }
-            return .stream(UpstreamStream(body: body, translator: canonicalTranslator(decoder: decoder, encoder: encoder)))
+            let encoder = streamEncoder(for: surface, model: model, identity: identity)
+            return .stream(
+                UpstreamStream(body: body, translator: canonicalTranslator(decoder: decoder, encoder: encoder, collectsAnswer: collectsAnswer)))
         }
+    }
+
+    func encodeAnswer(_ answer: Generation.Answer, for surface: GenerationSurface, identity: ResponseIdentity) -> ByteBuffer {
+        switch surface {
+        case .anthropicMessages: AnthropicMessages.encodeAnswer(answer)
+        case .openAIResponses: OpenAIResponses.encodeAnswer(answer, createdAt: identity.created)
+        }
+    }
+
+    func streamEncoder(for surface: GenerationSurface, model: String, identity: ResponseIdentity) -> any GenerationStreamEncoder {
+        switch surface {
+        case .anthropicMessages: AnthropicMessages.StreamEncoder(id: identity.id, model: model)
+        case .openAIResponses: OpenAIResponses.StreamEncoder(id: identity.id, model: model, createdAt: identity.created)
+        }
+    }
+
+    /// A cached canonical answer, with a fresh id, as the call's surface writes it: whole, or as a stream of its
+    /// events, whichever way the answer was first delivered.
+    func replay(_ cached: Generation.Answer, call: Call, context: SluiceRequestContext) -> Response {
+        guard let surface = call.surface else {
+            return Response(status: .internalServerError)
+        }
+        let identity = surfaceIdentity(surface)
+        var answer = cached
+        answer.id = identity.id
+        answer.model = call.model
+        guard call.streaming else {
+            return Response(
+                status: .ok, headers: [.contentType: "application/json", .xCache: "HIT"],
+                body: .init(byteBuffer: encodeAnswer(answer, for: surface, identity: identity)))
+        }
+        var encoder = streamEncoder(for: surface, model: call.model, identity: identity)
+        var out = ByteBuffer()
+        for delta in answer.deltas { encoder.write(delta, into: &out) }
+        return Response(
+            status: .ok, headers: [.contentType: encoder.contentType, .cacheControl: "no-cache", .xCache: "HIT"],
+            body: .init(byteBuffer: out))
+    }
+
+    /// Whether an answer to this request may be shared: one answer, and deterministic enough for the cache policy.
+    /// A Responses request that continues or stores a conversation is tied to its key's history, so it is not shared.
+    func cacheable(_ request: Generation.Request) -> Bool {
+        request.previousResponseID == nil && deterministicEnough(temperature: request.sampling.temperature, seed: request.sampling.seed)
     }
 
     /// `msg_…` or `resp_…` and 24 random letters and digits.

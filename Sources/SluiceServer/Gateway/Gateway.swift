@@ -75,6 +75,8 @@ public struct Gateway: Sendable {
         /// False when the request asks for something a cache must not answer (n > 1, sampling without a seed).
         var cacheable: Bool
         var idPrefix: String
+        /// The canonical surface that answers this call (Anthropic Messages, Responses); nil for the chat-era routes.
+        var surface: GenerationSurface? = nil
     }
 
     // MARK: OpenAI API
@@ -350,6 +352,8 @@ public struct Gateway: Sendable {
         switch answer {
         case .raw(let bytes):
             return Response(status: .ok, headers: [.contentType: "application/json", .xCache: "HIT"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        case .canonical(let answer):
+            return replay(answer, call: call, context: context)
         case .generation(let generation):
             let format = call.format ?? .openAIChat
             let createdAt = Timestamp.rfc3339(now())
@@ -442,7 +446,10 @@ public struct Gateway: Sendable {
             context.trace.update { $0.upstream = upstream.endpoint.name }
             do {
                 let reply = try await measured(upstream, fetch)
-                if case .complete = reply { lease.end(.success) }
+                switch reply {
+                case .complete, .generated: lease.end(.success)
+                case .stream: break
+                }
                 return (reply, upstream, lease)
             } catch let error as APIError where Self.retryableCodes.contains(error.code) {
                 lease.end(.failure)
@@ -500,6 +507,13 @@ public struct Gateway: Sendable {
                     ticket.finish(.raw(Array(body.readableBytesView)))
                 }
             }
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
+        case .generated(let body, let answer):
+            context.trace.update {
+                $0.usage = answer.usage.openAI
+                $0.firstByteAt = .now
+            }
+            ticket?.finish(.canonical(answer))
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
         case .stream(let stream):
             let collector = ticket != nil ? call?.format.map { AnswerCollector(format: $0, streaming: true) } : nil
@@ -605,6 +619,8 @@ public struct Gateway: Sendable {
             lease?.end(.success)
             if var collector, let generation = collector.answer() {
                 answer = .generation(generation.withTemplate(format: collector.format, model: model))
+            } else if ticket != nil, let canonical = translator.canonicalAnswer {
+                answer = .canonical(canonical)
             }
         }
         try await writer.finish(nil)

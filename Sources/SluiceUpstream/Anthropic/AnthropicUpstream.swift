@@ -20,13 +20,16 @@ public struct AnthropicUpstream: UpstreamProvider, GenerationUpstream {
     }
 
     /// `/v1/messages` as the client sent it, with the client's `anthropic-version` and `anthropic-beta` headers.
-    public func messages(rawBody: ByteBuffer, streams: Bool, headers: [(String, String)], logger: Logger) async throws -> UpstreamReply {
+    public func messages(
+        rawBody: ByteBuffer, streams: Bool, headers: [(String, String)], collectsAnswer: Bool, logger: Logger
+    ) async throws -> UpstreamReply {
         if streams {
             let response = try await http.send(.POST, "/v1/messages", body: rawBody, headers: headers, logger: logger)
-            return .stream(UpstreamStream(body: response.body, translator: AnthropicStreamPassthrough()))
+            return .stream(UpstreamStream(body: response.body, translator: AnthropicStreamPassthrough(collectsAnswer: collectsAnswer)))
         }
-        let answer = try await http.sendCollecting(.POST, "/v1/messages", body: rawBody, headers: headers, logger: logger)
-        return .complete(body: answer, usage: (try? AnthropicMessages.decodeAnswer(answer))?.usage.openAI)
+        let body = try await http.sendCollecting(.POST, "/v1/messages", body: rawBody, headers: headers, logger: logger)
+        guard let answer = try? AnthropicMessages.decodeAnswer(body) else { return .complete(body: body, usage: nil) }
+        return .generated(body: body, answer: answer)
     }
 
     /// `/v1/messages/count_tokens`, passed through.
@@ -96,8 +99,13 @@ public struct AnthropicStreamPassthrough: StreamTranslator {
     public private(set) var usage: Usage?
     private var decoder = AnthropicMessages.StreamDecoder()
     private var deltas: [Generation.Delta] = []
+    private var builder: Generation.AnswerBuilder?
 
-    public init() {}
+    public init(collectsAnswer: Bool = false) {
+        builder = collectsAnswer ? Generation.AnswerBuilder() : nil
+    }
+
+    public var canonicalAnswer: Generation.Answer? { builder?.answer }
 
     public mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
         var copy = input
@@ -117,6 +125,7 @@ public struct AnthropicStreamPassthrough: StreamTranslator {
 
     private mutating func note() {
         for delta in deltas {
+            builder?.observe(delta)
             switch delta {
             case .messageStart(_, _, let counts?), .finish(_, _, let counts?): usage = counts.openAI
             default: break
