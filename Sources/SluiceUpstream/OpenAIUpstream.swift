@@ -43,6 +43,21 @@ public struct OpenAIUpstream: UpstreamProvider {
     }
 
 
+    /// `/v1/responses` as the client sent it, for an upstream that serves the Responses API itself.
+    public func responses(rawBody: ByteBuffer, streams: Bool, logger: Logger) async throws -> UpstreamReply {
+        if streams {
+            let response = try await http.send(.POST, "/v1/responses", body: rawBody, logger: logger)
+            return .stream(UpstreamStream(body: response.body, translator: ResponsesStreamPassthrough()))
+        }
+        let answer = try await http.sendCollecting(.POST, "/v1/responses", body: rawBody, logger: logger)
+        return .complete(body: answer, usage: ResponsesStreamPassthrough.usage(in: (try? JSONDecoder().decode(JSONValue.self, from: answer))?["usage"]))
+    }
+
+    /// `GET` or `DELETE /v1/responses/{id}`, passed through.
+    public func storedResponse(_ method: HTTPMethod, id: String, logger: Logger) async throws -> ByteBuffer {
+        try await http.sendCollecting(method, "/v1/responses/" + id, body: nil, logger: logger)
+    }
+
     private func forward(_ path: String, _ body: ByteBuffer, streams: Bool, logger: Logger) async throws -> UpstreamReply {
         if streams {
             let response = try await http.send(.POST, path, body: body, logger: logger)
@@ -50,5 +65,53 @@ public struct OpenAIUpstream: UpstreamProvider {
         }
         let answer = try await http.sendCollecting(.POST, path, body: body, logger: logger)
         return .complete(body: answer, usage: Usage(inAnswer: answer))
+    }
+}
+
+/// Responses API SSE passed through untouched, watched for the usage of its terminal event and for a clean end:
+/// a body that ends before `response.completed`, `response.incomplete` or `response.failed` is a truncation.
+public struct ResponsesStreamPassthrough: StreamTranslator {
+    public let contentType = "text/event-stream"
+    public private(set) var usage: Usage?
+    private var decoder = SSEDecoder()
+    private var ended = false
+
+    public init() {}
+
+    public mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
+        var copy = input
+        output.writeBuffer(&copy)
+        let events: [ServerSentEvent]
+        do {
+            events = try decoder.feed(input)
+        } catch {
+            throw APIError.upstreamFailed("The upstream sent a stream that could not be read.")
+        }
+        for event in events { note(event) }
+    }
+
+    public mutating func finish(into output: inout ByteBuffer) throws(APIError) {
+        guard ended else { throw APIError.upstreamFailed("The upstream's stream ended before the response was complete.") }
+    }
+
+    public func failureFrame(for error: APIError) -> ByteBuffer {
+        var encoder = OpenAIResponses.StreamEncoder(id: "resp_failed", model: "", createdAt: 0)
+        var out = ByteBuffer()
+        encoder.write(.error(error), into: &out)
+        return out
+    }
+
+    private mutating func note(_ event: ServerSentEvent) {
+        guard let name = event.event, name == "response.completed" || name == "response.incomplete" || name == "response.failed"
+        else { return }
+        ended = true
+        let value = try? JSONDecoder().decode(JSONValue.self, from: Data(event.data.utf8))
+        usage = Self.usage(in: value?["response"]?["usage"]) ?? usage
+    }
+
+    /// A Responses `usage` object (`input_tokens`, `output_tokens`) as the gateway's usage.
+    static func usage(in value: JSONValue?) -> Usage? {
+        guard case .int(let input)? = value?["input_tokens"], case .int(let output)? = value?["output_tokens"] else { return nil }
+        return Usage(promptTokens: input, completionTokens: output)
     }
 }

@@ -22,6 +22,9 @@ public struct UpstreamEndpoint: Sendable, Equatable {
     /// Models this upstream serves; empty means any.
     public var models: [String]
     public var weight: Int
+    /// An `openai` upstream that serves the Responses API itself (`responses: true`): `/v1/responses` passes through
+    /// to it unchanged, stored conversations included, instead of going through chat completions.
+    public var servesResponses = false
 
     public init(name: String, baseURL: String, kind: UpstreamKind, apiKey: String? = nil, models: [String] = [], weight: Int = 1) {
         self.name = name

@@ -85,6 +85,31 @@ import Testing
         #expect(!summary.contains("sk-upstream-secret"))
     }
 
+    @Test func anthropicKindAndResponsesPassThrough() throws {
+        let dir = try scratch([
+            "c.yaml": """
+                upstreams:
+                  - url: https://api.anthropic.example
+                    kind: anthropic
+                    api_key: sk-ant-secret
+                  - url: https://api.example.com
+                    kind: openai
+                    responses: true
+                """,
+            "bad.yaml": "upstreams:\n  - url: http://127.0.0.1:11434\n    kind: ollama\n    responses: true\n",
+        ])
+        func load(_ name: String) throws -> GatewayConfiguration {
+            try ConfigurationLoader(flags: ["config": dir.appendingPathComponent(name).path], environment: [:], dotEnvPath: nil).load()
+        }
+        let config = try load("c.yaml")
+        #expect(config.upstreams[0].kind == .anthropic)
+        #expect(!config.upstreams[0].servesResponses)
+        #expect(config.upstreams[1].servesResponses)
+        #expect(!String(describing: config.redactedSummary).contains("sk-ant-secret"))
+        // Only an OpenAI upstream can serve the Responses API itself.
+        #expect(throws: ConfigurationError.self) { try load("bad.yaml") }
+    }
+
     @Test func aliasesFromFile() throws {
         let dir = try scratch([
             "c.yaml": "aliases:\n  gpt-4o-mini: llama3.2\n",

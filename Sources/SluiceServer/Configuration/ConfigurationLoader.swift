@@ -202,7 +202,14 @@ public struct ConfigurationLoader: Sendable {
                 weight = parsed
             }
             let name = (item["name"] as? String) ?? "upstream-\(i)"
-            out.append(UpstreamEndpoint(name: name, baseURL: url, kind: kind, apiKey: item["api_key"] as? String, models: models, weight: weight))
+            var endpoint = UpstreamEndpoint(name: name, baseURL: url, kind: kind, apiKey: item["api_key"] as? String, models: models, weight: weight)
+            if let value = item["responses"] {
+                guard let serves = value as? Bool, !serves || kind == .openai else {
+                    throw ConfigurationError("upstreams[\(i)].responses in \(path) must be true or false, and only an openai upstream serves the Responses API")
+                }
+                endpoint.servesResponses = serves
+            }
+            out.append(endpoint)
         }
         return out
     }

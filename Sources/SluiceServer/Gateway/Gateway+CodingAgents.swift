@@ -79,7 +79,10 @@ extension Gateway {
             streaming: generation.stream, includeUsage: true, cacheable: cacheable(generation), idPrefix: "resp",
             surface: .openAIResponses)
         let collects = cache != nil && call.cacheable
-        return try await serve(call, requestedModel: requested, request: request, context: context) { [generation] upstream, _ in
+        return try await serve(call, requestedModel: requested, request: request, context: context) { [generation, body] upstream, _ in
+            if let openAI = upstream as? OpenAIUpstream, openAI.endpoint.servesResponses {
+                return try await openAI.responses(rawBody: body, streams: generation.stream, logger: context.logger)
+            }
             let identity = surfaceIdentity(.openAIResponses)
             let reply = try await upstream.generation(generation, identity: identity, logger: context.logger)
             return encode(reply, for: .openAIResponses, model: generation.model, identity: identity, collectsAnswer: collects)
