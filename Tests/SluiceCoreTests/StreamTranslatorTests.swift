@@ -161,6 +161,31 @@ struct UsageEstimateTests {
         #expect(translator.estimatedCompletionTokens == 2)
     }
 
+    /// llama.cpp's server ends a complete answer without `[DONE]`: a finish reason, then a clean end, is complete.
+    @Test func aCleanEndAfterAFinishReasonIsCompleteAndGetsDone() throws {
+        let body = """
+            data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}
+
+            data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}
+
+            data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}
+
+
+            """
+        var translator = OpenAIStreamPassthrough()
+        let out = try run(&translator, body, pieceSize: 7)
+        #expect(out.hasSuffix("data: [DONE]\n\n"))
+        #expect(translator.usage == Usage(promptTokens: 3, completionTokens: 1))
+    }
+
+    @Test func aCleanEndBeforeAnyFinishReasonIsATruncation() throws {
+        var translator = OpenAIStreamPassthrough()
+        var out = ByteBuffer()
+        try translator.translate(
+            ByteBuffer(string: "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n"), into: &out)
+        #expect(throws: APIError.self) { try translator.finish(into: &out) }
+    }
+
     @Test func noEstimateForAnUnfinishedStream() throws {
         var translator = OpenAIStreamPassthrough()
         var out = ByteBuffer()

@@ -262,6 +262,8 @@ public struct OpenAIStreamPassthrough: StreamTranslator {
     public private(set) var usage: Usage?
     private var decoder = SSEDecoder()
     private var complete = false
+    /// A choice carried a finish reason: the answer is whole even if `[DONE]` never comes.
+    private var finished = false
     /// Data chunks passed through; OpenAI-style servers send about one token per chunk.
     private var chunks = 0
 
@@ -289,6 +291,11 @@ public struct OpenAIStreamPassthrough: StreamTranslator {
                 continue
             }
             chunks += 1
+            if !finished, event.data.contains("\"finish_reason\""), !event.data.contains("\"finish_reason\":null"),
+                !event.data.contains("\"finish_reason\": null")
+            {
+                finished = true
+            }
             if event.data.contains("\"usage\""),
                 let probe = try? JSONDecoder().decode(UsageProbe.self, from: Data(event.data.utf8)), let u = probe.usage
             {
@@ -298,7 +305,13 @@ public struct OpenAIStreamPassthrough: StreamTranslator {
     }
 
     public mutating func finish(into output: inout ByteBuffer) throws(APIError) {
-        if !complete { throw .truncatedStream }
+        guard !complete else { return }
+        // llama.cpp's server and others end a complete answer without `[DONE]`: after a finish reason the body's
+        // clean end is the answer's end, and the client gets the terminator its SDK waits for. Before any finish
+        // reason it is still a truncation.
+        guard finished else { throw .truncatedStream }
+        complete = true
+        SSEEncoder.write(ServerSentEvent(data: "[DONE]"), into: &output)
     }
 
     public func failureFrame(for error: APIError) -> ByteBuffer { sseFailureFrame(for: error) }
