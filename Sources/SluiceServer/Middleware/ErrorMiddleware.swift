@@ -84,10 +84,19 @@ enum ErrorDialect {
     case openAI
     /// `{"type":"error","error":{"type","message"}}`, with Anthropic's type per status.
     case anthropic
+    /// `{"error":"…"}`, as Ollama answers.
+    case ollama
 
-    /// The Anthropic Messages routes answer as Anthropic does, whatever refused the request (a key, a limit, a body).
+    /// Each route answers errors as its own API does, whatever refused the request (a key, a limit, a body): the
+    /// Anthropic Messages routes as Anthropic, Ollama's native routes as Ollama, the rest as OpenAI.
     init(path: String) {
-        self = path.hasPrefix("/v1/messages") ? .anthropic : .openAI
+        if path.hasPrefix("/v1/messages") {
+            self = .anthropic
+        } else if path.hasPrefix("/api/") {
+            self = .ollama
+        } else {
+            self = .openAI
+        }
     }
 }
 
@@ -101,6 +110,12 @@ extension APIError {
         case .anthropic:
             var response = response()
             response.body = .init(byteBuffer: AnthropicMessages.errorBody(for: self))
+            return response
+        case .ollama:
+            var response = response()
+            let body = (try? Self.encoder.encodeAsByteBuffer(Ollama.ErrorResponse(error: message), allocator: ByteBufferAllocator()))
+                ?? ByteBuffer(string: "{}")
+            response.body = .init(byteBuffer: body)
             return response
         }
     }
