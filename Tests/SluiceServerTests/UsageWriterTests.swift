@@ -19,6 +19,9 @@ final class FakeUsageStore: GatewayStore {
         var rowsReceived = 0
         /// How many records each delete call removed, in order.
         var deletes: [Int] = []
+        var responses: [String: StoredResponse] = [:]
+        /// How many responses each expired-response delete call removed, in order.
+        var responseDeletes: [Int] = []
     }
 
     private struct Waiter {
@@ -37,6 +40,12 @@ final class FakeUsageStore: GatewayStore {
 
     func setFailing(_ failing: Bool) {
         update { $0.failing = failing }
+    }
+
+    func seed(responses: [StoredResponse]) {
+        update { snapshot in
+            for response in responses { snapshot.responses[response.id] = response }
+        }
     }
 
     func seed(_ records: [UsageRecord]) {
@@ -99,6 +108,20 @@ final class FakeUsageStore: GatewayStore {
         }
     }
 
+    func deleteExpiredResponses(before: Double, limit: Int) async throws -> Int {
+        await Task.yield()
+        return update { snapshot in
+            let old = snapshot.responses.values.filter { $0.expiresAt < before }.sorted { $0.expiresAt < $1.expiresAt }
+                .prefix(limit)
+            for response in old { snapshot.responses[response.id] = nil }
+            snapshot.responseDeletes.append(old.count)
+            return old.count
+        }
+    }
+
+    func saveResponse(_ response: StoredResponse) async throws { update { $0.responses[response.id] = response } }
+    func response(id: String, keyID: String?, now: Double) async throws -> StoredResponse? { nil }
+    func deleteResponse(id: String, keyID: String?) async throws -> Bool { false }
     func migrate() async throws {}
     func insertKey(_ key: APIKeyRecord) async throws { throw StoreError("unused") }
     func key(hash: String) async throws -> APIKeyRecord? { nil }
