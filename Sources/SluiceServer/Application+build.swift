@@ -103,12 +103,11 @@ public func buildApplication(
         let keySync = KeyDirectorySync(directory: directory, store: store, logger: logger, now: dependencies.now)
         services.append(keySync)
         sync = keySync
-        if configuration.retentionDays > 0 {
-            services.append(
-                RetentionService(
-                    store: store, retentionDays: configuration.retentionDays, logger: logger, metrics: dependencies.metrics,
-                    now: dependencies.now))
-        }
+        // Even with usage retention off (0 days), stored responses expire and are deleted.
+        services.append(
+            RetentionService(
+                store: store, retentionDays: configuration.retentionDays, logger: logger, metrics: dependencies.metrics,
+                now: dependencies.now))
     }
 
     let pool = UpstreamPool(upstreams: upstreams, metrics: dependencies.metrics, limits: configuration.upstreamLimits, now: dependencies.now)

@@ -74,7 +74,7 @@ public struct UsageBreakdown: Sendable, Equatable {
     }
 }
 
-/// Persistence of keys and usage records. SQLite and PostgreSQL implement it identically.
+/// Persistence of keys, usage records and stored Responses API answers. SQLite and PostgreSQL implement it identically.
 ///
 /// Every method may throw `StoreError`; callers treat the store as possibly unavailable.
 public protocol GatewayStore: Sendable {
@@ -117,6 +117,18 @@ public protocol GatewayStore: Sendable {
     func spend(keyIDs: [String]) async throws -> [String: Double]
     /// Deletes at most `limit` records older than `before`; returns how many it deleted.
     func deleteUsage(before: Double, limit: Int) async throws -> Int
+
+    /// Keeps a Responses API answer until its `expiresAt`. Throws when a response with this id exists already.
+    func saveResponse(_ response: StoredResponse) async throws
+    /// The stored response with this id, made by `keyID` (nil: an anonymous caller) and not yet expired at `now`
+    /// (Unix seconds). Nil when there is none, when it expired, or when another key made it: a NULL-key response
+    /// belongs to anonymous callers only, and a keyed one is never visible to anonymous callers.
+    func response(id: String, keyID: String?, now: Double) async throws -> StoredResponse?
+    /// Deletes the response with this id if `keyID` made it (same ownership rule as reading); returns whether it
+    /// deleted one. A response expired but not yet pruned is still its owner's to delete.
+    func deleteResponse(id: String, keyID: String?) async throws -> Bool
+    /// Deletes at most `limit` responses whose `expiresAt` is before `before`; returns how many it deleted.
+    func deleteExpiredResponses(before: Double, limit: Int) async throws -> Int
 
     /// Closes connections.
     func close() async throws

@@ -34,6 +34,7 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("tls-key"), help: "PEM private key for HTTPS.") var tlsKey: String?
     @Option(name: .customLong("shutdown-grace"), help: "How long shutdown waits for in-flight requests (default 10s).") var shutdownGrace: String?
     @Option(name: .customLong("retention-days"), help: "Delete usage records older than this many days (0 = keep; default 90).") var retentionDays: String?
+    @Option(name: .customLong("response-retention"), help: "How long responses stored for previous_response_id are kept (default 30d).") var responseRetention: String?
     @Option(name: .customLong("record-usage"), help: "Write a usage record for every request (default true).") var recordUsage: String?
     @Option(name: .customLong("reference-model"), help: "Hosted model local traffic is priced against for savings (default gpt-4o-mini).") var referenceModel: String?
     @Option(name: .customLong("breaker-failures"), help: "Consecutive upstream failures that open its circuit breaker (default 3).") var breakerFailures: String?
@@ -63,7 +64,8 @@ struct ConfigOptions: ParsableArguments {
             ("max-body-bytes", maxBodyBytes), ("upstream-timeout", upstreamTimeout), ("connect-timeout", connectTimeout),
             ("idle-timeout", idleTimeout), ("cors-origins", corsOrigins), ("log-level", logLevel), ("log-file", logFile),
             ("log-bodies", logBodies), ("store-bodies", storeBodies), ("tls-cert", tlsCert), ("tls-key", tlsKey),
-            ("shutdown-grace", shutdownGrace), ("retention-days", retentionDays), ("reference-model", referenceModel),
+            ("shutdown-grace", shutdownGrace), ("retention-days", retentionDays), ("response-retention", responseRetention),
+            ("reference-model", referenceModel),
             ("breaker-failures", breakerFailures), ("breaker-cooldown", breakerCooldown), ("probe-interval", probeInterval),
             ("upstream-max-inflight", upstreamMaxInflight), ("upstream-queue", upstreamQueue), ("upstream-queue-timeout", upstreamQueueTimeout),
             ("record-usage", recordUsage),

@@ -204,6 +204,44 @@ import Testing
         }
     }
 
+    @Test func responseRetentionHasADefaultAndAllForms() throws {
+        let defaults = try ConfigurationLoader(flags: [:], environment: [:], dotEnvPath: nil).load()
+        #expect(defaults.responseRetention == .seconds(30 * 86_400))
+        #expect(defaults.redactedSummary["response_retention"] == .string("\(Duration.seconds(30 * 86_400))"))
+
+        let dir = try scratch(["c.yaml": "response_retention: 7d\n", ".env": "SLUICE_RESPONSE_RETENTION=2h\n"])
+        let file = try ConfigurationLoader(
+            flags: ["config": dir.appendingPathComponent("c.yaml").path], environment: [:], dotEnvPath: nil
+        ).load()
+        #expect(file.responseRetention == .seconds(7 * 86_400))
+        let dotEnv = try ConfigurationLoader(
+            flags: [:], environment: [:], dotEnvPath: dir.appendingPathComponent(".env").path
+        ).load()
+        #expect(dotEnv.responseRetention == .seconds(7_200))
+        let environment = try ConfigurationLoader(
+            flags: ["config": dir.appendingPathComponent("c.yaml").path], environment: ["SLUICE_RESPONSE_RETENTION": "1d12h"],
+            dotEnvPath: nil
+        ).load()
+        #expect(environment.responseRetention == .seconds(36 * 3_600))
+        let flag = try ConfigurationLoader(
+            flags: ["response-retention": "90m"], environment: ["SLUICE_RESPONSE_RETENTION": "1d"], dotEnvPath: nil
+        ).load()
+        #expect(flag.responseRetention == .seconds(5_400))
+        #expect(flag.redactedSummary["response_retention"] == .string("5400.0 seconds"))
+    }
+
+    /// Zero would store every response already expired, so `store: true` would keep nothing without saying so.
+    @Test func responseRetentionIsValidated() {
+        for value in ["0", "0s", "forever", "-1d", "200000d"] {
+            do {
+                _ = try ConfigurationLoader(flags: [:], environment: ["SLUICE_RESPONSE_RETENTION": value], dotEnvPath: nil).load()
+                Issue.record("response-retention=\(value) was accepted")
+            } catch {
+                #expect(error.description.contains("response-retention"))
+            }
+        }
+    }
+
     @Test func defaultMaxConnectionsLeavesRoomUnderTheDescriptorLimit() {
         var limit = rlimit()
         #if os(Linux)

@@ -19,6 +19,9 @@ final class FakeUsageStore: GatewayStore {
         var rowsReceived = 0
         /// How many records each delete call removed, in order.
         var deletes: [Int] = []
+        var responses: [String: StoredResponse] = [:]
+        /// How many responses each expired-response delete call removed, in order.
+        var responseDeletes: [Int] = []
     }
 
     private struct Waiter {
@@ -37,6 +40,12 @@ final class FakeUsageStore: GatewayStore {
 
     func setFailing(_ failing: Bool) {
         update { $0.failing = failing }
+    }
+
+    func seed(responses: [StoredResponse]) {
+        update { snapshot in
+            for response in responses { snapshot.responses[response.id] = response }
+        }
     }
 
     func seed(_ records: [UsageRecord]) {
@@ -98,6 +107,21 @@ final class FakeUsageStore: GatewayStore {
             return old.count
         }
     }
+
+    func deleteExpiredResponses(before: Double, limit: Int) async throws -> Int {
+        await Task.yield()
+        return update { snapshot in
+            let old = snapshot.responses.values.filter { $0.expiresAt < before }.sorted { $0.expiresAt < $1.expiresAt }
+                .prefix(limit)
+            for response in old { snapshot.responses[response.id] = nil }
+            snapshot.responseDeletes.append(old.count)
+            return old.count
+        }
+    }
+
+    func saveResponse(_ response: StoredResponse) async throws { update { $0.responses[response.id] = response } }
+    func response(id: String, keyID: String?, now: Double) async throws -> StoredResponse? { nil }
+    func deleteResponse(id: String, keyID: String?) async throws -> Bool { false }
 
     func migrate() async throws {}
     func insertKey(_ key: APIKeyRecord) async throws { throw StoreError("unused") }
@@ -391,9 +415,35 @@ struct RetentionServiceTests {
             store: store, retentionDays: 0, initialDelay: .zero, logger: quiet, metrics: GatewayMetrics(), now: { Self.start }
         )
         #expect(try await retention.deleteExpired() == 0)
-        // As a service it only waits for shutdown.
-        try await withRunning([retention], logger: quiet) {}
+        // As a service it still sweeps expired responses, but never usage records.
+        store.seed(responses: [storedResponse("resp_old", expiresAt: Self.start - 1)])
+        try await withRunning([retention], logger: quiet) {
+            await store.waitUntil { $0.responses.isEmpty }
+        }
         #expect(store.snapshot.deletes.isEmpty)
+        #expect(store.snapshot.records.count == 2600)
+    }
+
+    func storedResponse(_ id: String, expiresAt: Double) -> StoredResponse {
+        StoredResponse(
+            id: id, keyID: nil, createdAt: expiresAt - 30 * Self.day, expiresAt: expiresAt, model: "m", inputItems: "[]",
+            outputItems: "[]", response: "{}")
+    }
+
+    @Test func deletesOnlyExpiredResponsesInBatches() async throws {
+        let store = seededStore()
+        store.seed(responses: (0..<250).map { storedResponse("resp_old_\($0)", expiresAt: Self.start - 1 - Double($0)) })
+        store.seed(responses: [storedResponse("resp_now", expiresAt: Self.start), storedResponse("resp_live", expiresAt: Self.start + 1)])
+        let metrics = GatewayMetrics()
+        let retention = RetentionService(
+            store: store, retentionDays: 30, responseBatchSize: 100, logger: quiet, metrics: metrics, now: { Self.start })
+
+        // Expired means before now; the one expiring exactly now goes at the next sweep.
+        #expect(try await retention.deleteExpiredResponses() == 250)
+        #expect(store.snapshot.responseDeletes == [100, 100, 50])
+        #expect(Set(store.snapshot.responses.keys) == ["resp_now", "resp_live"])
+        #expect(metricValue(metrics, "sluice_stored_responses_deleted_total") == 250)
+        // Usage records are a separate sweep with their own period.
         #expect(store.snapshot.records.count == 2600)
     }
 
@@ -404,8 +454,9 @@ struct RetentionServiceTests {
             metrics: GatewayMetrics(), now: { Self.start }
         )
         // Shutdown must end the hour-long wait for the next sweep, or this would hit the time limit.
+        store.seed(responses: [storedResponse("resp_old", expiresAt: Self.start - 1)])
         try await withRunning([retention], logger: quiet) {
-            await store.waitUntil { $0.records.count == 100 }
+            await store.waitUntil { $0.records.count == 100 && $0.responses.isEmpty }
         }
         #expect(store.snapshot.deletes == [1000, 1000, 500])
     }

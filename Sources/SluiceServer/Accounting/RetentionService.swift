@@ -3,16 +3,19 @@ import Logging
 import ServiceLifecycle
 import SluiceStore
 
-/// Deletes usage records older than the retention period, periodically, as a service.
+/// Deletes usage records older than the retention period, and stored responses past their expiry, periodically,
+/// as a service.
 ///
-/// Deletes in small batches so no single statement holds the database for long; with `retentionDays` 0 it keeps
-/// everything and just waits for shutdown (a service that returned early would end the whole group).
+/// Deletes in small batches so no single statement holds the database for long. With `retentionDays` 0 usage
+/// records are kept, but expired responses are still deleted: each carries its own expiry (`response-retention`),
+/// and an expired one is already invisible, so keeping it would only hold users' conversations for nothing.
 public struct RetentionService: Service {
     private let store: any GatewayStore
     private let retentionDays: Int
     private let interval: Duration
     private let initialDelay: Duration
     private let batchSize: Int
+    private let responseBatchSize: Int
     private let logger: Logger
     private let metrics: AccountingMetrics
     private let now: @Sendable () -> Double
@@ -22,18 +25,21 @@ public struct RetentionService: Service {
     ///   - interval: time between sweeps.
     ///   - initialDelay: time before the first sweep, so startup isn't slowed by it.
     ///   - batchSize: records deleted per statement.
-    ///   - metrics: where `sluice_usage_records_deleted_total` is counted.
+    ///   - responseBatchSize: expired responses deleted per statement; smaller than `batchSize` because each holds a
+    ///     whole conversation, so a batch of them is many times the bytes of a batch of records.
+    ///   - metrics: where `sluice_usage_records_deleted_total` and `sluice_stored_responses_deleted_total` are counted.
     ///   - now: the current Unix time in seconds; tests pass a fake clock.
     public init(
         store: any GatewayStore, retentionDays: Int, interval: Duration = .seconds(3600),
-        initialDelay: Duration = .seconds(30), batchSize: Int = 1000, logger: Logger, metrics: GatewayMetrics? = nil,
-        now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+        initialDelay: Duration = .seconds(30), batchSize: Int = 1000, responseBatchSize: Int = 100, logger: Logger,
+        metrics: GatewayMetrics? = nil, now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
     ) {
         self.store = store
         self.retentionDays = max(0, retentionDays)
         self.interval = interval
         self.initialDelay = initialDelay
         self.batchSize = max(1, batchSize)
+        self.responseBatchSize = max(1, responseBatchSize)
         self.logger = logger
         // Without the application's metrics the counts go to a private registry nobody scrapes.
         self.metrics = AccountingMetrics(metrics ?? GatewayMetrics())
@@ -41,21 +47,26 @@ public struct RetentionService: Service {
     }
 
     public func run() async throws {
-        guard retentionDays > 0 else {
-            // Cancellation ends this with CancellationError, which is the group's own doing; nothing to report.
-            try? await gracefulShutdown()
-            return
-        }
         var delay = initialDelay
         while true {
             // Sleeping through cancelWhenGracefulShutdown ends the wait at shutdown instead of after the interval.
             try? await cancelWhenGracefulShutdown { [delay] in try await Task.sleep(for: delay) }
             if Task.isShuttingDownGracefully || Task.isCancelled { return }
+            // Each on its own: a failing usage sweep must not keep expired conversations, nor the reverse.
             do {
                 try await deleteExpired()
             } catch {
                 logger.warning(
                     "Deleting expired usage records failed; will try again next interval",
+                    metadata: ["error": "\(Self.loggable(error))"]
+                )
+            }
+            if Task.isShuttingDownGracefully || Task.isCancelled { return }
+            do {
+                try await deleteExpiredResponses()
+            } catch {
+                logger.warning(
+                    "Deleting expired stored responses failed; will try again next interval",
                     metadata: ["error": "\(Self.loggable(error))"]
                 )
             }
@@ -80,6 +91,25 @@ public struct RetentionService: Service {
         }
         if total > 0 {
             logger.info("Deleted expired usage records", metadata: ["deleted": "\(total)", "retention_days": "\(retentionDays)"])
+        }
+        return total
+    }
+
+    /// Deletes every stored response whose expiry has passed, a batch at a time; returns how many it deleted.
+    /// Stops early, between batches, on shutdown.
+    @discardableResult
+    public func deleteExpiredResponses() async throws -> Int {
+        let cutoff = now()
+        var total = 0
+        while true {
+            let deleted = try await store.deleteExpiredResponses(before: cutoff, limit: responseBatchSize)
+            total += deleted
+            metrics.responsesDeleted.increment(by: deleted)
+            if deleted < responseBatchSize || Task.isShuttingDownGracefully || Task.isCancelled { break }
+            await Task.yield()
+        }
+        if total > 0 {
+            logger.info("Deleted expired stored responses", metadata: ["deleted": "\(total)"])
         }
         return total
     }

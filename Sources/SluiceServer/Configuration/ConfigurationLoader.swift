@@ -31,7 +31,7 @@ public struct ConfigurationLoader: Sendable {
         "cache-scope", "cache-deterministic-only",
         "max-body-bytes", "upstream-timeout", "connect-timeout", "idle-timeout", "cors-origins", "log-level", "log-file",
         "log-bodies", "store-bodies", "tls-cert", "tls-key", "shutdown-grace",
-        "retention-days", "reference-model", "record-usage",
+        "retention-days", "response-retention", "reference-model", "record-usage",
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
         "client-header-timeout", "client-body-timeout", "client-idle-timeout", "max-connections",
         "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes",
@@ -300,6 +300,7 @@ public struct ConfigurationLoader: Sendable {
         c.tlsKey = string("tls-key")
         if let v = try duration("shutdown-grace") { c.shutdownGrace = v }
         if let v = try int("retention-days", 0...36_500) { c.retentionDays = v }
+        if let v = try duration("response-retention") { c.responseRetention = v }
         if let v = string("reference-model") { c.referenceModel = v }
         if let v = try int("breaker-failures", 1...1_000) { c.breakerFailures = v }
         if let v = try duration("breaker-cooldown") { c.breakerCooldown = v }
@@ -331,6 +332,8 @@ public struct ConfigurationLoader: Sendable {
             ("breaker-cooldown", c.breakerCooldown), ("upstream-queue-timeout", c.upstreamQueueTimeout),
             ("client-header-timeout", c.clientHeaderTimeout), ("client-body-timeout", c.clientBodyTimeout),
             ("client-idle-timeout", c.clientIdleTimeout),
+            // Zero would store every response already expired: `store: true` would silently keep nothing.
+            ("response-retention", c.responseRetention),
         ] where d <= .zero {
             throw ConfigurationError("invalid \(name): must be greater than 0")
         }
@@ -378,7 +381,8 @@ extension GatewayConfiguration {
             "log_level": .string(logLevel.rawValue), "log_file": logFile.map { .string($0) } ?? .null,
             "log_bodies": .bool(logBodies), "store_bodies": .bool(storeBodies),
             "tls_cert": tlsCert.map { .string($0) } ?? .null, "tls_key": tlsKey.map { .string($0) } ?? .null,
-            "shutdown_grace": .string("\(shutdownGrace)"), "retention_days": .int(retentionDays), "record_usage": .bool(recordUsage),
+            "shutdown_grace": .string("\(shutdownGrace)"), "retention_days": .int(retentionDays),
+            "response_retention": .string("\(responseRetention)"), "record_usage": .bool(recordUsage),
             "reference_model": .string(referenceModel),
             "breaker_failures": .int(breakerFailures), "breaker_cooldown": .string("\(breakerCooldown)"),
             "probe_interval": .string("\(probeInterval)"), "upstream_max_inflight": .int(upstreamMaxInflight),

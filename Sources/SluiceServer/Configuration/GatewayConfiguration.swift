@@ -61,6 +61,10 @@ public struct GatewayConfiguration: Sendable {
     public var maxBufferedBytes = 256 * 1_048_576
     /// Usage records older than this many days are deleted; 0 keeps them forever.
     public var retentionDays = 90
+    /// How long a Responses API answer made with `store: true` can be read and continued (`previous_response_id`)
+    /// before it expires and retention deletes it (`response-retention`). Each response's expiry is fixed when it is
+    /// saved, so changing this affects later responses only.
+    public var responseRetention = Duration.seconds(30 * 86_400)
     /// The hosted model local traffic is compared with, to report what running locally saved.
     public var referenceModel = "gpt-4o-mini"
     /// Consecutive failures that open an upstream's circuit breaker.

@@ -9,6 +9,8 @@ struct AccountingMetrics: Sendable {
     /// Records accepted but not yet written (queued plus the batch being written or retried).
     let queueDepth: Meter
     let recordsDeleted: Counter
+    /// Stored Responses API answers deleted by retention after they expired.
+    let responsesDeleted: Counter
     /// Records written without their bodies because the writer's body budget was full (`store-bodies`).
     let bodiesDropped: Counter
 
@@ -21,6 +23,7 @@ struct AccountingMetrics: Sendable {
         writeFailures = Counter(label: "sluice_usage_write_failures_total", dimensions: [], factory: factory)
         queueDepth = Meter(label: "sluice_usage_queue_depth", dimensions: [], factory: factory)
         recordsDeleted = Counter(label: "sluice_usage_records_deleted_total", dimensions: [], factory: factory)
+        responsesDeleted = Counter(label: "sluice_stored_responses_deleted_total", dimensions: [], factory: factory)
         bodiesDropped = Counter(label: "sluice_usage_bodies_dropped_total", dimensions: [], factory: factory)
     }
 }

@@ -282,6 +282,38 @@ public final class PostgresStore: GatewayStore, Service {
         }
     }
 
+    // MARK: Stored responses
+
+    public func saveResponse(_ response: StoredResponse) async throws {
+        let statement = ResponseSQL.insert(response, dialect: .postgres)
+        try await self.withConnection("save a response") { connection in
+            _ = try await connection.query(Self.query(statement), logger: self.logger)
+        }
+    }
+
+    public func response(id: String, keyID: String?, now: Double) async throws -> StoredResponse? {
+        let statement = ResponseSQL.select(id: id, keyID: keyID, now: now, dialect: .postgres)
+        return try await self.withConnection("read a stored response") { connection in
+            try await connection.query(Self.query(statement), logger: self.logger).collect().first.map(Self.decodeResponse)
+        }
+    }
+
+    public func deleteResponse(id: String, keyID: String?) async throws -> Bool {
+        let statement = ResponseSQL.delete(id: id, keyID: keyID, dialect: .postgres)
+        return try await self.withConnection("delete a stored response") { connection in
+            try await !connection.query(Self.query(statement), logger: self.logger).collect().isEmpty
+        }
+    }
+
+    public func deleteExpiredResponses(before: Double, limit: Int) async throws -> Int {
+        guard limit > 0 else { return 0 }
+        let statement = ResponseSQL.deleteExpired(before: before, limit: limit, dialect: .postgres)
+        return try await self.withConnection("delete expired responses") { connection in
+            try await connection.query(Self.query(statement), logger: self.logger)
+                .collect().first.map { try $0.decode(Int.self) } ?? 0
+        }
+    }
+
     private static func groups(
         _ statement: SQLStatement, on connection: PostgresConnection, logger: Logger
     ) async throws -> [UsageGroup] {
@@ -468,6 +500,15 @@ public final class PostgresStore: GatewayStore, Service {
             upstream: upstream, status: status, errorCode: errorCode, stream: stream, cacheHit: cacheHit,
             promptTokens: prompt, completionTokens: completion, tokensEstimated: estimated, latencyMs: latency,
             timeToFirstTokenMs: ttft, costUSD: cost, savedUSD: saved, requestBody: requestBody, responseBody: responseBody)
+    }
+
+    private static func decodeResponse(_ row: PostgresRow) throws -> StoredResponse {
+        // Columns come back in `ResponseSQL.columns` order.
+        let (id, keyID, createdAt, expiresAt, model, inputItems, outputItems, response) = try row.decode(
+            (String, String?, Double, Double, String, String, String, String).self)
+        return StoredResponse(
+            id: id, keyID: keyID, createdAt: createdAt, expiresAt: expiresAt, model: model, inputItems: inputItems,
+            outputItems: outputItems, response: response)
     }
 
     /// PostgreSQL errors reduced to the operation, SQLSTATE and primary message. The message never contains the

@@ -355,6 +355,38 @@ public final class SQLiteStore: GatewayStore, Service {
         }
     }
 
+    // MARK: Stored responses
+
+    public func saveResponse(_ response: StoredResponse) async throws {
+        let statement = ResponseSQL.insert(response, dialect: .sqlite)
+        try await self.withConnection { connection in
+            _ = try await Self.run(statement, on: connection)
+        }
+    }
+
+    public func response(id: String, keyID: String?, now: Double) async throws -> StoredResponse? {
+        let statement = ResponseSQL.select(id: id, keyID: keyID, now: now, dialect: .sqlite)
+        return try await self.withConnection { connection in
+            try await Self.run(statement, on: connection).first.map(Self.decodeResponse)
+        }
+    }
+
+    public func deleteResponse(id: String, keyID: String?) async throws -> Bool {
+        let statement = ResponseSQL.delete(id: id, keyID: keyID, dialect: .sqlite)
+        return try await self.withConnection { connection in
+            try await !Self.run(statement, on: connection).isEmpty
+        }
+    }
+
+    public func deleteExpiredResponses(before: Double, limit: Int) async throws -> Int {
+        guard limit > 0 else { return 0 }
+        let statement = ResponseSQL.deleteExpired(before: before, limit: limit, dialect: .sqlite)
+        return try await self.withConnection { connection in
+            try await Self.run(statement, on: connection)
+            return try await Self.changes(connection)
+        }
+    }
+
     private static func groups(_ statement: SQLStatement, on connection: SQLiteConnection) async throws -> [UsageGroup] {
         try await Self.run(statement, on: connection).map { row in
             let values = row.columns.map(\.data)
@@ -462,6 +494,17 @@ public final class SQLiteStore: GatewayStore, Service {
             stream: int(10) != 0, cacheHit: int(11) != 0, promptTokens: int(12), completionTokens: int(13),
             tokensEstimated: int(14) != 0, latencyMs: double(15) ?? 0, timeToFirstTokenMs: double(16),
             costUSD: double(17) ?? 0, savedUSD: double(18) ?? 0, requestBody: text(19), responseBody: text(20))
+    }
+
+    private static func decodeResponse(_ row: SQLiteRow) -> StoredResponse {
+        // Columns come back in `ResponseSQL.columns` order.
+        let v = row.columns.map(\.data)
+        func text(_ i: Int) -> String { v[i].string ?? "" }
+        func double(_ i: Int) -> Double { v[i].double ?? 0 }
+        let keyID: String? = v[1].isNull ? nil : v[1].string
+        return StoredResponse(
+            id: text(0), keyID: keyID, createdAt: double(2), expiresAt: double(3), model: text(4), inputItems: text(5),
+            outputItems: text(6), response: text(7))
     }
 
     /// SQLite errors carry the statement's failure, never bound values, so their text is safe to log.

@@ -177,6 +177,41 @@ extension Migration {
                 MigrationSQL.backfillKeySpend,
             ]
         ),
+        Migration(
+            version: 6,
+            name: "stored Responses API answers (previous_response_id)",
+            sqlite: [
+                """
+                CREATE TABLE stored_responses (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    key_id TEXT,
+                    created_at REAL NOT NULL,
+                    expires_at REAL NOT NULL,
+                    model TEXT NOT NULL,
+                    input_items TEXT NOT NULL,
+                    output_items TEXT NOT NULL,
+                    response TEXT NOT NULL
+                )
+                """,
+                // Retention deletes the soonest-expired first in small batches; without it every batch scans all.
+                "CREATE INDEX stored_responses_expires_at ON stored_responses (expires_at)",
+            ],
+            postgres: [
+                """
+                CREATE TABLE stored_responses (
+                    id TEXT PRIMARY KEY,
+                    key_id TEXT,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    expires_at DOUBLE PRECISION NOT NULL,
+                    model TEXT NOT NULL,
+                    input_items TEXT NOT NULL,
+                    output_items TEXT NOT NULL,
+                    response TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX stored_responses_expires_at ON stored_responses (expires_at)",
+            ]
+        ),
     ]
 }
 
