@@ -183,7 +183,8 @@ func buildRouter(
         pool: pool, maxBodyBytes: configuration.maxBodyBytes, cache: cache, cacheScope: configuration.cacheScope,
         cacheDeterministicOnly: configuration.cacheDeterministicOnly, aliases: configuration.aliases,
         bufferBudget: AnswerBufferBudget(limit: configuration.maxBufferedBytes), coalesceWait: configuration.cacheCoalesceWait,
-        drain: ShutdownDrain(grace: configuration.shutdownGrace), now: now)
+        drain: ShutdownDrain(grace: configuration.shutdownGrace), responseStore: store,
+        responseRetention: configuration.responseRetention, now: now)
     let limiter = RateLimiter(
         globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
         now: now())

@@ -304,10 +304,63 @@ def test_messages_cache_hit_replays_as_a_stream_and_whole(cached_gateway):
 def test_responses_cache_hit_replays_as_a_stream(cached_gateway):
     prompt = f"cache me codex {nonce()}"
     client = openai.OpenAI(base_url=cached_gateway.v1, api_key="x", max_retries=0)
-    first = client.responses.with_raw_response.create(model=CHAT_MODEL, input=prompt)
+    first = client.responses.with_raw_response.create(model=CHAT_MODEL, input=prompt, store=False)
     assert first.headers["x-cache"] == "MISS"
-    events = list(client.responses.create(model=CHAT_MODEL, input=prompt, stream=True))
+    events = list(client.responses.create(model=CHAT_MODEL, input=prompt, stream=True, store=False))
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert events[-1].type == "response.completed"
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == expected_reply(prompt)
     assert events[-1].response.id != first.parse().id
+
+
+# --- Stored conversations: previous_response_id across instances ------------------------------------
+
+
+def test_previous_response_id_continues_on_another_instance_for_its_own_key_only(procs, database):
+    mock = procs.start_mock()
+    args = ["--database", database, "--master-key", MASTER]
+    first_gw = procs.start_gateway(upstream=mock.url, args=args)
+    second_gw = procs.start_gateway(upstream=mock.url, args=args)
+
+    def new_key(name: str) -> str:
+        done = procs.run_sluice("keys", "create", "--name", f"{name}-{nonce()[:6]}", "--database", database)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    owner, stranger = new_key("owner"), new_key("stranger")
+    on_first = openai.OpenAI(base_url=first_gw.v1, api_key=owner, max_retries=0)
+    on_second = openai.OpenAI(base_url=second_gw.v1, api_key=owner, max_retries=0)
+
+    first = on_first.responses.create(model=CHAT_MODEL, input=f"My name is Ada {nonce()}", instructions="Be brief.")
+    # Continued on the other instance, streamed, and at once from the streamed answer's id.
+    events = list(on_second.responses.create(model=CHAT_MODEL, previous_response_id=first.id, input="What is my name?", stream=True))
+    second = events[-1].response
+    assert events[-1].type == "response.completed"
+    third = on_first.responses.create(model=CHAT_MODEL, previous_response_id=second.id, input=f"And again? {nonce()}")
+    assert third.status == "completed"
+
+    # Another key sees none of it, and neither does a made-up id.
+    other = openai.OpenAI(base_url=second_gw.v1, api_key=stranger, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model=CHAT_MODEL, previous_response_id=first.id, input="hi")
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        on_first.responses.create(model=CHAT_MODEL, previous_response_id="resp_unknown", input="hi")
+
+    # GET and DELETE, by the owner, on either instance.
+    assert on_second.responses.retrieve(first.id).id == first.id
+    on_second.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        on_first.responses.retrieve(first.id)
+
+
+def test_store_false_keeps_nothing(procs, tmp_path):
+    mock = procs.start_mock()
+    gw = procs.start_gateway(upstream=mock.url, args=["--database", f"sqlite:{tmp_path / 's.db'}"])
+    client = codex(gw)
+    kept = client.responses.create(model=CHAT_MODEL, input=f"kept {nonce()}")
+    unkept = client.responses.create(model=CHAT_MODEL, input=f"not kept {nonce()}", store=False)
+    assert client.responses.retrieve(kept.id).id == kept.id
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(unkept.id)

@@ -1,4 +1,6 @@
+import Foundation
 import Hummingbird
+import NIOFoundationCompat
 import HTTPTypes
 import NIOCore
 import SluiceCore
@@ -72,20 +74,48 @@ extension Gateway {
         context.trace.update { $0.route = "/v1/responses" }
         var body = try await collectBody(request)
         var generation = try OpenAIResponses.decodeRequest(body)
+        // The whole conversation's input items, kept with the answer for a later previous_response_id.
+        var input: [JSONValue]?
+        if let previous = generation.previousResponseID {
+            do {
+                let continued = try await continuing(body, previous: previous, context: context)
+                body = continued.body
+                input = continued.input
+                generation = try OpenAIResponses.decodeRequest(body)
+            } catch let error as APIError where error.status == 404 && responsesUpstream != nil {
+                // Not one of ours: an upstream that serves the Responses API itself may hold it.
+            }
+        }
+        let stores = responseStore != nil && generation.store != false
+        if stores, input == nil {
+            input = Self.inputItems((try? JSONDecoder().decode(JSONValue.self, from: body))?["input"])
+        }
         let requested = generation.model
         try applyAlias(to: &generation.model, body: &body)
-        let call = Call(
+        let identity = surfaceIdentity(.openAIResponses)
+        var call = Call(
             route: "/v1/responses", cacheFamily: "responses", format: nil, body: body, model: generation.model,
-            streaming: generation.stream, includeUsage: true, cacheable: cacheable(generation), idPrefix: "resp",
-            surface: .openAIResponses)
-        let collects = cache != nil && call.cacheable
-        return try await serve(call, requestedModel: requested, request: request, context: context) { [generation, body] upstream, _ in
+            streaming: generation.stream, includeUsage: true,
+            // A stored answer must be the one its id names: stored requests are answered afresh.
+            cacheable: !stores && cacheable(generation), idPrefix: "resp", surface: .openAIResponses)
+        if stores, let input {
+            call.keepAnswer = { [self, generation] answer in
+                var answer = answer
+                answer.id = identity.id
+                answer.model = generation.model
+                await keep(OpenAIResponses.encodeAnswer(answer, createdAt: identity.created), input: input, model: generation.model, context: context)
+            }
+        }
+        let collects = (cache != nil && call.cacheable) || call.keepAnswer != nil
+        return try await serve(call, requestedModel: requested, request: request, context: context) { [generation, body, call] upstream, _ in
             if let openAI = upstream as? OpenAIUpstream, openAI.endpoint.servesResponses {
                 return try await openAI.responses(rawBody: body, streams: generation.stream, logger: context.logger)
             }
-            let identity = surfaceIdentity(.openAIResponses)
             let reply = try await upstream.generation(generation, identity: identity, logger: context.logger)
-            return encode(reply, for: .openAIResponses, model: generation.model, identity: identity, collectsAnswer: collects)
+            let encoded = encode(reply, for: .openAIResponses, model: generation.model, identity: identity, collectsAnswer: collects)
+            // Kept before the client can see the id, so its next request can already continue from it.
+            if case .generated(_, let answer) = encoded, let keep = call.keepAnswer { await keep(answer) }
+            return encoded
         }
     }
 

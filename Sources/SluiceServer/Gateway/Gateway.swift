@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import SluiceCore
+import SluiceStore
 import SluiceUpstream
 
 /// Handles API requests: decode and validate, answer from the cache or an upstream, relay the answer.
@@ -26,6 +27,10 @@ public struct Gateway: Sendable {
     let coalesceWait: Duration
     /// Ends streams that would outlive the shutdown grace; nil lets them run until cancelled.
     let drain: ShutdownDrain?
+    /// Where Responses API answers are kept for `previous_response_id`; nil when there is no store.
+    let responseStore: (any GatewayStore)?
+    /// How long a kept response can be continued.
+    let responseRetention: Duration
     let now: @Sendable () -> Double
 
     public init(
@@ -42,7 +47,8 @@ public struct Gateway: Sendable {
     init(
         pool: UpstreamPool, maxBodyBytes: Int, cache: ResponseCache?, cacheScope: GatewayConfiguration.CacheScope,
         cacheDeterministicOnly: Bool, aliases: [String: String], bufferBudget: AnswerBufferBudget? = nil,
-        coalesceWait: Duration = .seconds(30), drain: ShutdownDrain? = nil, now: @escaping @Sendable () -> Double
+        coalesceWait: Duration = .seconds(30), drain: ShutdownDrain? = nil, responseStore: (any GatewayStore)? = nil,
+        responseRetention: Duration = .seconds(30 * 86_400), now: @escaping @Sendable () -> Double
     ) {
         let upstreams = pool.upstreams
         let metrics = pool.metrics
@@ -58,6 +64,8 @@ public struct Gateway: Sendable {
         self.bufferBudget = bufferBudget
         self.coalesceWait = coalesceWait
         self.drain = drain
+        self.responseStore = responseStore
+        self.responseRetention = responseRetention
         self.now = now
     }
 
@@ -77,6 +85,8 @@ public struct Gateway: Sendable {
         var idPrefix: String
         /// The canonical surface that answers this call (Anthropic Messages, Responses); nil for the chat-era routes.
         var surface: GenerationSurface? = nil
+        /// Keeps the finished answer (stored Responses); a stream calls it before the client sees the answer's end.
+        var keepAnswer: (@Sendable (Generation.Answer) async -> Void)? = nil
     }
 
     // MARK: OpenAI API
@@ -520,10 +530,10 @@ public struct Gateway: Sendable {
             return Response(
                 status: .ok,
                 headers: [.contentType: stream.translator.contentType, .cacheControl: "no-cache", .xAccelBuffering: "no"],
-                body: .init { [promptBytes = call?.body.readableBytes ?? 0, model = call?.model ?? ""] writer in
+                body: .init { [promptBytes = call?.body.readableBytes ?? 0, model = call?.model ?? "", keep = call?.keepAnswer] writer in
                     try await relayStream(
                         stream, upstream: upstream, lease: lease, collector: collector, ticket: ticket, model: model,
-                        promptBytes: promptBytes,
+                        promptBytes: promptBytes, keep: keep,
                         context: context, writer: &writer)
                 })
         }
@@ -533,8 +543,10 @@ public struct Gateway: Sendable {
     /// so the client's pace is the upstream's pace (backpressure) and nothing is buffered whole.
     func relayStream(
         _ stream: UpstreamStream, upstream: any UpstreamProvider, lease: UpstreamLease?, collector: AnswerCollector?,
-        ticket: CacheTicket?, model: String, promptBytes: Int, context: SluiceRequestContext, writer: inout any ResponseBodyWriter
+        ticket: CacheTicket?, model: String, promptBytes: Int, keep: (@Sendable (Generation.Answer) async -> Void)? = nil,
+        context: SluiceRequestContext, writer: inout any ResponseBodyWriter
     ) async throws {
+        var kept = keep == nil
         metrics.streamsInFlight.increment()
         defer { metrics.streamsInFlight.decrement() }
         // The upstream is busy with this request until its stream ends, so the slot is held as long. Paths that
@@ -569,6 +581,12 @@ public struct Gateway: Sendable {
                 }
             } catch {
                 failure = error
+            }
+            if !kept, let keep, let answer = translator.canonicalAnswer {
+                // The chunk that finishes the answer waits for it to be kept, so the client never holds an id that
+                // cannot be continued yet.
+                kept = true
+                await keep(answer)
             }
             if output.readableBytes > 0 {
                 if first {

@@ -21,6 +21,12 @@ struct OpenAIRoutes {
         group.post("messages") { request, context in try await gateway.messages(request, context: context) }
         group.post("messages/count_tokens") { request, context in try await gateway.countTokens(request, context: context) }
         group.post("responses") { request, context in try await gateway.responses(request, context: context) }
+        group.get("responses/{id}") { _, context in
+            try await gateway.storedResponse(id: try context.parameters.require("id"), context: context)
+        }
+        group.delete("responses/{id}") { _, context in
+            try await gateway.deleteStoredResponse(id: try context.parameters.require("id"), context: context)
+        }
         group.get("models") { _, context in
             try await JSONResponse(gateway.listModels(context: context))
         }
