@@ -88,7 +88,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Deterministic fake Ollama + OpenAI server for tests, benchmarks and trials.
+        // Deterministic fake Ollama + OpenAI + Anthropic server for tests, benchmarks and trials.
         .target(
             name: "SluiceMockUpstream",
             dependencies: [

@@ -20,18 +20,34 @@ public enum MockBehaviour {
         /// Stream the answer's content 500 times over before its end: megabytes for a short prompt, to fill every
         /// buffer between the gateway and a client that does not read.
         public var flood = false
+        /// Call the first tool, when the request has tools. Ollama and OpenAI chat call it whenever tools are present
+        /// (their behaviour before the trigger existed, which tests rely on); Anthropic only with the trigger.
+        public var tool = false
+        /// Think before answering: `thinkingText(about:)` as Ollama `thinking`, OpenAI `reasoning_content` or an
+        /// Anthropic `thinking` block.
+        public var think = false
 
         public init(_ text: String) {
             die = text.contains("[[die]]")
             slow = text.contains("[[slow]]")
             error = text.contains("[[error]]")
             flood = text.contains("[[flood]]")
+            tool = text.contains("[[tool]]")
+            think = text.contains("[[think]]")
         }
     }
 
     public static func replyText(to prompt: String) -> String {
         "Hello from the Sluice mock. You said: \(prompt)"
     }
+
+    /// The reasoning a `[[think]]` request gets before its answer.
+    public static func thinkingText(about prompt: String) -> String {
+        "Thinking about: \(prompt)"
+    }
+
+    /// The signature of an Anthropic thinking block.
+    public static let thinkingSignature = "mock-signature"
 
     public static let jsonReply = #"{"answer":"mock"}"#
 
@@ -49,8 +65,22 @@ public enum MockBehaviour {
     /// A tool call to the first tool, with each required parameter set to "mock".
     public static func toolCall(for tools: [Tool]) -> (name: String, arguments: JSONValue)? {
         guard let tool = tools.first else { return nil }
-        let required = tool.function.parameters?["required"]?.arrayValue?.compactMap(\.stringValue) ?? []
-        return (tool.function.name, .object(Dictionary(uniqueKeysWithValues: required.map { ($0, JSONValue.string("mock")) })))
+        return (tool.function.name, arguments(forSchema: tool.function.parameters))
+    }
+
+    /// The arguments of a call to a tool with this JSON schema: each required parameter set to "mock".
+    public static func arguments(forSchema schema: JSONValue?) -> JSONValue {
+        let required = schema?["required"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        return .object(Dictionary(required.map { ($0, JSONValue.string("mock")) }, uniquingKeysWith: { first, _ in first }))
+    }
+
+    /// A tool call's JSON arguments cut into the pieces a stream sends: at least 3 when the text has 3 characters
+    /// (about a quarter each), so a client must join them; they concatenate to the text.
+    public static func argumentPieces(of json: String) -> [String] {
+        let characters = Array(json)
+        guard !characters.isEmpty else { return [] }
+        let size = max(1, characters.count / 4)
+        return stride(from: 0, to: characters.count, by: size).map { String(characters[$0..<min($0 + size, characters.count)]) }
     }
 
     /// An 8-dimensional vector derived from the text (FNV-1a), the same for the same text.

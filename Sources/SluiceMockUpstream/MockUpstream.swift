@@ -19,6 +19,8 @@ public struct MockUpstreamOptions: Sendable {
     public var failStatus: Int?
     /// Models listed and served; nil keeps `MockBehaviour.models`.
     public var models: [String]?
+    /// When set, the Anthropic routes answer 401 unless `x-api-key` carries this key; nil accepts any key or none.
+    public var anthropicAPIKey: String?
 
     public init() {}
 }
@@ -48,14 +50,57 @@ final class MockStats: Sendable {
     }
 }
 
+/// The last requests the mock received, for tests that check what the gateway sent (`GET /mock/requests`).
+final class MockRecorder: Sendable {
+    struct Entry: Sendable {
+        var path: String
+        var headers: [String: String]
+        /// Kept raw and parsed only when read, so recording costs the benchmarks next to nothing.
+        var body: ByteBuffer
+    }
+
+    static let capacity = 50
+    /// The headers recorded; credentials only as "set".
+    static let headers: [(name: HTTPField.Name, secret: Bool)] = [
+        (HTTPField.Name("anthropic-version")!, false), (HTTPField.Name("anthropic-beta")!, false),
+        (HTTPField.Name("x-api-key")!, true), (.authorization, true), (.contentType, false),
+    ]
+
+    let entries = Mutex<[Entry]>([])
+
+    func record(path: String, headers: HTTPFields, body: ByteBuffer) {
+        var recorded: [String: String] = [:]
+        for (name, secret) in Self.headers {
+            let values = headers[values: name]
+            if !values.isEmpty { recorded[name.canonicalName] = secret ? "set" : values.joined(separator: ", ") }
+        }
+        let entry = Entry(path: path, headers: recorded, body: body)
+        entries.withLock {
+            $0.append(entry)
+            if $0.count > Self.capacity { $0.removeFirst($0.count - Self.capacity) }
+        }
+    }
+
+    func reset() { entries.withLock { $0.removeAll() } }
+
+    /// Oldest first: `[{"path", "headers", "body"}]`, the body parsed as JSON or null.
+    var json: JSONValue {
+        .array(
+            entries.withLock { $0 }.map { entry in
+                let body = entry.body.readableBytes == 0 ? nil : try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: entry.body))
+                return ["path": .string(entry.path), "headers": .object(entry.headers.mapValues(JSONValue.string)), "body": body ?? .null]
+            })
+    }
+}
+
 /// The thrown error that makes Hummingbird drop a connection mid-answer.
 struct MockConnectionDrop: Error {}
 
-/// Builds the fake Ollama + OpenAI server.
+/// Builds the fake Ollama + OpenAI + Anthropic Messages server.
 public func buildMockUpstream(options: MockUpstreamOptions, logger: Logger) -> some ApplicationProtocol {
     let mock = MockServer(options: options)
     let router = Router()
-    router.add(middleware: MockCountingMiddleware(stats: mock.stats, failStatus: options.failStatus))
+    router.add(middleware: MockCountingMiddleware(stats: mock.stats, recorder: mock.recorder, failStatus: options.failStatus))
     mock.addRoutes(to: router)
     return Application(
         router: router,
@@ -66,15 +111,23 @@ public func buildMockUpstream(options: MockUpstreamOptions, logger: Logger) -> s
 /// The routes that generate; probes (`/api/version`, model lists) keep answering, like a sick but reachable server.
 let mockGeneratingPaths: Set<String> = [
     "/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+    "/v1/messages",
 ]
 
 struct MockCountingMiddleware<Context: RequestContext>: RouterMiddleware {
     let stats: MockStats
+    let recorder: MockRecorder
     let failStatus: Int?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if !request.uri.path.hasPrefix("/mock/") { stats.count(request.uri.path) }
+        var request = request
+        if !request.uri.path.hasPrefix("/mock/") {
+            stats.count(request.uri.path)
+            // Collecting keeps the body in the request, so the handler still reads it.
+            recorder.record(path: request.uri.path, headers: request.headers, body: try await request.collectBody(upTo: .max))
+        }
         if let failStatus, mockGeneratingPaths.contains(request.uri.path) {
+            if request.uri.path.hasPrefix("/v1/messages") { return MockServer.anthropicError(status: failStatus, message: "mock fail-status") }
             return Response(
                 status: .init(code: failStatus), headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: #"{"error":"mock fail-status"}"#)))
@@ -86,6 +139,7 @@ struct MockCountingMiddleware<Context: RequestContext>: RouterMiddleware {
 struct MockServer: Sendable {
     let options: MockUpstreamOptions
     let stats = MockStats()
+    let recorder = MockRecorder()
 
     static let encoder = WireJSON.encoder()
 
@@ -98,8 +152,10 @@ struct MockServer: Sendable {
 
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.get("mock/stats") { _, _ in try json(stats.json) }
+        router.get("mock/requests") { _, _ in try json(recorder.json) }
         router.post("mock/reset") { _, _ in
             stats.update { $0 = .init() }
+            recorder.reset()
             return try json(["ok": true] as JSONValue)
         }
         router.get("api/version") { _, _ in try json(["version": "0.9.0-sluice-mock"] as JSONValue) }
@@ -145,6 +201,8 @@ struct MockServer: Sendable {
         router.get("v1/models") { _, _ in
             try json(ModelList(data: models.map { Model(id: $0, created: 1_767_225_600, ownedBy: "mock") }))
         }
+        router.post("v1/messages") { request, context in try await anthropicMessages(request, context: context) }
+        router.post("v1/messages/count_tokens") { request, context in try await anthropicCountTokens(request, context: context) }
         router.post("v1/chat/completions") { request, context in try await openAIChat(request, context: context) }
         router.post("v1/completions") { request, context in try await openAICompletion(request, context: context) }
         router.post("v1/embeddings") { request, context in
@@ -172,23 +230,30 @@ struct MockServer: Sendable {
         let promptTokens = MockBehaviour.tokenCount(body.messages.map(\.content))
         let isJSON = body.format != nil
         let text = isJSON ? MockBehaviour.jsonReply : MockBehaviour.replyText(to: lastUser)
+        // Any tools get a call (the mock's behaviour before `[[tool]]`, which tests rely on); the trigger changes nothing here.
         let toolCall = MockBehaviour.toolCall(for: body.tools ?? [])
         let pieces = toolCall == nil ? (isJSON ? [text] : MockBehaviour.pieces(of: text)) : []
+        let thinking = triggers.think ? MockBehaviour.thinkingText(about: lastUser) : nil
+        let thinkingPieces = thinking.map(MockBehaviour.pieces) ?? []
         let created = "2026-01-01T00:00:00Z"
         func final(_ message: Ollama.Message) -> Ollama.ChatResponse {
             var r = Ollama.ChatResponse(model: body.model, createdAt: created, message: message, done: true)
             r.doneReason = "stop"
             r.promptEvalCount = promptTokens
-            r.evalCount = toolCall == nil ? max(1, pieces.count) : 1
+            r.evalCount = (toolCall == nil ? max(1, pieces.count) : 1) + thinkingPieces.count
             r.totalDuration = 1_000_000
             return r
         }
         let toolCalls = toolCall.map { [Ollama.ToolCall(function: .init(name: $0.name, arguments: $0.arguments))] }
         guard body.isStreaming else {
             if triggers.die { return dropConnection() }
-            return try json(final(Ollama.Message(role: "assistant", content: toolCall == nil ? text : "", toolCalls: toolCalls)))
+            return try json(final(Ollama.Message(role: "assistant", content: toolCall == nil ? text : "", toolCalls: toolCalls, thinking: thinking)))
         }
-        var lines = pieces.map {
+        // Like Ollama: the thinking comes first, in lines of its own with empty content.
+        var lines = thinkingPieces.map {
+            Ollama.ChatResponse(model: body.model, createdAt: created, message: .init(role: "assistant", content: "", thinking: $0), done: false)
+        }
+        lines += pieces.map {
             Ollama.ChatResponse(model: body.model, createdAt: created, message: .init(role: "assistant", content: $0), done: false)
         }
         if let toolCalls {
@@ -232,27 +297,44 @@ struct MockServer: Sendable {
         try await delayFirstByte()
         let isJSON = body.responseFormat.map { $0.type != "text" } ?? false
         let text = isJSON ? MockBehaviour.jsonReply : MockBehaviour.replyText(to: lastUser)
+        // Any tools get a call (the mock's behaviour before `[[tool]]`, which tests rely on); the trigger changes nothing here.
         let toolCall = MockBehaviour.toolCall(for: body.tools ?? []).map {
             ToolCall(id: "call_mock_0", name: $0.name, arguments: String(decoding: try! Self.encoder.encode($0.arguments), as: UTF8.self))
         }
         let pieces = toolCall == nil ? (isJSON ? [text] : MockBehaviour.pieces(of: text)) : []
-        let usage = Usage(promptTokens: MockBehaviour.tokenCount(body.messages.map { $0.content?.text ?? "" }), completionTokens: max(1, pieces.count))
+        let reasoning = triggers.think ? MockBehaviour.thinkingText(about: lastUser) : nil
+        let reasoningPieces = reasoning.map(MockBehaviour.pieces) ?? []
+        let usage = Usage(
+            promptTokens: MockBehaviour.tokenCount(body.messages.map { $0.content?.text ?? "" }),
+            completionTokens: max(1, pieces.count) + reasoningPieces.count)
         let id = "chatcmpl-mock"
         let created = 1_767_225_600
         let finish = toolCall == nil ? "stop" : "tool_calls"
         guard body.isStreaming else {
             if triggers.die { return dropConnection() }
             let message = ChatMessage(role: "assistant", content: toolCall == nil ? .text(text) : nil, toolCalls: toolCall.map { [$0] })
-            return try json(ChatCompletionResponse(id: id, created: created, model: body.model, choices: [.init(index: 0, message: message, finishReason: finish)], usage: usage))
+            let response = ChatCompletionResponse(id: id, created: created, model: body.model, choices: [.init(index: 0, message: message, finishReason: finish)], usage: usage)
+            guard let reasoning else { return try json(response) }
+            // `reasoning_content` on the message, as DeepSeek, vLLM and llama.cpp send it.
+            return try json(try jsonValue(response).editingFirstChoice { $0["message"] = $0["message"]?.setting("reasoning_content", .string(reasoning)) })
         }
-        var chunks: [ChatCompletionChunk] = [.init(id: id, created: created, model: body.model, choices: [.init(delta: .init(role: "assistant", content: ""))])]
-        chunks += pieces.map { .init(id: id, created: created, model: body.model, choices: [.init(delta: .init(content: $0))]) }
+        func chunk(_ delta: JSONValue) throws -> ByteBuffer {
+            try sse(try jsonValue(ChatCompletionChunk(id: id, created: created, model: body.model, choices: [.init(delta: .init())])).editingFirstChoice { $0["delta"] = delta })
+        }
+        var frames = [try sse(ChatCompletionChunk(id: id, created: created, model: body.model, choices: [.init(delta: .init(role: "assistant", content: ""))]))]
+        frames += try reasoningPieces.map { try chunk(["reasoning_content": .string($0)]) }
+        frames += try pieces.map { try sse(ChatCompletionChunk(id: id, created: created, model: body.model, choices: [.init(delta: .init(content: $0))])) }
         if let toolCall {
-            chunks.append(.init(id: id, created: created, model: body.model, choices: [.init(delta: .init(toolCalls: [.init(index: 0, id: toolCall.id, type: "function", function: toolCall.function)]))]))
+            // Like OpenAI: the first delta names the call with empty arguments, the arguments follow in pieces.
+            let start = ChatCompletionChunk.ToolCallDelta(index: 0, id: toolCall.id, type: "function", function: .init(name: toolCall.function.name, arguments: ""))
+            frames.append(try sse(ChatCompletionChunk(id: id, created: created, model: body.model, choices: [.init(delta: .init(toolCalls: [start]))])))
+            frames += try MockBehaviour.argumentPieces(of: toolCall.function.arguments).map {
+                try chunk(["tool_calls": [["index": 0, "function": ["arguments": .string($0)]]]])
+            }
         }
-        chunks.append(.init(id: id, created: created, model: body.model, choices: [.init(delta: .init(), finishReason: finish)]))
-        if body.includeUsage { chunks.append(.init(id: id, created: created, model: body.model, choices: [], usage: usage)) }
-        return stream(try chunks.map(sse) + [ByteBuffer(string: "data: [DONE]\n\n")], contentType: "text/event-stream", triggers: triggers)
+        frames.append(try sse(ChatCompletionChunk(id: id, created: created, model: body.model, choices: [.init(delta: .init(), finishReason: finish)])))
+        if body.includeUsage { frames.append(try sse(ChatCompletionChunk(id: id, created: created, model: body.model, choices: [], usage: usage))) }
+        return stream(frames + [ByteBuffer(string: "data: [DONE]\n\n")], contentType: "text/event-stream", triggers: triggers)
     }
 
     func openAICompletion(_ request: Request, context: BasicRequestContext) async throws -> Response {
@@ -329,6 +411,11 @@ struct MockServer: Sendable {
         return buffer
     }
 
+    /// A value as the mock would send it, to add fields its wire types lack.
+    func jsonValue(_ value: some Encodable) throws -> JSONValue {
+        try JSONDecoder().decode(JSONValue.self, from: Self.encoder.encode(value))
+    }
+
     func failure() throws -> Response {
         var response = try json(Ollama.ErrorResponse(error: "mock failure"))
         response.status = .internalServerError
@@ -345,5 +432,24 @@ struct MockServer: Sendable {
         var response = try json(APIError.modelNotFound(model).body)
         response.status = .notFound
         return response
+    }
+}
+
+extension JSONValue {
+    /// This object with `key` set to `value`; other values unchanged.
+    func setting(_ key: String, _ value: JSONValue) -> JSONValue {
+        guard case .object(var members) = self else { return self }
+        members[key] = value
+        return .object(members)
+    }
+
+    /// This OpenAI answer or chunk with its first choice edited.
+    func editingFirstChoice(_ edit: (inout [String: JSONValue]) -> Void) -> JSONValue {
+        guard case .object(var members) = self, case .array(var choices)? = members["choices"], case .object(var choice)? = choices.first
+        else { return self }
+        edit(&choice)
+        choices[0] = .object(choice)
+        members["choices"] = .array(choices)
+        return .object(members)
     }
 }

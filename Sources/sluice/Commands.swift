@@ -68,7 +68,7 @@ struct CheckConfig: AsyncParsableCommand {
 struct MockUpstream: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mock-upstream",
-        abstract: "Run a deterministic fake upstream speaking Ollama's native API and the OpenAI API.")
+        abstract: "Run a deterministic fake upstream speaking Ollama's native API, the OpenAI API and Anthropic's Messages API.")
 
     @Option(help: "Bind address.") var host = "127.0.0.1"
     @Option(help: "Listen port.") var port = 11434
@@ -76,6 +76,8 @@ struct MockUpstream: AsyncParsableCommand {
     @Option(name: .customLong("tokens-per-second"), help: "Pace of streamed chunks (0 = as fast as possible).") var tokensPerSecond = 0.0
     @Option(name: .customLong("fail-status"), help: "Answer every generating request with this HTTP status.") var failStatus: Int?
     @Option(name: .customLong("model"), help: "A model to list and serve (repeatable; default: the built-in three).") var models: [String] = []
+    @Option(name: .customLong("anthropic-api-key"), help: "Require this x-api-key on /v1/messages (default: accept any key or none).")
+    var anthropicAPIKey: String?
 
     /// Bounds checked here because the mock turns them into a pause (`Int64(1e6 / rate)`) and an HTTP status, which trap
     /// on values they cannot hold.
@@ -96,6 +98,7 @@ struct MockUpstream: AsyncParsableCommand {
         options.tokensPerSecond = tokensPerSecond
         options.failStatus = failStatus
         options.models = models.isEmpty ? nil : models
+        options.anthropicAPIKey = anthropicAPIKey
         let app = buildMockUpstream(options: options, logger: Logger(label: "sluice-mock-upstream"))
         try await app.runService()
     }
