@@ -21,6 +21,32 @@ import Testing
         #expect(native.messages == [Ollama.Message(role: "user", content: "hi")])
     }
 
+    /// Every accepted field is translated or refused by name: none is validated and then dropped.
+    @Test func fieldsThatUsedToBeDroppedReachOllama() throws {
+        let tools = #"[{"type":"function","function":{"name":"a"}},{"type":"function","function":{"name":"b"}}]"#
+        let base = #""model":"m","messages":[{"role":"user","content":"hi"},{"role":"tool","tool_call_id":"x","name":"lookup","content":"1"}]"#
+        let none = try OllamaRequestTranslation.chat(chat("{\(base),\"tools\":\(tools),\"tool_choice\":\"none\"}"))
+        #expect(none.tools == nil)
+        let named = try OllamaRequestTranslation.chat(
+            chat("{\(base),\"tools\":\(tools),\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"b\"}}}"))
+        #expect(named.tools?.map(\.function.name) == ["b"])
+        #expect(named.messages.last?.toolName == "lookup")
+        let extra = try OllamaRequestTranslation.chat(
+            chat("{\(base),\"reasoning_effort\":\"none\",\"keep_alive\":\"30m\",\"temperature\":0.5,\"options\":{\"num_ctx\":8192,\"temperature\":0.9}}"))
+        #expect(extra.think == .bool(false))
+        #expect(extra.keepAlive == "30m")
+        #expect(extra.options?.extra["num_ctx"] == 8192)
+        #expect(extra.options?.temperature == 0.5)
+        let encoded = String(decoding: try JSONEncoder().encode(extra.options), as: UTF8.self)
+        #expect(encoded.contains(#""temperature":0.5"#) && !encoded.contains("0.9"))
+        #expect(try OllamaRequestTranslation.chat(chat("{\(base),\"reasoning_effort\":\"high\"}")).think == "high")
+        let n = #expect(throws: APIError.self) { try OllamaRequestTranslation.chat(chat("{\(base),\"n\":2}")) }
+        #expect(n?.param == "n")
+        let embed = OllamaRequestTranslation.embed(
+            try RequestDecoding.decodeValidated(EmbeddingsRequest.self, from: buffer(#"{"model":"e","input":"x","dimensions":256}"#)))
+        #expect(embed.dimensions == 256)
+    }
+
     @Test func noOptionsMeansNoOptionsObject() throws {
         let native = try OllamaRequestTranslation.chat(chat(#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#))
         #expect(native.options == nil)

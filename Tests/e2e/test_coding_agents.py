@@ -16,7 +16,7 @@ from e2e_support import CHAT_MODEL, expected_reply, iter_sse, nonce, wait_until
 MASTER = "sk-master-coding-agents"
 
 
-@pytest.fixture(scope="module", params=["ollama", "openai"])
+@pytest.fixture(scope="module", params=["ollama", "openai", "anthropic"])
 def kind_gateway(request, module_procs, tmp_path_factory):
     """A gateway over the mock spoken to as `kind`, recording into its own SQLite file."""
     mock = module_procs.start_mock()
@@ -27,7 +27,14 @@ def kind_gateway(request, module_procs, tmp_path_factory):
     )
     gw.database = database
     gw.kind = request.param
+    gw.mock = mock
     return gw
+
+
+def received(gw, path: str) -> dict:
+    """The newest request the mock upstream received on `path`: path, headers (secrets as "set") and body."""
+    requests = httpx.get(f"{gw.mock.url}/mock/requests", timeout=10).json()
+    return next(r for r in reversed(requests) if r["path"] == path)
 
 
 def claude(gw) -> anthropic.Anthropic:
@@ -52,6 +59,33 @@ def test_messages_create(kind_gateway):
     assert message.content[0].text == expected_reply(prompt)
     assert message.stop_reason == "end_turn"
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+
+
+def test_messages_reach_each_upstream_in_its_own_dialect(kind_gateway):
+    """Both directions: what Claude Code sends arrives upstream with nothing lost, in the upstream's wire format."""
+    prompt = f"[[think]] both ways {nonce()}"
+    body = {
+        "model": CHAT_MODEL, "max_tokens": 3000, "system": "You are terse.", "stop_sequences": ["END"],
+        "thinking": {"type": "enabled", "budget_tokens": 1024}, "messages": [{"role": "user", "content": prompt}],
+    }
+    message = claude(kind_gateway).messages.create(**body)
+    kinds = [block.type for block in message.content]
+    assert "thinking" in kinds and "text" in kinds, kinds
+    assert next(b for b in message.content if b.type == "thinking").thinking
+    if kind_gateway.kind == "anthropic":
+        got = received(kind_gateway, "/v1/messages")
+        assert got["body"] == body  # passed through as sent
+        assert got["headers"].get("anthropic-version")
+    elif kind_gateway.kind == "ollama":
+        got = received(kind_gateway, "/api/chat")["body"]
+        assert got["messages"][0] == {"role": "system", "content": "You are terse."}
+        assert got["messages"][-1]["content"] == prompt
+        assert got["options"]["stop"] == ["END"] and got["options"]["num_predict"] == 3000
+        assert got["think"] in (True, "low", "medium", "high")
+    else:
+        got = received(kind_gateway, "/v1/chat/completions")["body"]
+        assert got["messages"][0]["role"] == "system" and "You are terse." in json.dumps(got["messages"][0])
+        assert got["stop"] == ["END"]
 
 
 def test_messages_stream(kind_gateway):
@@ -202,10 +236,14 @@ def test_responses_function_tools_over_two_turns(kind_gateway):
 
 
 def test_responses_json_schema_output(kind_gateway):
-    response = codex(kind_gateway).responses.create(
-        model=CHAT_MODEL, input=f"give json {nonce()}",
-        text={"format": {"type": "json_schema", "name": "answer", "schema": {"type": "object", "properties": {"answer": {"type": "string"}}}}},
-    )
+    fmt = {"format": {"type": "json_schema", "name": "answer", "schema": {"type": "object", "properties": {"answer": {"type": "string"}}}}}
+    if kind_gateway.kind == "anthropic":
+        # The Messages API has no response format: refused with the field named, never silently dropped.
+        with pytest.raises(openai.BadRequestError) as refused:
+            codex(kind_gateway).responses.create(model=CHAT_MODEL, input=f"give json {nonce()}", text=fmt)
+        assert refused.value.body["param"] == "text.format"
+        return
+    response = codex(kind_gateway).responses.create(model=CHAT_MODEL, input=f"give json {nonce()}", text=fmt)
     assert json.loads(response.output_text) == {"answer": "mock"}
 
 

@@ -28,3 +28,87 @@ def test_native_routes_answer_errors_the_way_ollama_does(procs):
     r = httpx.post(f"{gw.url}/api/chat", content=b"{not json", headers={"Authorization": f"Bearer {MASTER}"})
     assert r.status_code == 400
     assert isinstance(r.json()["error"], str)
+
+
+# --- Chat over Ollama: every field translated or refused by name --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def translating(module_procs):
+    mock = module_procs.start_mock()
+    gw = module_procs.start_gateway(upstream=mock.url, args=["--cache-ttl", "0"])
+    gw.mock = mock
+    return gw
+
+
+def last_request(gw, path: str) -> dict:
+    requests = httpx.get(f"{gw.mock.url}/mock/requests", timeout=10).json()
+    return next(r for r in reversed(requests) if r["path"] == path)["body"]
+
+
+def openai_client(gw):
+    import openai
+    return openai.OpenAI(base_url=gw.v1, api_key="x", max_retries=0)
+
+
+def test_reasoning_comes_back_whole_and_streamed(translating):
+    client = openai_client(translating)
+    prompt = f"[[think]] why {nonce()}"
+    answer = client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": prompt}])
+    message = answer.choices[0].message.model_dump()
+    assert message["reasoning_content"] == f"Thinking about: {prompt}"
+    assert message["reasoning"] == message["reasoning_content"]
+    chunks = list(client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": prompt}], stream=True))
+    reasoning = "".join((c.choices[0].delta.model_dump().get("reasoning_content") or "") for c in chunks if c.choices)
+    content = "".join((c.choices[0].delta.content or "") for c in chunks if c.choices)
+    assert reasoning == f"Thinking about: {prompt}"
+    assert content.endswith(prompt)
+
+
+@pytest.mark.parametrize("effort,think", [("none", False), ("low", "low"), ("medium", "medium"), ("high", "high")])
+def test_reasoning_effort_becomes_think(translating, effort, think):
+    openai_client(translating).chat.completions.create(
+        model=CHAT_MODEL, reasoning_effort=effort, messages=[{"role": "user", "content": nonce()}])
+    assert last_request(translating, "/api/chat")["think"] == think
+
+
+def test_keep_alive_and_options_survive_extra_body(translating):
+    openai_client(translating).chat.completions.create(
+        model=CHAT_MODEL, temperature=0.5, messages=[{"role": "user", "content": nonce()}],
+        extra_body={"keep_alive": "30m", "options": {"num_ctx": 8192, "temperature": 0.9}})
+    sent = last_request(translating, "/api/chat")
+    assert sent["keep_alive"] == "30m"
+    assert sent["options"]["num_ctx"] == 8192
+    assert sent["options"]["temperature"] == 0.5  # the OpenAI field wins
+
+
+def test_tool_choice_none_sends_no_tools_and_a_named_choice_only_that_tool(translating):
+    tools = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}} for n in ("a", "b")]
+    client = openai_client(translating)
+    answer = client.chat.completions.create(model=CHAT_MODEL, tools=tools, tool_choice="none", messages=[{"role": "user", "content": nonce()}])
+    assert not answer.choices[0].message.tool_calls
+    assert "tools" not in last_request(translating, "/api/chat") or not last_request(translating, "/api/chat")["tools"]
+    client.chat.completions.create(
+        model=CHAT_MODEL, tools=tools, tool_choice={"type": "function", "function": {"name": "b"}},
+        messages=[{"role": "user", "content": nonce()}])
+    assert [t["function"]["name"] for t in last_request(translating, "/api/chat")["tools"]] == ["b"]
+
+
+def test_a_tool_result_without_its_call_keeps_the_tool_name(translating):
+    openai_client(translating).chat.completions.create(model=CHAT_MODEL, messages=[
+        {"role": "user", "content": nonce()},
+        {"role": "tool", "tool_call_id": "call_unknown", "name": "lookup", "content": "42"},
+    ])
+    assert last_request(translating, "/api/chat")["messages"][-1]["tool_name"] == "lookup"
+
+
+def test_n_above_one_is_refused_by_name(translating):
+    import openai
+    with pytest.raises(openai.BadRequestError) as refused:
+        openai_client(translating).chat.completions.create(model=CHAT_MODEL, n=2, messages=[{"role": "user", "content": nonce()}])
+    assert refused.value.body["param"] == "n"
+
+
+def test_embedding_dimensions_reach_ollama(translating):
+    openai_client(translating).embeddings.create(model="nomic-embed-text", input=nonce(), dimensions=256)
+    assert last_request(translating, "/api/embed")["dimensions"] == 256

@@ -13,6 +13,16 @@ extension Generation {
         case openAIResponses
         case openAIChat
         case ollamaChat
+
+        /// Where this dialect asks for structured output, for errors that name it.
+        public var responseFormatField: String {
+            switch self {
+            case .openAIResponses: "text.format"
+            case .openAIChat: "response_format"
+            case .ollamaChat: "format"
+            case .anthropicMessages: "output_format"
+            }
+        }
     }
 
     /// Fields of a dialect the model does not name, keyed by their JSON path in the source body

@@ -12,6 +12,9 @@ extension Ollama {
         public var numPredict: Int?
         public var presencePenalty: Double?
         public var frequencyPenalty: Double?
+        /// Every other Ollama option (`num_ctx`, `repeat_penalty`, …) as the client gave it; the typed fields above
+        /// win where both name the same option.
+        public var extra: [String: JSONValue] = [:]
 
         public init() {}
 
@@ -25,6 +28,45 @@ extension Ollama {
         }
 
         public var isEmpty: Bool { self == Options() }
+
+        private struct AnyKey: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            temperature = try c.decodeIfPresent(Double.self, forKey: .temperature)
+            topP = try c.decodeIfPresent(Double.self, forKey: .topP)
+            topK = try c.decodeIfPresent(Int.self, forKey: .topK)
+            seed = try c.decodeIfPresent(Int.self, forKey: .seed)
+            stop = try c.decodeIfPresent([String].self, forKey: .stop)
+            numPredict = try c.decodeIfPresent(Int.self, forKey: .numPredict)
+            presencePenalty = try c.decodeIfPresent(Double.self, forKey: .presencePenalty)
+            frequencyPenalty = try c.decodeIfPresent(Double.self, forKey: .frequencyPenalty)
+            let all = try decoder.container(keyedBy: AnyKey.self)
+            for key in all.allKeys where CodingKeys(stringValue: key.stringValue) == nil {
+                extra[key.stringValue] = try all.decode(JSONValue.self, forKey: key)
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var all = encoder.container(keyedBy: AnyKey.self)
+            for (key, value) in extra where CodingKeys(stringValue: key) == nil {
+                try all.encode(value, forKey: AnyKey(stringValue: key))
+            }
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encodeIfPresent(temperature, forKey: .temperature)
+            try c.encodeIfPresent(topP, forKey: .topP)
+            try c.encodeIfPresent(topK, forKey: .topK)
+            try c.encodeIfPresent(seed, forKey: .seed)
+            try c.encodeIfPresent(stop, forKey: .stop)
+            try c.encodeIfPresent(numPredict, forKey: .numPredict)
+            try c.encodeIfPresent(presencePenalty, forKey: .presencePenalty)
+            try c.encodeIfPresent(frequencyPenalty, forKey: .frequencyPenalty)
+        }
     }
 
     /// A chat message; tool calls carry their arguments as a JSON object, not a string.
@@ -217,6 +259,14 @@ extension Ollama {
         public var input: EmbeddingInput
         public var truncate: Bool?
         public var options: Options?
+        /// Output vector size, for models that can shorten theirs.
+        public var dimensions: Int?
+        public var keepAlive: JSONValue?
+
+        enum CodingKeys: String, CodingKey {
+            case model, input, truncate, options, dimensions
+            case keepAlive = "keep_alive"
+        }
 
         public init(model: String, input: EmbeddingInput) {
             self.model = model

@@ -25,6 +25,13 @@ public struct ChatCompletionRequest: Codable, Sendable, Equatable {
     public var logprobs: Bool?
     public var topLogprobs: Int?
     public var parallelToolCalls: Bool?
+    /// `none`, `minimal`, `low`, `medium` or `high`; becomes Ollama's `think`.
+    public var reasoningEffort: String?
+    /// Ollama's `keep_alive`, sent by the OpenAI SDK through `extra_body`: a translating gateway is the only place
+    /// it can survive.
+    public var keepAlive: JSONValue?
+    /// Ollama `options` (`num_ctx`, …) sent through `extra_body`; the OpenAI sampling fields win where both are given.
+    public var options: [String: JSONValue]?
 
     public init(model: String, messages: [ChatMessage], stream: Bool? = nil) {
         self.model = model
@@ -46,6 +53,9 @@ public struct ChatCompletionRequest: Codable, Sendable, Equatable {
         case logprobs
         case topLogprobs = "top_logprobs"
         case parallelToolCalls = "parallel_tool_calls"
+        case reasoningEffort = "reasoning_effort"
+        case keepAlive = "keep_alive"
+        case options
     }
 
     public var isStreaming: Bool { stream ?? false }
@@ -139,18 +149,35 @@ public struct ChatMessage: Codable, Sendable, Equatable {
     public var name: String?
     public var toolCalls: [ToolCall]?
     public var toolCallID: String?
+    /// The model's reasoning, as DeepSeek, vLLM and LiteLLM name it (`reasoning_content`); Ollama's own `/v1` calls
+    /// it `reasoning`. Read from either, written as both so every client finds it.
+    public var reasoningContent: String?
 
-    public init(role: String, content: MessageContent?, toolCalls: [ToolCall]? = nil, toolCallID: String? = nil) {
+    public init(
+        role: String, content: MessageContent?, toolCalls: [ToolCall]? = nil, toolCallID: String? = nil, reasoningContent: String? = nil
+    ) {
         self.role = role
         self.content = content
         self.toolCalls = toolCalls
         self.toolCallID = toolCallID
+        self.reasoningContent = reasoningContent
     }
 
     enum CodingKeys: String, CodingKey {
-        case role, content, name
+        case role, content, name, reasoning
         case toolCalls = "tool_calls"
         case toolCallID = "tool_call_id"
+        case reasoningContent = "reasoning_content"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        role = try c.decode(String.self, forKey: .role)
+        content = try c.decodeIfPresent(MessageContent.self, forKey: .content)
+        name = try c.decodeIfPresent(String.self, forKey: .name)
+        toolCalls = try c.decodeIfPresent([ToolCall].self, forKey: .toolCalls)
+        toolCallID = try c.decodeIfPresent(String.self, forKey: .toolCallID)
+        reasoningContent = try c.decodeIfPresent(String.self, forKey: .reasoningContent) ?? c.decodeIfPresent(String.self, forKey: .reasoning)
     }
 
     // `content` is always written, as null when absent: OpenAI clients expect the key.
@@ -161,6 +188,8 @@ public struct ChatMessage: Codable, Sendable, Equatable {
         try c.encodeIfPresent(name, forKey: .name)
         try c.encodeIfPresent(toolCalls, forKey: .toolCalls)
         try c.encodeIfPresent(toolCallID, forKey: .toolCallID)
+        try c.encodeIfPresent(reasoningContent, forKey: .reasoningContent)
+        try c.encodeIfPresent(reasoningContent, forKey: .reasoning)
     }
 }
 
@@ -339,16 +368,37 @@ public struct ChatCompletionChunk: Codable, Sendable, Equatable {
         public var role: String?
         public var content: String?
         public var toolCalls: [ToolCallDelta]?
+        /// More of the model's reasoning; written as `reasoning_content` and `reasoning`, as on ``ChatMessage``.
+        public var reasoningContent: String?
 
-        public init(role: String? = nil, content: String? = nil, toolCalls: [ToolCallDelta]? = nil) {
+        public init(role: String? = nil, content: String? = nil, toolCalls: [ToolCallDelta]? = nil, reasoningContent: String? = nil) {
             self.role = role
             self.content = content
             self.toolCalls = toolCalls
+            self.reasoningContent = reasoningContent
         }
 
         enum CodingKeys: String, CodingKey {
-            case role, content
+            case role, content, reasoning
             case toolCalls = "tool_calls"
+            case reasoningContent = "reasoning_content"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            role = try c.decodeIfPresent(String.self, forKey: .role)
+            content = try c.decodeIfPresent(String.self, forKey: .content)
+            toolCalls = try c.decodeIfPresent([ToolCallDelta].self, forKey: .toolCalls)
+            reasoningContent = try c.decodeIfPresent(String.self, forKey: .reasoningContent) ?? c.decodeIfPresent(String.self, forKey: .reasoning)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encodeIfPresent(role, forKey: .role)
+            try c.encodeIfPresent(content, forKey: .content)
+            try c.encodeIfPresent(toolCalls, forKey: .toolCalls)
+            try c.encodeIfPresent(reasoningContent, forKey: .reasoningContent)
+            try c.encodeIfPresent(reasoningContent, forKey: .reasoning)
         }
     }
 

@@ -37,18 +37,50 @@ public enum OllamaRequestTranslation {
                     content: message.content?.text ?? "",
                     images: images.isEmpty ? nil : images,
                     toolCalls: toolCalls,
-                    toolName: message.toolCallID.flatMap { toolNames[$0] }
+                    // A tool result whose call is not in the history still says which tool answered.
+                    toolName: message.toolCallID.flatMap { toolNames[$0] } ?? (message.role == "tool" ? message.name : nil)
                 ))
         }
+        // One upstream call answers one choice: more would be n calls for one request, which a client can make itself.
+        if let n = request.n, n > 1 {
+            throw .invalidValue("n", "Ollama upstreams answer one choice per request; send n separate requests.")
+        }
         var out = Ollama.ChatRequest(model: request.model, messages: messages, stream: request.isStreaming)
-        out.tools = request.tools
+        out.tools = try tools(request.tools, choice: request.toolChoice)
         out.format = format(request.responseFormat)
-        let options = options(
+        out.think = think(request.reasoningEffort)
+        out.keepAlive = request.keepAlive
+        var options = options(
             temperature: request.temperature, topP: request.topP, seed: request.seed, stop: request.stop,
             maxTokens: request.tokenLimit, presencePenalty: request.presencePenalty,
             frequencyPenalty: request.frequencyPenalty)
+        options.extra = request.options ?? [:]
         out.options = options.isEmpty ? nil : options
         return out
+    }
+
+    /// The tools Ollama is offered: none for `tool_choice: "none"` (Ollama would still call one), only the named
+    /// one for a named choice (the closest Ollama comes to forcing it), else all.
+    static func tools(_ tools: [Tool]?, choice: JSONValue?) throws(APIError) -> [Tool]? {
+        switch choice {
+        case .string("none"): return nil
+        case .object(let object):
+            guard let name = object["function"]?["name"]?.stringValue else { return tools }
+            let named = (tools ?? []).filter { $0.function.name == name }
+            guard !named.isEmpty else { throw .invalidValue("tool_choice", "names '\(name)', which is not in tools.") }
+            return named
+        default: return tools
+        }
+    }
+
+    /// `reasoning_effort` as Ollama's `think`: `none` turns thinking off, an effort asks for that much.
+    static func think(_ effort: String?) -> JSONValue? {
+        switch effort {
+        case nil: nil
+        case "none": .bool(false)
+        case "minimal": .string("low")
+        case let effort?: .string(effort)
+        }
     }
 
     public static func generate(_ request: CompletionRequest) throws(APIError) -> Ollama.GenerateRequest {
@@ -67,7 +99,9 @@ public enum OllamaRequestTranslation {
     }
 
     public static func embed(_ request: EmbeddingsRequest) -> Ollama.EmbedRequest {
-        Ollama.EmbedRequest(model: request.model, input: request.input)
+        var out = Ollama.EmbedRequest(model: request.model, input: request.input)
+        out.dimensions = request.dimensions
+        return out
     }
 
     static func format(_ responseFormat: ResponseFormat?) -> JSONValue? {

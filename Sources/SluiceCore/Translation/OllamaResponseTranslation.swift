@@ -8,7 +8,8 @@ public enum OllamaResponseTranslation {
         let message = ChatMessage(
             role: "assistant",
             content: toolCalls != nil && content.isEmpty ? nil : .text(content),
-            toolCalls: toolCalls)
+            toolCalls: toolCalls,
+            reasoningContent: response.message?.thinking.flatMap { $0.isEmpty ? nil : $0 })
         return ChatCompletionResponse(
             id: identity.id, created: identity.created, model: model,
             choices: [.init(index: 0, message: message, finishReason: finishReason(response.doneReason, hasToolCalls: toolCalls != nil))],

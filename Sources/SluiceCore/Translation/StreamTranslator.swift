@@ -114,6 +114,11 @@ public struct OllamaChatStreamTranslator: StreamTranslator {
         if let content = response.message?.content, !content.isEmpty {
             delta.content = content
         }
+        // Thinking models stream their reasoning first, in lines whose content is empty: dropping it left the
+        // client with empty deltas and, for a model that only thinks, an empty answer.
+        if let thinking = response.message?.thinking, !thinking.isEmpty {
+            delta.reasoningContent = thinking
+        }
         if let calls = OllamaResponseTranslation.openAIToolCalls(response.message?.toolCalls, identity: identity, offset: toolCallCount) {
             delta.toolCalls = calls.enumerated().map { i, call in
                 .init(index: toolCallCount + i, id: call.id, type: call.type, function: call.function)
@@ -121,7 +126,7 @@ public struct OllamaChatStreamTranslator: StreamTranslator {
             toolCallCount += calls.count
         }
         if delta != ChatCompletionChunk.Delta() || !response.done {
-            if delta.role != nil, delta.content == nil, delta.toolCalls == nil { delta.content = "" }
+            if delta.role != nil, delta.content == nil, delta.toolCalls == nil, delta.reasoningContent == nil { delta.content = "" }
             try write(ChatCompletionChunk(id: identity.id, created: identity.created, model: model, choices: [.init(delta: delta)]), into: &output)
         }
         guard response.done else { return }
@@ -143,7 +148,8 @@ public struct OllamaChatStreamTranslator: StreamTranslator {
 
     private mutating func write(_ chunk: ChatCompletionChunk, into output: inout ByteBuffer) throws(APIError) {
         if chunk.usage == nil, chunk.choices.count == 1, let choice = chunk.choices.first, choice.index == 0,
-            choice.finishReason == nil, choice.delta.role == nil, choice.delta.toolCalls == nil, let content = choice.delta.content
+            choice.finishReason == nil, choice.delta.role == nil, choice.delta.toolCalls == nil, choice.delta.reasoningContent == nil,
+            let content = choice.delta.content
         {
             if contentWriter == nil { contentWriter = try Self.contentWriter(for: chunk, encoder: encoder) }
             if contentWriter?.write(content: content, into: &output) == true { return }

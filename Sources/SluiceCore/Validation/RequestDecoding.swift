@@ -218,6 +218,9 @@ extension ChatCompletionRequest: ValidatedRequest, HasIntegerFields {
                 temperature: temperature, topP: topP, maxTokens: maxCompletionTokens, maxTokensField: "max_completion_tokens",
                 n: n, presencePenalty: presencePenalty, frequencyPenalty: frequencyPenalty, stop: stop)
         }
+        if let effort = reasoningEffort, !["none", "minimal", "low", "medium", "high"].contains(effort) {
+            throw .invalidValue("reasoning_effort", "must be one of none, minimal, low, medium, high.")
+        }
         if let format = responseFormat, !["text", "json_object", "json_schema"].contains(format.type) {
             throw .invalidValue("response_format.type", "must be one of text, json_object, json_schema.")
         }

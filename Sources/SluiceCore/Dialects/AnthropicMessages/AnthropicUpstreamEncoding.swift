@@ -14,6 +14,10 @@ extension AnthropicMessages {
     /// upstream cannot run.
     public static func encodeRequest(_ request: Generation.Request, model: String? = nil) throws(APIError) -> ByteBuffer {
         let sameDialect = request.origin == .anthropicMessages
+        // The Messages API has no response format: dropping it would hand back prose where JSON was asked for.
+        if request.responseFormat != .text {
+            throw .invalidValue(request.origin.responseFormatField, "structured output is not available on an Anthropic upstream.")
+        }
         var body: [String: JSONValue] = [:]
         if sameDialect { for (key, value) in request.extensions where !key.contains(".") { body[key] = value } }
         body["model"] = .string(model ?? request.model)

@@ -193,6 +193,7 @@ extension OpenAIChat {
     public static func canonicalAnswer(_ response: ChatCompletionResponse) -> Generation.Answer {
         let message = response.choices.first?.message
         var content: [Generation.ContentPart] = []
+        if let reasoning = message?.reasoningContent, !reasoning.isEmpty { content.append(.reasoning(.init(text: reasoning))) }
         if let text = message?.content?.text, !text.isEmpty { content.append(.text(text)) }
         for call in message?.toolCalls ?? [] {
             content.append(.toolCall(.init(id: call.id, name: call.function.name, arguments: call.function.arguments)))
@@ -207,7 +208,10 @@ extension OpenAIChat {
     public static func chatResponse(_ answer: Generation.Answer, identity: ResponseIdentity) -> ChatCompletionResponse {
         let calls = answer.toolCalls.map { ToolCall(id: $0.id, name: $0.name, arguments: $0.arguments) }
         let text = answer.text
-        let message = ChatMessage(role: "assistant", content: text.isEmpty && !calls.isEmpty ? nil : .text(text), toolCalls: calls.isEmpty ? nil : calls)
+        let reasoning = answer.content.compactMap { if case .reasoning(let r) = $0 { r.text } else { nil } }.joined()
+        let message = ChatMessage(
+            role: "assistant", content: text.isEmpty && !calls.isEmpty ? nil : .text(text), toolCalls: calls.isEmpty ? nil : calls,
+            reasoningContent: reasoning.isEmpty ? nil : reasoning)
         return ChatCompletionResponse(
             id: identity.id, created: identity.created, model: answer.model,
             choices: [.init(index: 0, message: message, finishReason: finishReason(answer.stopReason))],
