@@ -112,3 +112,27 @@ def test_n_above_one_is_refused_by_name(translating):
 def test_embedding_dimensions_reach_ollama(translating):
     openai_client(translating).embeddings.create(model="nomic-embed-text", input=nonce(), dimensions=256)
     assert last_request(translating, "/api/embed")["dimensions"] == 256
+
+
+def test_native_requests_only_go_to_upstreams_that_speak_ollama(procs, tmp_path):
+    ollama_mock, openai_mock = procs.start_mock(), procs.start_mock()
+    config = tmp_path / "sluice.yaml"
+    config.write_text(
+        "upstreams:\n"
+        f"  - name: local\n    url: {ollama_mock.url}\n    kind: ollama\n"
+        f"  - name: hosted\n    url: {openai_mock.url}\n    kind: openai\n"
+    )
+    gw = procs.start_gateway(args=["--config", config, "--cache-ttl", "0"])
+    client = ollama.Client(host=gw.url)
+    for _ in range(20):
+        client.chat(model=CHAT_MODEL, messages=[{"role": "user", "content": nonce()}])
+    assert openai_mock.stats()["requests"].get("/api/chat", 0) == 0
+    assert ollama_mock.stats()["requests"]["/api/chat"] == 20
+
+
+def test_a_route_no_upstream_speaks_gets_one_clear_error(procs):
+    mock = procs.start_mock()
+    gw = procs.start_gateway(upstream=mock.url, args=["--upstream-kind", "openai"])
+    r = httpx.post(f"{gw.url}/api/chat", json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 400
+    assert "ollama" in r.json()["error"]

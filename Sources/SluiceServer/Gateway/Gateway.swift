@@ -87,6 +87,8 @@ public struct Gateway: Sendable {
         var surface: GenerationSurface? = nil
         /// Keeps the finished answer (stored Responses); a stream calls it before the client sees the answer's end.
         var keepAnswer: (@Sendable (Generation.Answer) async -> Void)? = nil
+        /// The upstream kinds that can serve this route; nil: every kind.
+        var kinds: Set<UpstreamKind>? = nil
     }
 
     // MARK: OpenAI API
@@ -123,7 +125,7 @@ public struct Gateway: Sendable {
             streaming: completion.isStreaming, includeUsage: completion.includeUsage,
             cacheable: (completion.n ?? 1) == 1 && completion.prompt.values.count == 1
                 && deterministicEnough(temperature: completion.temperature, seed: completion.seed),
-            idPrefix: "cmpl")
+            idPrefix: "cmpl", kinds: [.ollama, .openai])
         return try await serve(call, requestedModel: requested, request: request, context: context) { [completion, body] upstream, identity in
             try await upstream.completions(completion, rawBody: body, identity: identity, logger: context.logger)
         }
@@ -137,7 +139,7 @@ public struct Gateway: Sendable {
         try applyAlias(to: &embeddings.model, body: &body)
         let call = Call(
             route: "/v1/embeddings", cacheFamily: "embeddings", format: nil, body: body, model: embeddings.model,
-            streaming: false, includeUsage: false, cacheable: true, idPrefix: "embd")
+            streaming: false, includeUsage: false, cacheable: true, idPrefix: "embd", kinds: [.ollama, .openai])
         return try await serve(call, requestedModel: requested, request: request, context: context) { [embeddings, body] upstream, _ in
             try await upstream.embeddings(embeddings, rawBody: body, logger: context.logger)
         }
@@ -261,7 +263,7 @@ public struct Gateway: Sendable {
         let call = Call(
             route: path, cacheFamily: "native:" + path, format: format ?? nil, body: body, model: model, streaming: streams,
             includeUsage: false, cacheable: format != nil && deterministicEnough(temperature: probe.options?.temperature, seed: probe.options?.seed),
-            idPrefix: "native")
+            idPrefix: "native", kinds: [.ollama])
         return try await serve(call, requestedModel: requested, request: request, context: context) { [body] upstream, _ in
             try await upstream.native(NativeRequest(method: method, path: path, body: body, streams: streams), logger: context.logger)
         }
@@ -274,7 +276,8 @@ public struct Gateway: Sendable {
         _ call: Call, requestedModel: String, request: Request, context: SluiceRequestContext,
         _ fetch: (any UpstreamProvider, ResponseIdentity) async throws -> UpstreamReply
     ) async throws -> Response {
-        let servers = try self.servers(for: call.model, requested: requestedModel, context: context, stream: call.streaming)
+        let servers = try self.servers(
+            for: call.model, requested: requestedModel, context: context, stream: call.streaming, kinds: call.kinds, route: call.route)
         let identity = newIdentity(prefix: call.idPrefix)
         var ticket: CacheTicket?
         if let cache, call.cacheable, let policy = CachePolicy(request.headers[.cacheControl]), policy.reads || policy.writes {
@@ -303,7 +306,7 @@ public struct Gateway: Sendable {
         do {
             let buffered = bufferBudget.map { AnswerBufferLease(budget: $0) }
             let (reply, upstream, lease) = try await AnswerBufferLease.$current.withValue(buffered) {
-                try await fetchWithRetries(call, servers: servers.count, context: context) { try await fetch($0, identity) }
+                try await fetchWithRetries(call, servers: servers, context: context) { try await fetch($0, identity) }
             }
             var response = relay(reply, call: call, upstream: upstream, lease: lease, ticket: ticket, context: context)
             if cache != nil { response.headers[.xCache] = "MISS" }
@@ -399,7 +402,10 @@ public struct Gateway: Sendable {
     /// Checks the key may use `model` and returns the indices of the upstreams serving it.
     ///
     /// `requested` is the name the client sent; a key allowed either it or the alias's target may use it.
-    func servers(for model: String, requested: String, context: SluiceRequestContext, stream: Bool) throws -> [Int] {
+    func servers(
+        for model: String, requested: String, context: SluiceRequestContext, stream: Bool, kinds: Set<UpstreamKind>? = nil,
+        route: String = ""
+    ) throws -> [Int] {
         context.trace.update {
             $0.model = model
             $0.stream = stream
@@ -411,7 +417,17 @@ public struct Gateway: Sendable {
         }
         let servers = pool.servers(of: model)
         guard !servers.isEmpty else { throw APIError.modelNotFound(requested) }
-        return servers
+        guard let kinds else { return servers }
+        // Only upstreams that speak the route: Ollama's native API goes to Ollama servers, never to an OpenAI one
+        // that would answer 404 for half the calls.
+        let speaking = servers.filter { kinds.contains(upstreams[$0].endpoint.kind) }
+        guard !speaking.isEmpty else {
+            let names = kinds.map(\.rawValue).sorted().joined(separator: " or ")
+            throw APIError(
+                status: 400, type: "invalid_request_error", code: "unsupported_by_upstream",
+                message: "No upstream serving model '\(requested)' speaks \(route); it needs an \(names) upstream.", param: "model")
+        }
+        return speaking
     }
 
     /// Rewrites an aliased model name, in the decoded request and in the body forwarded as is.
@@ -437,11 +453,13 @@ public struct Gateway: Sendable {
     /// The returned lease holds the upstream's slot: a complete reply's is already ended, a stream's ends with
     /// the stream. When every upstream is full the call waits for a slot, or fails with `upstream_overloaded`.
     func fetchWithRetries(
-        _ call: Call, servers: Int, context: SluiceRequestContext,
+        _ call: Call, servers: [Int], context: SluiceRequestContext,
         _ fetch: (any UpstreamProvider) async throws -> UpstreamReply
     ) async throws -> (UpstreamReply, any UpstreamProvider, UpstreamLease) {
-        let attempts = min(servers, 3)
+        let attempts = min(servers.count, 3)
         var tried = Set<Int>()
+        // Upstreams of other kinds count as tried from the start, so the pool never picks one.
+        let unfit = call.kinds == nil ? [] : Set(upstreams.indices).subtracting(servers)
         var lastError: (any Error)?
         while tried.count < attempts {
             if !tried.isEmpty {
@@ -449,7 +467,7 @@ public struct Gateway: Sendable {
                 // before the slot, so a pausing request holds none.
                 try await Task.sleep(for: .milliseconds(Int.random(in: 10...50)))
             }
-            guard let index = try await pool.acquire(model: call.model, excluding: tried, failOpen: tried.isEmpty) else { break }
+            guard let index = try await pool.acquire(model: call.model, excluding: tried.union(unfit), failOpen: tried.isEmpty) else { break }
             let lease = UpstreamLease(pool: pool, index: index)
             tried.insert(index)
             let upstream = upstreams[index]
