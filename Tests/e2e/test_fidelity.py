@@ -3,6 +3,8 @@ API's own shape."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import ollama
 import pytest
@@ -136,3 +138,42 @@ def test_a_route_no_upstream_speaks_gets_one_clear_error(procs):
     r = httpx.post(f"{gw.url}/api/chat", json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 400
     assert "ollama" in r.json()["error"]
+
+
+# --- Pass-through: valid OpenAI requests Sluice's types do not model still reach an OpenAI upstream ------------
+
+
+@pytest.fixture(scope="module")
+def passing(module_procs):
+    mock = module_procs.start_mock()
+    gw = module_procs.start_gateway(upstream=mock.url, args=["--upstream-kind", "openai", "--cache-ttl", "0"])
+    gw.mock = mock
+    return gw
+
+
+def test_token_id_embeddings_pass_through_and_are_refused_by_name_for_ollama(passing, translating):
+    body = {"model": "nomic-embed-text", "input": [[15339, 1917], [9906]]}
+    r = httpx.post(f"{passing.v1}/embeddings", json=body, timeout=30)
+    assert last_request(passing, "/v1/embeddings") == body
+    assert r.status_code != 400 or r.json()["error"].get("param") != "input"
+    refused = httpx.post(f"{translating.v1}/embeddings", json=body, timeout=30)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "input"
+    assert "token arrays" in refused.json()["error"]["message"]
+
+
+def test_custom_tools_pass_through_unchanged(passing):
+    body = {
+        "model": CHAT_MODEL, "messages": [{"role": "user", "content": nonce()}],
+        "tools": [{"type": "custom", "custom": {"name": "apply_patch", "description": "Apply a patch"}}],
+    }
+    r = httpx.post(f"{passing.v1}/chat/completions", json=body, timeout=30)
+    assert last_request(passing, "/v1/chat/completions") == body
+    assert r.status_code != 400 or "tools[0]" not in json.dumps(r.json())
+
+
+def test_pass_through_still_refuses_what_the_gateway_reads(passing):
+    r = httpx.post(f"{passing.v1}/chat/completions", content=b'{"model":"a","model":"b","messages":[]}', timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "duplicate_key"
+    r = httpx.post(f"{passing.v1}/chat/completions", json={"model": "", "messages": []}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"

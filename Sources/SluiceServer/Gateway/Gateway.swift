@@ -99,7 +99,8 @@ public struct Gateway: Sendable {
         if let hit = earlyCacheHit(body, route: "/v1/chat/completions", family: "chat", format: .openAIChat, idPrefix: "chatcmpl", request: request, context: context) {
             return hit
         }
-        var chat = try RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: body)
+        var chat = try passThroughProbe(body, context: context)?.chatRequest
+            ?? RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: body)
         let requested = chat.model
         try applyAlias(to: &chat.model, body: &body)
         let call = Call(
@@ -134,7 +135,12 @@ public struct Gateway: Sendable {
     func embeddings(_ request: Request, context: SluiceRequestContext) async throws -> Response {
         context.trace.update { $0.route = "/v1/embeddings" }
         var body = try await collectBody(request)
-        var embeddings = try RequestDecoding.decodeValidated(EmbeddingsRequest.self, from: body)
+        var embeddings: EmbeddingsRequest
+        if let probe = try passThroughProbe(body, context: context) {
+            embeddings = EmbeddingsRequest(model: probe.model, input: .many([]))
+        } else {
+            embeddings = try Self.decodeEmbeddings(body)
+        }
         let requested = embeddings.model
         try applyAlias(to: &embeddings.model, body: &body)
         let call = Call(
@@ -685,4 +691,70 @@ struct CachePolicy {
 extension HTTPField.Name {
     static let xCache = Self("X-Cache")!
     static let xAccelBuffering = Self("X-Accel-Buffering")!
+}
+
+/// What a pass-through needs of an OpenAI request: the fields routing, limits and the cache read.
+///
+/// When every upstream that could serve the model speaks OpenAI's API, the body goes there byte for byte, so
+/// typed validation of the rest would only refuse valid requests Sluice's types do not model (token-id embeddings
+/// input, `custom` tools): the upstream validates what it serves.
+struct PassThroughProbe: Decodable {
+    var model: String
+    var stream: Bool?
+    var streamOptions: StreamOptions?
+    var n: Int?
+    var temperature: Double?
+    var seed: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case model, stream, n, temperature, seed
+        case streamOptions = "stream_options"
+    }
+
+    /// A chat request carrying only these fields, for the pass-through lane.
+    var chatRequest: ChatCompletionRequest {
+        var chat = ChatCompletionRequest(model: model, messages: [], stream: stream)
+        chat.streamOptions = streamOptions
+        chat.n = n
+        chat.temperature = temperature
+        chat.seed = seed
+        return chat
+    }
+}
+
+extension Gateway {
+    /// The probe of a body bound only for OpenAI-compatible upstreams, or nil when an upstream that translates
+    /// might serve it (then the typed, field-named validation applies).
+    func passThroughProbe(_ body: ByteBuffer, context: SluiceRequestContext) throws -> PassThroughProbe? {
+        guard upstreams.contains(where: { $0.endpoint.kind == .openai }) else { return nil }
+        // Still checked: JSON syntax, duplicate keys, number ranges, and the fields the gateway itself reads.
+        let probe = try RequestDecoding.decode(PassThroughProbe.self, from: body)
+        if probe.model.isEmpty { throw APIError.invalidValue("model", "must not be empty.") }
+        let model = aliases[probe.model] ?? aliases.first(where: { Self.sameModel($0.key, probe.model) })?.value ?? probe.model
+        guard let servers = try? servers(for: model, requested: probe.model, context: context, stream: probe.stream ?? false),
+            servers.allSatisfy({ upstreams[$0].endpoint.kind == .openai })
+        else { return nil }
+        return probe
+    }
+
+    /// A typed embeddings request; token-id input, which no translating upstream takes, gets a 400 that says so.
+    static func decodeEmbeddings(_ body: ByteBuffer) throws -> EmbeddingsRequest {
+        let result = Result { () throws(APIError) -> EmbeddingsRequest in try RequestDecoding.decodeValidated(EmbeddingsRequest.self, from: body) }
+        if case .failure(let error) = result, error.param?.hasPrefix("input") == true, hasTokenInput(body) {
+            throw APIError.invalidValue("input", "token arrays are not supported by Ollama upstreams; send the text.")
+        }
+        return try result.get()
+    }
+
+    /// Whether `input` is token ids (`[1, 2]` or `[[1, 2], [3]]`), which only OpenAI-compatible servers take.
+    static func hasTokenInput(_ body: ByteBuffer) -> Bool {
+        guard case .array(let items)? = (try? JSONDecoder().decode(JSONValue.self, from: body))?["input"], let first = items.first else {
+            return false
+        }
+        switch first {
+        case .int: return true
+        case .array(let inner): return inner.allSatisfy { if case .int = $0 { true } else { false } }
+        default: return false
+        }
+    }
 }
