@@ -210,3 +210,21 @@ def test_streams_cut_by_shutdown_get_an_error_event_and_a_record(procs, tmp_path
     with sqlite3.connect(database) as db:
         rows = db.execute("SELECT error_code FROM usage_records WHERE route = '/v1/chat/completions'").fetchall()
     assert rows == [("shutdown",)], rows
+
+
+# --- Finding 6: answers held in memory are bounded over all requests --------------------------------
+
+
+def test_an_answer_past_max_buffered_bytes_is_shed_with_503(procs):
+    mock = procs.start_mock()
+    gw = procs.start_gateway(upstream=mock.url, args=["--max-buffered-bytes", "4KiB", "--cache-ttl", "0"])
+    with httpx.Client(base_url=gw.url, timeout=30) as client:
+        small = client.post("/v1/chat/completions", json=chat_body(f"short {nonce()}"))
+        assert small.status_code == 200
+        # The mock echoes the prompt: a 20 KB answer cannot be held under a 4 KiB bound.
+        big = client.post("/v1/chat/completions", json=chat_body("x" * 20_000 + " " + nonce()))
+        assert big.status_code == 503, big.text
+        assert big.json()["error"]["code"] == "gateway_overloaded"
+        assert "retry-after" in big.headers
+        # Nothing stays charged: the next small answer passes.
+        assert client.post("/v1/chat/completions", json=chat_body(f"short {nonce()}")).status_code == 200
