@@ -24,6 +24,9 @@ struct JSONFields {
     /// Parses a request body that must be a JSON object.
     static func body(_ buffer: ByteBuffer) throws(APIError) -> JSONFields {
         guard buffer.readableBytes > 0 else { throw .invalidJSON("the request body is empty.") }
+        // The same strict reading as every other route: a key given twice (which an upstream that keeps the last
+        // copy would serve differently from what was checked), NUL, bad UTF-8, numbers out of range, depth.
+        try RequestDecoding.check(buffer)
         let value: JSONValue
         do {
             value = try JSONDecoder().decode(JSONValue.self, from: buffer)

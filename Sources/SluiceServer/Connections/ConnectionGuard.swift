@@ -225,8 +225,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             // on a connection about to close.
             let closes: Bool
             switch reading {
-            case .body, .broken: closes = true
-            case .between, .head, .lingering, .closing: closes = !keepAlive
+            // A body being read belongs to this answer's request only when no later request has begun: a pooling
+            // client may send its next request as soon as it has this answer's bytes, before its end passes here.
+            case .body where pending <= 1, .broken: closes = true
+            case .body, .between, .head, .lingering, .closing: closes = !keepAlive
             }
             if closes, !head.headers.contains(name: "connection") {
                 head.headers.add(name: "connection", value: "close")
@@ -239,7 +241,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             responding = false
             pending = max(0, pending - 1)
             switch reading {
-            case .body:
+            case .body where pending == 0:
                 // Answered before the body was read: drop the rest, bounded, then close.
                 reading = .lingering(until: context.eventLoop.now + lingerTime, dropped: 0)
                 lastRead = context.eventLoop.now
@@ -250,6 +252,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             case .broken:
                 closeAfter(data, context: context, promise: promise)
                 return
+            case .body:
+                // The body being read is the next request's: this answer's request was read whole.
+                break
             case .between, .head:
                 if !keepAlive {
                     closeAfter(data, context: context, promise: promise)

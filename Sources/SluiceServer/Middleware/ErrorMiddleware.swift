@@ -34,7 +34,12 @@ public struct ErrorMiddleware: RouterMiddleware {
             } else if apiError.status >= 500 {
                 context.logger.error("request failed", metadata: ["status": "\(apiError.status)", "code": "\(apiError.code)"])
             } else {
-                context.logger.info("request rejected", metadata: ["status": "\(apiError.status)", "code": "\(apiError.code)", "param": "\(apiError.param ?? "")"])
+                context.logger.info(
+                    "request rejected",
+                    metadata: [
+                        "status": "\(apiError.status)", "code": "\(apiError.code)", "param": "\(apiError.param ?? "")",
+                        "reason": .string(apiError.message),
+                    ])
             }
             return apiError.response(dialect: ErrorDialect(path: request.uri.path))
         }

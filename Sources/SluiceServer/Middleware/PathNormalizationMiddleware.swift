@@ -7,9 +7,9 @@ import SluiceCore
 /// Hummingbird's router ignores empty segments, so `//admin/keys` matches `/admin/keys`; any middleware that read the
 /// raw path's prefix would see a different request than the router does. Rewriting the path once, before anything
 /// else runs, makes that class of mismatch impossible instead of patching each reader:
-/// - empty segments are dropped (`//v1//models/` → `/v1/models`), and `.`/`..` segments resolved as RFC 3986 says;
-/// - a `..` that climbs above the root, a path that does not start with `/`, and any percent-encoded `/`, `\`, `.`
-///   or NUL (which a later decoder could turn into a different path) are refused with 400.
+/// - empty segments are dropped (`//v1//models/` → `/v1/models`), as the router drops them;
+/// - `.` and `..` segments (which the router takes literally), a path that does not start with `/`, and any
+///   percent-encoded `/`, `\`, `.` or NUL (which a later decoder could turn into a different path) are refused with 400.
 ///
 /// The query string is kept as sent.
 public struct PathNormalizationMiddleware: RouterMiddleware {
@@ -51,13 +51,10 @@ public struct PathNormalizationMiddleware: RouterMiddleware {
         if let reason = forbiddenEncoding(pathBytes) { return .refused(reason) }
         var segments: [Substring] = []
         for segment in target[target.startIndex..<queryStart].split(separator: "/", omittingEmptySubsequences: true) {
-            switch segment {
-            case ".": continue
-            case "..":
-                guard !segments.isEmpty else { return .refused("it climbs above the root") }
-                segments.removeLast()
-            default: segments.append(segment)
-            }
+            // The router takes `.` and `..` literally, so it could never route the resolved path: refusing them
+            // keeps what is routed and what is guarded the same request.
+            guard segment != ".", segment != ".." else { return .refused("it contains . or .. segments") }
+            segments.append(segment)
         }
         let path = "/" + segments.joined(separator: "/")
         return .rewritten(path + target[queryStart...])

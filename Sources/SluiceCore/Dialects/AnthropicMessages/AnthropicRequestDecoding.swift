@@ -90,8 +90,11 @@ extension AnthropicMessages {
                 request.reasoning = .budget(tokens: budget)
             case "disabled":
                 request.reasoning = .off
+            case "adaptive":
+                // Newer Claude clients let the model decide how much to think: a middling effort elsewhere.
+                request.reasoning = .effort(.medium)
             default:
-                throw .invalidValue("thinking.type", "must be 'enabled' or 'disabled'.")
+                throw .invalidValue("thinking.type", "must be 'enabled', 'adaptive' or 'disabled'.")
             }
             nested.merge(thinking.unknown(["type", "budget_tokens"], prefix: "thinking")) { a, _ in a }
         }

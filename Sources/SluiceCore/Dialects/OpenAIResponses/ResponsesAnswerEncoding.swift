@@ -98,7 +98,9 @@ extension OpenAIResponses {
         out.writeStaticString(#","model":"#)
         out.writeJSONString(header.model)
         out.writeStaticString(#","output":["#)
-        let itemStatus: StaticString = stopReason == .maxTokens || stopReason == .contentFilter ? "incomplete" : "completed"
+        // A failed response's items were cut short, as were those of an answer stopped by its cap or a filter.
+        let itemStatus: StaticString =
+            error != nil || stopReason == .maxTokens || stopReason == .contentFilter ? "incomplete" : "completed"
         for (i, item) in items.enumerated() {
             if i > 0 { out.writeStaticString(",") }
             writeItem(item, status: itemStatus, into: &out)
