@@ -402,3 +402,21 @@ def test_store_false_keeps_nothing(procs, tmp_path):
     assert client.responses.retrieve(kept.id).id == kept.id
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(unkept.id)
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/messages", b'{"model":"llama3.2","model":"qwen2.5:0.5b","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}'),
+    ("/v1/messages", b'{"model":"llama3.2","mo\\u0064el":"qwen2.5:0.5b","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}'),
+    ("/v1/messages/count_tokens", b'{"model":"llama3.2","model":"qwen2.5:0.5b","messages":[{"role":"user","content":"hi"}]}'),
+    ("/v1/responses", b'{"model":"llama3.2","model":"qwen2.5:0.5b","input":"hi"}'),
+    ("/v1/messages", b'{"model":"llama3.2","max_tokens":10,"messages":[{"role":"user","content":"hi \\u0000 x"}]}'),
+])
+def test_the_coding_agent_routes_read_bodies_as_strictly_as_the_rest(kind_gateway, path, body):
+    """A model key given twice would let an upstream that keeps the last copy serve a model the key may not use."""
+    r = httpx.post(f"{kind_gateway.url}{path}", content=body, headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    if path.startswith("/v1/messages"):
+        assert r.json()["type"] == "error" and error["type"] == "invalid_request_error"
+    else:
+        assert error["code"] in ("duplicate_key", "invalid_value")
