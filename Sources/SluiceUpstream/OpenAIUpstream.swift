@@ -81,12 +81,7 @@ public struct ResponsesStreamPassthrough: StreamTranslator {
     public mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
         var copy = input
         output.writeBuffer(&copy)
-        let events: [ServerSentEvent]
-        do {
-            events = try decoder.feed(input)
-        } catch {
-            throw APIError.upstreamFailed("The upstream sent a stream that could not be read.")
-        }
+        let events = try decoder.upstreamEvents(input)
         for event in events { note(event) }
     }
 

@@ -85,3 +85,14 @@ public struct SSEDecoder: Sendable {
         return events
     }
 }
+
+extension SSEDecoder {
+    /// Feeds an upstream's bytes; a body that is not SSE is the upstream's fault, reported as a malformed stream.
+    public mutating func upstreamEvents(_ input: ByteBuffer) throws(APIError) -> [ServerSentEvent] {
+        do {
+            return try feed(input)
+        } catch {
+            throw .malformedStream
+        }
+    }
+}

@@ -284,12 +284,7 @@ public struct OpenAIStreamPassthrough: StreamTranslator {
 
     public mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
         var input = input
-        let events: [ServerSentEvent]
-        do {
-            events = try decoder.feed(input)
-        } catch {
-            throw .malformedStream
-        }
+        let events = try decoder.upstreamEvents(input)
         output.writeBuffer(&input)
         for event in events {
             if event.data == "[DONE]" || event.event == "error" {

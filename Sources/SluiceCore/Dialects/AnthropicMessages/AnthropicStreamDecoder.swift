@@ -19,12 +19,7 @@ extension AnthropicMessages {
 
         /// Feeds upstream bytes; appends the deltas they completed.
         public mutating func decode(_ input: ByteBuffer, into deltas: inout [Generation.Delta]) throws(APIError) {
-            let events: [ServerSentEvent]
-            do {
-                events = try sse.feed(input)
-            } catch {
-                throw .malformedStream
-            }
+            let events = try sse.upstreamEvents(input)
             for event in events where !isComplete {
                 try handle(event, into: &deltas)
             }

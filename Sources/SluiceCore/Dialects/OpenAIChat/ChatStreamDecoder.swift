@@ -18,12 +18,7 @@ extension OpenAIChat {
 
         /// Feeds upstream bytes; appends the deltas of the events they completed.
         public mutating func decode(_ input: ByteBuffer, into deltas: inout [Generation.Delta]) throws(APIError) {
-            let events: [ServerSentEvent]
-            do {
-                events = try sse.feed(input)
-            } catch {
-                throw .malformedStream
-            }
+            let events = try sse.upstreamEvents(input)
             for event in events where !isComplete {
                 if event.data == "[DONE]" {
                     isComplete = true
