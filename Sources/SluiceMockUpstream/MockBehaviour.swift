@@ -26,6 +26,9 @@ public enum MockBehaviour {
         /// Think before answering: `thinkingText(about:)` as Ollama `thinking`, OpenAI `reasoning_content` or an
         /// Anthropic `thinking` block.
         public var think = false
+        /// End an OpenAI chat stream cleanly after its finish reason (and usage) but without `data: [DONE]`, as
+        /// llama.cpp's server does.
+        public var noDone = false
 
         public init(_ text: String) {
             die = text.contains("[[die]]")
@@ -34,6 +37,7 @@ public enum MockBehaviour {
             flood = text.contains("[[flood]]")
             tool = text.contains("[[tool]]")
             think = text.contains("[[think]]")
+            noDone = text.contains("[[nodone]]")
         }
     }
 

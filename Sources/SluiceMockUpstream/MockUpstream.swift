@@ -334,7 +334,8 @@ struct MockServer: Sendable {
         }
         frames.append(try sse(ChatCompletionChunk(id: id, created: created, model: body.model, choices: [.init(delta: .init(), finishReason: finish)])))
         if body.includeUsage { frames.append(try sse(ChatCompletionChunk(id: id, created: created, model: body.model, choices: [], usage: usage))) }
-        return stream(frames + [ByteBuffer(string: "data: [DONE]\n\n")], contentType: "text/event-stream", triggers: triggers)
+        if !triggers.noDone { frames.append(ByteBuffer(string: "data: [DONE]\n\n")) }
+        return stream(frames, contentType: "text/event-stream", triggers: triggers)
     }
 
     func openAICompletion(_ request: Request, context: BasicRequestContext) async throws -> Response {

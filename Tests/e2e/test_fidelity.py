@@ -177,3 +177,19 @@ def test_pass_through_still_refuses_what_the_gateway_reads(passing):
     assert r.status_code == 400 and r.json()["error"]["code"] == "duplicate_key"
     r = httpx.post(f"{passing.v1}/chat/completions", json={"model": "", "messages": []}, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+
+
+def test_a_stream_that_ends_cleanly_after_its_finish_reason_is_complete(passing):
+    """llama.cpp's server ends a complete stream without data: [DONE]; the official client must not raise."""
+    import openai
+    client = openai.OpenAI(base_url=passing.v1, api_key="x", max_retries=0)
+    prompt = f"[[nodone]] all there {nonce()}"
+    chunks = list(client.chat.completions.create(
+        model=CHAT_MODEL, messages=[{"role": "user", "content": prompt}], stream=True, stream_options={"include_usage": True}))
+    assert "".join((c.choices[0].delta.content or "") for c in chunks if c.choices).endswith(prompt)
+    assert chunks[-1].usage.completion_tokens > 0
+    with httpx.stream("POST", f"{passing.v1}/chat/completions", timeout=30, json={
+        "model": CHAT_MODEL, "stream": True, "messages": [{"role": "user", "content": prompt}]}) as r:
+        lines = [line for line in r.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    assert not any(line.startswith("event: error") for line in lines)
