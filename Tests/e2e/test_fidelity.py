@@ -193,3 +193,19 @@ def test_a_stream_that_ends_cleanly_after_its_finish_reason_is_complete(passing)
         lines = [line for line in r.iter_lines() if line]
     assert lines[-1] == "data: [DONE]"
     assert not any(line.startswith("event: error") for line in lines)
+
+
+def test_cached_answers_replay_their_reasoning(procs):
+    import openai
+    mock = procs.start_mock()
+    gw = procs.start_gateway(upstream=mock.url)
+    client = openai.OpenAI(base_url=gw.v1, api_key="x", max_retries=0)
+    prompt = f"[[think]] cached thought {nonce()}"
+    first = client.chat.completions.with_raw_response.create(model=CHAT_MODEL, messages=[{"role": "user", "content": prompt}])
+    assert first.headers["x-cache"] == "MISS"
+    whole = client.chat.completions.with_raw_response.create(model=CHAT_MODEL, messages=[{"role": "user", "content": prompt}])
+    assert whole.headers["x-cache"] == "HIT"
+    assert whole.parse().choices[0].message.model_dump()["reasoning_content"] == f"Thinking about: {prompt}"
+    chunks = list(client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": prompt}], stream=True))
+    reasoning = "".join((c.choices[0].delta.model_dump().get("reasoning_content") or "") for c in chunks if c.choices)
+    assert reasoning == f"Thinking about: {prompt}"

@@ -15,7 +15,7 @@ public enum CacheReplay {
         case .openAIChat:
             let message = ChatMessage(
                 role: "assistant", content: g.toolCalls.isEmpty || !g.text.isEmpty ? .text(g.text) : nil,
-                toolCalls: g.toolCalls.isEmpty ? nil : g.toolCalls)
+                toolCalls: g.toolCalls.isEmpty ? nil : g.toolCalls, reasoningContent: g.reasoning)
             value = ChatCompletionResponse(
                 id: identity.id, created: identity.created, model: model,
                 choices: [.init(index: 0, message: message, finishReason: g.finishReason)], usage: g.usage)
@@ -56,6 +56,10 @@ public enum CacheReplay {
         let pieces = g.pieces.isEmpty ? [""] : g.pieces
         switch format {
         case .openAIChat:
+            if let reasoning = g.reasoning {
+                let delta = ChatCompletionChunk.Delta(role: "assistant", reasoningContent: reasoning)
+                sse(ChatCompletionChunk(id: identity.id, created: identity.created, model: model, choices: [.init(delta: delta)]))
+            }
             for (i, piece) in pieces.enumerated() where i == 0 || !piece.isEmpty {
                 let delta = ChatCompletionChunk.Delta(role: i == 0 ? "assistant" : nil, content: piece)
                 sse(ChatCompletionChunk(id: identity.id, created: identity.created, model: model, choices: [.init(delta: delta)]))
@@ -81,6 +85,9 @@ public enum CacheReplay {
             }
             frames.append(ByteBuffer(string: "data: [DONE]\n\n"))
         case .ollamaChat:
+            if let reasoning = g.reasoning {
+                ndjson(Ollama.ChatResponse(model: model, createdAt: createdAt, message: .init(role: "assistant", content: "", thinking: reasoning), done: false))
+            }
             for piece in pieces where !piece.isEmpty {
                 ndjson(Ollama.ChatResponse(model: model, createdAt: createdAt, message: .init(role: "assistant", content: piece), done: false))
             }
@@ -114,7 +121,7 @@ public enum CacheReplay {
             case .openAIChat:
                 let message = ChatMessage(
                     role: "assistant", content: g.toolCalls.isEmpty || !g.text.isEmpty ? .text(g.text) : nil,
-                    toolCalls: g.toolCalls.isEmpty ? nil : g.toolCalls)
+                    toolCalls: g.toolCalls.isEmpty ? nil : g.toolCalls, reasoningContent: g.reasoning)
                 choices = try encoder.encode([ChatCompletionResponse.Choice(index: 0, message: message, finishReason: g.finishReason)])
                 object = "chat.completion"
             case .openAICompletion:
@@ -150,7 +157,9 @@ public enum CacheReplay {
 
     static func ollamaChatFinal(_ g: CachedGeneration, model: String, createdAt: String, content: String, includeCalls: Bool) -> Ollama.ChatResponse {
         let calls = includeCalls && !g.toolCalls.isEmpty ? ollamaCalls(g) : nil
-        var r = Ollama.ChatResponse(model: model, createdAt: createdAt, message: .init(role: "assistant", content: content, toolCalls: calls), done: true)
+        var r = Ollama.ChatResponse(
+            model: model, createdAt: createdAt,
+            message: .init(role: "assistant", content: content, toolCalls: calls, thinking: includeCalls ? g.reasoning : nil), done: true)
         r.doneReason = g.finishReason == "length" ? "length" : "stop"
         r.promptEvalCount = g.usage?.promptTokens
         r.evalCount = g.usage?.completionTokens

@@ -34,14 +34,17 @@ public struct CachedGeneration: Sendable, Equatable {
     public var toolCalls: [ToolCall]
     public var finishReason: String
     public var usage: Usage?
+    /// The model's reasoning before its answer (Ollama `thinking`, OpenAI `reasoning_content`), replayed with it.
+    public var reasoning: String?
     /// The unchanging bytes of a whole-body OpenAI replay, rendered once when the answer is stored.
     public var template: ReplayTemplate?
 
-    public init(pieces: [String], toolCalls: [ToolCall] = [], finishReason: String, usage: Usage?) {
+    public init(pieces: [String], toolCalls: [ToolCall] = [], finishReason: String, usage: Usage?, reasoning: String? = nil) {
         self.pieces = pieces
         self.toolCalls = toolCalls
         self.finishReason = finishReason
         self.usage = usage
+        self.reasoning = reasoning
     }
 
     /// The same answer with its replay template rendered for `format` and `model`, ready to be stored.
@@ -55,7 +58,8 @@ public struct CachedGeneration: Sendable, Equatable {
 
     var cost: Int {
         // Strings plus a fixed allowance for the array and struct overhead of each piece.
-        128 + (template.map { $0.head.count + $0.tail.count + 64 } ?? 0) + pieces.reduce(0) { $0 + $1.utf8.count + 32 }
+        128 + (reasoning?.utf8.count ?? 0) + (template.map { $0.head.count + $0.tail.count + 64 } ?? 0)
+            + pieces.reduce(0) { $0 + $1.utf8.count + 32 }
             + toolCalls.reduce(0) { $0 + $1.id.utf8.count + $1.function.name.utf8.count + $1.function.arguments.utf8.count + 64 }
     }
 }
@@ -77,6 +81,7 @@ public struct AnswerCollector: Sendable {
     private var lines = LineSplitter()
     private var sse = SSEDecoder()
     private var pieces: [String] = []
+    private var reasoning = ""
     private var toolCalls: [Int: ToolCall] = [:]
     private var finishReason: String?
     private var usage: Usage?
@@ -125,7 +130,7 @@ public struct AnswerCollector: Sendable {
                 let choice = r.choices[0]
                 return CachedGeneration(
                     pieces: [choice.message.content?.text ?? ""], toolCalls: choice.message.toolCalls ?? [],
-                    finishReason: choice.finishReason ?? "stop", usage: r.usage)
+                    finishReason: choice.finishReason ?? "stop", usage: r.usage, reasoning: choice.message.reasoningContent)
             case .openAICompletion:
                 guard let r = try? JSONDecoder().decode(CompletionResponse.self, from: body), r.choices.count == 1 else { return nil }
                 return CachedGeneration(pieces: [r.choices[0].text], finishReason: r.choices[0].finishReason ?? "stop", usage: r.usage)
@@ -137,7 +142,8 @@ public struct AnswerCollector: Sendable {
         }
         guard complete else { return nil }
         let calls = toolCalls.keys.sorted().compactMap { toolCalls[$0] }
-        return CachedGeneration(pieces: pieces, toolCalls: calls, finishReason: finishReason ?? "stop", usage: usage)
+        return CachedGeneration(
+            pieces: pieces, toolCalls: calls, finishReason: finishReason ?? "stop", usage: usage, reasoning: reasoning.isEmpty ? nil : reasoning)
     }
 
     private mutating func fail() { failed = true }
@@ -165,6 +171,7 @@ public struct AnswerCollector: Sendable {
         guard let choice = choices.first else { return }
         if let text = choice.text, !text.isEmpty { pieces.append(text) }
         if let content = choice.delta?.content, !content.isEmpty { pieces.append(content) }
+        if let thought = choice.delta?.reasoningContent { reasoning += thought }
         for call in choice.delta?.toolCalls ?? [] {
             var merged = toolCalls[call.index] ?? ToolCall(id: call.id ?? "", name: "", arguments: "")
             if let id = call.id { merged.id = id }
@@ -197,6 +204,7 @@ public struct AnswerCollector: Sendable {
         guard line.readableBytesView.contains(where: { $0 != 0x20 }) else { return }
         guard let parsed = try? JSONDecoder().decode(OllamaLine.self, from: line), parsed.error == nil else { return fail() }
         if let text = parsed.message?.content ?? parsed.response, !text.isEmpty { pieces.append(text) }
+        if let thought = parsed.message?.thinking { reasoning += thought }
         for call in parsed.message?.toolCalls ?? [] {
             let i = toolCalls.count
             toolCalls[i] = ToolCall(
