@@ -42,6 +42,29 @@ import Testing
         #expect(try OllamaRequestTranslation.chat(chat("{\(base),\"reasoning_effort\":\"high\"}")).think == "high")
         let n = #expect(throws: APIError.self) { try OllamaRequestTranslation.chat(chat("{\(base),\"n\":2}")) }
         #expect(n?.param == "n")
+        // What Ollama cannot do is refused by name, never dropped.
+        for (extra, param) in [
+            (#""logprobs":true"#, "logprobs"), (#""top_logprobs":2,"logprobs":true"#, "logprobs"), (#""logit_bias":{"1":5}"#, "logit_bias"),
+        ] {
+            let refused = #expect(throws: APIError.self) { try OllamaRequestTranslation.chat(chat("{\(base),\(extra)}")) }
+            #expect(refused?.param == param)
+        }
+        let audio = #expect(throws: APIError.self) {
+            try OllamaRequestTranslation.chat(
+                chat(#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AA==","format":"wav"}}]}]}"#))
+        }
+        #expect(audio?.param == "messages[0].content[0].type")
+        var seeded = try OpenAIChat.canonicalRequest(chat("{\(base),\"seed\":7}"))
+        seeded.stream = false
+        let anthropic = #expect(throws: APIError.self) { try AnthropicMessages.encodeRequest(seeded) }
+        #expect(anthropic?.param == "seed")
+        for (extra, param) in [(#""logprobs":true"#, "logprobs"), (#""keep_alive":"5m""#, "keep_alive")] {
+            let refused = #expect(throws: APIError.self) {
+                try AnthropicMessages.encodeRequest(OpenAIChat.canonicalRequest(chat("{\(base),\(extra)}")))
+            }
+            #expect(refused?.param == param)
+        }
+        #expect(try OpenAIChat.canonicalRequest(chat("{\(base),\"reasoning_effort\":\"high\"}")).reasoning == .effort(.high))
         let embed = OllamaRequestTranslation.embed(
             try RequestDecoding.decodeValidated(EmbeddingsRequest.self, from: buffer(#"{"model":"e","input":"x","dimensions":256}"#)))
         #expect(embed.dimensions == 256)

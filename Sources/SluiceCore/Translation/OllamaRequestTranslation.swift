@@ -45,6 +45,19 @@ public enum OllamaRequestTranslation {
         if let n = request.n, n > 1 {
             throw .invalidValue("n", "Ollama upstreams answer one choice per request; send n separate requests.")
         }
+        // Ollama has no token probabilities or biases: a request that asks for them must not get an answer without.
+        if request.logprobs == true || request.topLogprobs != nil {
+            throw .invalidValue(request.logprobs == true ? "logprobs" : "top_logprobs", "token log probabilities are not available on Ollama upstreams.")
+        }
+        if let bias = request.logitBias, !bias.isEmpty {
+            throw .invalidValue("logit_bias", "is not available on Ollama upstreams.")
+        }
+        for (i, message) in request.messages.enumerated() {
+            guard case .parts(let parts)? = message.content else { continue }
+            for (j, part) in parts.enumerated() where part.type != "text" && part.type != "image_url" && part.type != "refusal" {
+                throw .invalidValue("messages[\(i)].content[\(j)].type", "'\(part.type)' parts are not available on Ollama upstreams.")
+            }
+        }
         var out = Ollama.ChatRequest(model: request.model, messages: messages, stream: request.isStreaming)
         out.tools = try tools(request.tools, choice: request.toolChoice)
         out.format = format(request.responseFormat)

@@ -18,6 +18,21 @@ extension AnthropicMessages {
         if request.responseFormat != .text {
             throw .invalidValue(request.origin.responseFormatField, "structured output is not available on an Anthropic upstream.")
         }
+        // Controls the Messages API lacks are refused by the name the client used, never dropped.
+        for (field, given) in [
+            ("seed", request.sampling.seed != nil), ("presence_penalty", request.sampling.presencePenalty != nil),
+            ("frequency_penalty", request.sampling.frequencyPenalty != nil),
+        ] where given {
+            throw .invalidValue(field, "is not available on an Anthropic upstream.")
+        }
+        if case .int(let n)? = request.extensions["n"], n > 1 {
+            throw .invalidValue("n", "an Anthropic upstream answers one choice per request.")
+        }
+        if !sameDialect {
+            for field in ["logprobs", "top_logprobs", "logit_bias", "keep_alive", "options"] where request.extensions[field] != nil {
+                throw .invalidValue(field, "is not available on an Anthropic upstream.")
+            }
+        }
         var body: [String: JSONValue] = [:]
         if sameDialect { for (key, value) in request.extensions where !key.contains(".") { body[key] = value } }
         body["model"] = .string(model ?? request.model)

@@ -70,6 +70,17 @@ extension OpenAIChat {
         out.user = request.user
         out.stream = request.isStreaming
         if let n = request.n { out.extensions["n"] = .int(n) }
+        switch request.reasoningEffort {
+        case "none"?: out.reasoning = .off
+        case let effort?: out.reasoning = .effort(Generation.ReasoningRequest.Effort(rawValue: effort) ?? .medium)
+        case nil: break
+        }
+        // Carried so that an upstream that cannot honour them refuses them by name rather than dropping them.
+        if request.logprobs == true { out.extensions["logprobs"] = true }
+        if let top = request.topLogprobs { out.extensions["top_logprobs"] = .int(top) }
+        if let bias = request.logitBias, !bias.isEmpty { out.extensions["logit_bias"] = .object(bias.mapValues { .double($0) }) }
+        if let keepAlive = request.keepAlive { out.extensions["keep_alive"] = keepAlive }
+        if let options = request.options, !options.isEmpty { out.extensions["options"] = .object(options) }
         if let include = request.streamOptions?.includeUsage { out.extensions["stream_options"] = ["include_usage": .bool(include)] }
         return out
     }
