@@ -42,6 +42,29 @@ import Testing
         #expect(translator.usage == Usage(promptTokens: 4, completionTokens: 2))
     }
 
+    /// Thinking-only lines (empty content) become reasoning deltas, not empty ones; then content, then tool calls.
+    @Test(arguments: [1, 13, 100_000])
+    func thinkingThenContentThenToolCalls(pieceSize: Int) throws {
+        let input = """
+            {"model":"m","message":{"role":"assistant","content":"","thinking":"Let me "},"done":false}
+            {"model":"m","message":{"role":"assistant","content":"","thinking":"think é"},"done":false}
+            {"model":"m","message":{"role":"assistant","content":"Answer"},"done":false}
+            {"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]},"done":false}
+            {"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop"}
+
+            """
+        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: false)
+        let chunks = try sseData(run(&translator, input, pieceSize: pieceSize)).dropLast().map { try json($0) }
+        let deltas = chunks.compactMap { $0["choices"]?.arrayValue?.first?["delta"] }
+        let reasoning = deltas.compactMap { $0["reasoning_content"]?.stringValue }.joined()
+        #expect(reasoning == "Let me think é")
+        #expect(deltas.compactMap { $0["reasoning"]?.stringValue }.joined() == reasoning)
+        #expect(deltas.compactMap { $0["content"]?.stringValue }.joined() == "Answer")
+        let kinds = deltas.map { d in d["reasoning_content"] != nil ? "r" : d["tool_calls"] != nil ? "t" : d["content"] != nil ? "c" : "-" }
+        #expect(kinds.filter { $0 != "-" } == ["r", "r", "c", "t"])
+        #expect(chunks.compactMap { $0["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue } == ["tool_calls"])
+    }
+
     @Test func streamedToolCallsGetIndexesAndFinishReason() throws {
         let input = """
             {"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]},"done":false}

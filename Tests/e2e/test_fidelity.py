@@ -209,3 +209,17 @@ def test_cached_answers_replay_their_reasoning(procs):
     chunks = list(client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": prompt}], stream=True))
     reasoning = "".join((c.choices[0].delta.model_dump().get("reasoning_content") or "") for c in chunks if c.choices)
     assert reasoning == f"Thinking about: {prompt}"
+
+
+def test_a_stream_that_thinks_then_calls_a_tool(translating):
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    chunks = list(openai_client(translating).chat.completions.create(
+        model=CHAT_MODEL, tools=tools, stream=True, messages=[{"role": "user", "content": f"[[think]] plan {nonce()}"}]))
+    deltas = [c.choices[0].delta.model_dump() for c in chunks if c.choices]
+    assert "".join(d.get("reasoning_content") or "" for d in deltas).startswith("Thinking about: [[think]] plan")
+    first_call = next(i for i, d in enumerate(deltas) if d.get("tool_calls"))
+    assert all(not d.get("reasoning_content") for d in deltas[first_call:])
+    assert deltas[first_call]["tool_calls"][0]["function"]["name"] == "f"
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    # No empty deltas stand in for dropped thinking.
+    assert all(d.get("reasoning_content") or d.get("content") or d.get("tool_calls") or d.get("role") for d in deltas[:-1])
