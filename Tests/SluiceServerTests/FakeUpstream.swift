@@ -25,6 +25,8 @@ struct FakeUpstream: UpstreamProvider {
     var probeDown: FakeSwitch?
     /// Counts probes, for tests of how often the gateway probes.
     var probeCount: FakeCounter?
+    /// Counts native (`/api/*`) calls, for tests of where they are routed.
+    var nativeCount: FakeCounter?
     /// Bodies of native GET routes by path (`/api/tags`), instead of a version answer.
     var nativeAnswers: [String: String] = [:]
 
@@ -77,6 +79,7 @@ struct FakeUpstream: UpstreamProvider {
     }
 
     func native(_ request: NativeRequest, logger: Logger) async throws -> UpstreamReply {
+        nativeCount?.increment()
         if case .fail(let error) = behaviour { throw error }
         return .complete(body: ByteBuffer(string: nativeAnswers[request.path] ?? #"{"version":"fake"}"#), usage: nil)
     }

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import SluiceCore
+import SluiceUpstream
 import Testing
 @testable import SluiceServer
 
@@ -205,6 +206,32 @@ import Testing
             }
         }
         #expect((1...2).contains(probes.count))
+    }
+
+    /// A native request goes only to an upstream that speaks Ollama's API, never to an OpenAI one beside it.
+    @Test func nativeRequestsAreRoutedByDialect() async throws {
+        var local = FakeUpstream(.answer("x"))
+        let localCalls = FakeCounter()
+        local.nativeCount = localCalls
+        var hosted = FakeUpstream(.answer("x"))
+        hosted.endpoint = UpstreamEndpoint(name: "hosted", baseURL: "http://hosted.invalid", kind: .openai)
+        let hostedCalls = FakeCounter()
+        hosted.nativeCount = hostedCalls
+        var configuration = GatewayConfiguration()
+        configuration.cacheTTL = .zero
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let app = try buildApplication(
+            configuration: configuration, logger: logger,
+            dependencies: .init(upstreams: [local, hosted], recorder: CollectingRecorder(), store: .none, now: { 1_700_000_000 }))
+        try await app.test(.router) { client in
+            for i in 0..<20 {
+                let body = ByteBuffer(string: #"{"model":"llama3.2","stream":false,"messages":[{"role":"user","content":"\#(i)"}]}"#)
+                try await client.execute(uri: "/api/chat", method: .post, body: body) { #expect($0.status == .ok) }
+            }
+        }
+        #expect(localCalls.count == 20)
+        #expect(hostedCalls.count == 0)
     }
 
     @Test func readinessFollowsTheProbe() async throws {
