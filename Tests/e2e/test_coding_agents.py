@@ -420,3 +420,18 @@ def test_the_coding_agent_routes_read_bodies_as_strictly_as_the_rest(kind_gatewa
         assert r.json()["type"] == "error" and error["type"] == "invalid_request_error"
     else:
         assert error["code"] in ("duplicate_key", "invalid_value")
+
+
+@pytest.mark.parametrize("extra,param", [
+    ({"background": True}, "background"),
+    ({"conversation": "conv_1"}, "conversation"),
+    ({"input": [{"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{not json"},
+                {"type": "function_call_output", "call_id": "c1", "output": "x"}]}, "arguments"),
+])
+def test_responses_fields_that_cannot_be_honoured_are_refused_by_name(kind_gateway, extra, param):
+    if param == "arguments" and kind_gateway.kind != "ollama":
+        pytest.skip("only Ollama needs arguments as a JSON object")
+    body = {"model": CHAT_MODEL, "input": "hi"} | extra
+    r = httpx.post(f"{kind_gateway.v1}/responses", json=body, timeout=30)
+    assert r.status_code == 400, r.text
+    assert param in r.json()["error"]["param"]

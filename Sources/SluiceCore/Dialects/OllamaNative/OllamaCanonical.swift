@@ -110,7 +110,11 @@ extension OllamaChat {
                         images.append(data)
                     case .toolCall(let call):
                         callNames[call.id] = call.name
-                        calls.append(.init(function: .init(name: call.name, arguments: JSONValue(jsonText: call.arguments) ?? [:])))
+                        // Ollama takes arguments as an object: text that is not one cannot be sent as the model wrote it.
+                        guard let arguments = call.arguments.isEmpty ? [:] : JSONValue(jsonText: call.arguments), arguments.objectValue != nil else {
+                            throw .invalidValue("messages[\(i)].content[\(j)].arguments", "must be a JSON object for an Ollama upstream.")
+                        }
+                        calls.append(.init(function: .init(name: call.name, arguments: arguments)))
                     case .reasoning(let reasoning):
                         thinking += reasoning.text
                     default:

@@ -37,6 +37,12 @@ extension OpenAIResponses {
 
         var request = Generation.Request(model: model, messages: messages, origin: .openAIResponses)
         var extensions = root.unknown(knownRequestFields)
+        // These change what the call is (run in the background, continue a server-side conversation object), and
+        // Sluice runs neither: answering without them would be a different call, so they are refused by name.
+        if case .bool(true)? = root["background"] { throw .invalidValue("background", "background responses are not supported.") }
+        if root["conversation"] != nil {
+            throw .invalidValue("conversation", "conversation objects are not supported; use previous_response_id.")
+        }
         if let instructions = try root.string("instructions"), !instructions.isEmpty { request.system = [.text(instructions)] }
         if let m = try root.int("max_output_tokens") {
             guard m >= 1 else { throw .invalidValue("max_output_tokens", "must be at least 1.") }
