@@ -53,11 +53,6 @@ public struct OpenAIUpstream: UpstreamProvider {
         return .complete(body: answer, usage: ResponsesStreamPassthrough.usage(in: (try? JSONDecoder().decode(JSONValue.self, from: answer))?["usage"]))
     }
 
-    /// `GET` or `DELETE /v1/responses/{id}`, passed through.
-    public func storedResponse(_ method: HTTPMethod, id: String, logger: Logger) async throws -> ByteBuffer {
-        try await http.sendCollecting(method, "/v1/responses/" + id, body: nil, logger: logger)
-    }
-
     private func forward(_ path: String, _ body: ByteBuffer, streams: Bool, logger: Logger) async throws -> UpstreamReply {
         if streams {
             let response = try await http.send(.POST, path, body: body, logger: logger)
@@ -73,6 +68,8 @@ public struct OpenAIUpstream: UpstreamProvider {
 public struct ResponsesStreamPassthrough: StreamTranslator {
     public let contentType = "text/event-stream"
     public private(set) var usage: Usage?
+    /// The Response object of the terminal event (`response.completed`, …), so the gateway can keep it for its key.
+    public private(set) var finalResponse: ByteBuffer?
     private var decoder = SSEDecoder()
     private var ended = false
 
@@ -102,6 +99,9 @@ public struct ResponsesStreamPassthrough: StreamTranslator {
         ended = true
         let value = try? JSONDecoder().decode(JSONValue.self, from: Data(event.data.utf8))
         usage = Self.usage(in: value?["response"]?["usage"]) ?? usage
+        if name == "response.completed", let response = value?["response"] {
+            finalResponse = try? WireJSON.encoder().encodeAsByteBuffer(response, allocator: ByteBufferAllocator())
+        }
     }
 
     /// A Responses `usage` object (`input_tokens`, `output_tokens`) as the gateway's usage.

@@ -63,6 +63,22 @@ import Testing
         #expect(heads.first?.headers["connection"] == [])
     }
 
+    /// The next request's `Connection: close` belongs to the next answer: the current one, ending after that request's
+    /// head arrived, must not close the connection before the next request is answered.
+    @Test func theNextRequestsConnectionCloseDoesNotCloseThePreviousAnswer() throws {
+        try request()
+        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "0"])))
+        try request(headers: ["connection": "close"])
+        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        #expect(channel.isActive)
+        try respond()
+        #expect(!channel.isActive)
+        let heads = try writtenHeads()
+        #expect(heads.count == 2)
+        #expect(heads[0].headers["connection"] == [])
+        #expect(heads[1].headers["connection"] == ["close"])
+    }
+
     /// The response heads written so far.
     func writtenHeads() throws -> [HTTPResponseHead] {
         var heads: [HTTPResponseHead] = []

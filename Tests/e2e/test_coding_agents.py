@@ -435,3 +435,37 @@ def test_responses_fields_that_cannot_be_honoured_are_refused_by_name(kind_gatew
     r = httpx.post(f"{kind_gateway.v1}/responses", json=body, timeout=30)
     assert r.status_code == 400, r.text
     assert param in r.json()["error"]["param"]
+
+
+def test_responses_passed_through_stay_with_their_key(procs, tmp_path):
+    """An upstream that serves the Responses API itself (here, a second Sluice) gets the request as sent, but the
+    conversation is kept per key by the gateway: another key can neither read nor continue it."""
+    mock = procs.start_mock()
+    inner = procs.start_gateway(upstream=mock.url, args=["--database", f"sqlite:{tmp_path / 'inner.db'}"])
+    config = tmp_path / "outer.yaml"
+    config.write_text(f"upstreams:\n  - name: hosted\n    url: {inner.url}\n    kind: openai\n    responses: true\n")
+    database = f"sqlite:{tmp_path / 'outer.db'}"
+    outer = procs.start_gateway(args=["--config", config, "--database", database, "--master-key", MASTER])
+
+    def new_key(name: str) -> str:
+        done = procs.run_sluice("keys", "create", "--name", name, "--database", database)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    owner = openai.OpenAI(base_url=outer.v1, api_key=new_key("owner"), max_retries=0)
+    stranger = openai.OpenAI(base_url=outer.v1, api_key=new_key("stranger"), max_retries=0)
+    first = owner.responses.create(model=CHAT_MODEL, input=f"remember Ada {nonce()}")
+    streamed = list(owner.responses.create(model=CHAT_MODEL, previous_response_id=first.id, input="and now?", stream=True))
+    second = streamed[-1].response
+    assert streamed[-1].type == "response.completed"
+    third = owner.responses.create(model=CHAT_MODEL, previous_response_id=second.id, input=f"once more {nonce()}")
+    assert third.status == "completed"
+    # The upstream got the whole conversation, and was told not to keep its own copy.
+    sent = next(r for r in reversed(httpx.get(f"{mock.url}/mock/requests").json()) if r["path"] == "/api/chat")["body"]
+    assert "remember Ada" in json.dumps(sent["messages"]) and "once more" in json.dumps(sent["messages"])
+    for response_id in (first.id, second.id):
+        with pytest.raises(openai.NotFoundError):
+            stranger.responses.retrieve(response_id)
+        with pytest.raises(openai.NotFoundError):
+            stranger.responses.create(model=CHAT_MODEL, previous_response_id=response_id, input="hi")
+    assert owner.responses.retrieve(second.id).id == second.id

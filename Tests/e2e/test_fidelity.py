@@ -223,3 +223,8 @@ def test_a_stream_that_thinks_then_calls_a_tool(translating):
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
     # No empty deltas stand in for dropped thinking.
     assert all(d.get("reasoning_content") or d.get("content") or d.get("tool_calls") or d.get("role") for d in deltas[:-1])
+
+
+def test_the_embeddings_cap_holds_on_the_pass_through(passing):
+    r = httpx.post(f"{passing.v1}/embeddings", json={"model": "nomic-embed-text", "input": ["a"] * 2049}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input"

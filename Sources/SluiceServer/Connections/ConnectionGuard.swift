@@ -57,6 +57,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var pending = 0
     /// Whether the latest request allows another one on this connection.
     private var keepAlive = true
+    /// The same, per request whose response has not ended, oldest first: the next request's head can arrive before
+    /// the previous answer's end passes here, and must not decide whether that answer closes the connection.
+    private var keepAlives: [Bool] = []
     /// A response head was written and its end not yet.
     private var responding = false
     /// The gateway asked for bytes (a read passed here) and none have come since.
@@ -113,6 +116,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 lastRead = context.eventLoop.now
                 pending += 1
                 keepAlive = head.isKeepAlive
+                keepAlives.append(head.isKeepAlive)
                 arm(context)
             case .lingering, .broken, .closing:
                 return
@@ -228,7 +232,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             // A body being read belongs to this answer's request only when no later request has begun: a pooling
             // client may send its next request as soon as it has this answer's bytes, before its end passes here.
             case .body where pending <= 1, .broken: closes = true
-            case .body, .between, .head, .lingering, .closing: closes = !keepAlive
+            case .body, .between, .head, .lingering, .closing: closes = !(keepAlives.first ?? keepAlive)
             }
             if closes, !head.headers.contains(name: "connection") {
                 head.headers.add(name: "connection", value: "close")
@@ -240,6 +244,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .end:
             responding = false
             pending = max(0, pending - 1)
+            let keepsAlive = keepAlives.isEmpty ? keepAlive : keepAlives.removeFirst()
             switch reading {
             case .body where pending == 0:
                 // Answered before the body was read: drop the rest, bounded, then close.
@@ -256,7 +261,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 // The body being read is the next request's: this answer's request was read whole.
                 break
             case .between, .head:
-                if !keepAlive {
+                if !keepsAlive {
                     closeAfter(data, context: context, promise: promise)
                     return
                 }

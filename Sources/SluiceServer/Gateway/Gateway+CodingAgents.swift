@@ -77,14 +77,13 @@ extension Gateway {
         // The whole conversation's input items, kept with the answer for a later previous_response_id.
         var input: [JSONValue]?
         if let previous = generation.previousResponseID {
-            do {
-                let continued = try await continuing(body, previous: previous, context: context)
-                body = continued.body
-                input = continued.input
-                generation = try OpenAIResponses.decodeRequest(body)
-            } catch let error as APIError where error.status == 404 && responsesUpstream != nil {
-                // Not one of ours: an upstream that serves the Responses API itself may hold it.
-            }
+            // Every conversation this gateway answered is in its store, pass-through ones included, so an id it
+            // does not hold for this key is 404: asking an upstream with the gateway's own credential would hand
+            // one key's conversation to another.
+            let continued = try await continuing(body, previous: previous, context: context)
+            body = continued.body
+            input = continued.input
+            generation = try OpenAIResponses.decodeRequest(body)
         }
         let stores = responseStore != nil && generation.store != false
         if stores, input == nil {
@@ -105,11 +104,17 @@ extension Gateway {
                 answer.model = generation.model
                 await keep(OpenAIResponses.encodeAnswer(answer, createdAt: identity.created), input: input, model: generation.model, context: context)
             }
+            call.keepResponse = { [self, generation] response in
+                await keep(response, input: input, model: generation.model, context: context)
+            }
         }
         let collects = (cache != nil && call.cacheable) || call.keepAnswer != nil
         return try await serve(call, requestedModel: requested, request: request, context: context) { [generation, body, call] upstream, _ in
             if let openAI = upstream as? OpenAIUpstream, openAI.endpoint.servesResponses {
-                return try await openAI.responses(rawBody: body, streams: generation.stream, logger: context.logger)
+                // The gateway expands a stored conversation itself, so the upstream is asked not to keep its own copy.
+                let reply = try await openAI.responses(rawBody: Self.withoutUpstreamStore(body), streams: generation.stream, logger: context.logger)
+                if case .complete(let answer, _) = reply, let keep = call.keepResponse { await keep(answer) }
+                return reply
             }
             let reply = try await upstream.generation(generation, identity: identity, logger: context.logger)
             let encoded = encode(reply, for: .openAIResponses, model: generation.model, identity: identity, collectsAnswer: collects)
@@ -117,6 +122,14 @@ extension Gateway {
             if case .generated(_, let answer) = encoded, let keep = call.keepAnswer { await keep(answer) }
             return encoded
         }
+    }
+
+    /// A Responses body with `store: false`, for an upstream whose stored copy nobody will ask for: the gateway keeps
+    /// conversations in its own store, per key. Unchanged when it cannot be read (the upstream will say why).
+    static func withoutUpstreamStore(_ body: ByteBuffer) -> ByteBuffer {
+        guard case .object(var members)? = try? JSONDecoder().decode(JSONValue.self, from: body) else { return body }
+        members["store"] = false
+        return (try? WireJSON.encoder().encodeAsByteBuffer(JSONValue.object(members), allocator: ByteBufferAllocator())) ?? body
     }
 
     /// A canonical reply in the surface's wire format; the gateway's id and the client's model name win over the

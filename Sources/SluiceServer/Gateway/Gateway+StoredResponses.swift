@@ -59,10 +59,6 @@ extension Gateway {
         {
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: stored.response)))
         }
-        if let upstream = responsesUpstream {
-            let body = try await measured(upstream) { _ in try await upstream.storedResponse(.GET, id: id, logger: context.logger) }
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
-        }
         throw Self.responseNotFound(id)
     }
 
@@ -73,16 +69,7 @@ extension Gateway {
             let body = JSONValue.object(["id": .string(id), "object": "response", "deleted": true])
             return try JSONResponse(body).response(status: .ok)
         }
-        if let upstream = responsesUpstream {
-            let body = try await measured(upstream) { _ in try await upstream.storedResponse(.DELETE, id: id, logger: context.logger) }
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
-        }
         throw Self.responseNotFound(id)
-    }
-
-    /// An OpenAI upstream that keeps its own Responses conversations, asked for ids this gateway does not hold.
-    var responsesUpstream: OpenAIUpstream? {
-        upstreams.lazy.compactMap { $0 as? OpenAIUpstream }.first { $0.endpoint.servesResponses }
     }
 
     static func responseNotFound(_ id: String) -> APIError {

@@ -87,6 +87,8 @@ public struct Gateway: Sendable {
         var surface: GenerationSurface? = nil
         /// Keeps the finished answer (stored Responses); a stream calls it before the client sees the answer's end.
         var keepAnswer: (@Sendable (Generation.Answer) async -> Void)? = nil
+        /// Keeps a Response object relayed as it came (a Responses pass-through), so the gateway knows its owner.
+        var keepResponse: (@Sendable (ByteBuffer) async -> Void)? = nil
         /// The upstream kinds that can serve this route; nil: every kind.
         var kinds: Set<UpstreamKind>? = nil
     }
@@ -554,10 +556,12 @@ public struct Gateway: Sendable {
             return Response(
                 status: .ok,
                 headers: [.contentType: stream.translator.contentType, .cacheControl: "no-cache", .xAccelBuffering: "no"],
-                body: .init { [promptBytes = call?.body.readableBytes ?? 0, model = call?.model ?? "", keep = call?.keepAnswer] writer in
+                body: .init {
+                    [promptBytes = call?.body.readableBytes ?? 0, model = call?.model ?? "", keep = call?.keepAnswer, keepResponse = call?.keepResponse]
+                    writer in
                     try await relayStream(
                         stream, upstream: upstream, lease: lease, collector: collector, ticket: ticket, model: model,
-                        promptBytes: promptBytes, keep: keep,
+                        promptBytes: promptBytes, keep: keep, keepResponse: keepResponse,
                         context: context, writer: &writer)
                 })
         }
@@ -568,9 +572,10 @@ public struct Gateway: Sendable {
     func relayStream(
         _ stream: UpstreamStream, upstream: any UpstreamProvider, lease: UpstreamLease?, collector: AnswerCollector?,
         ticket: CacheTicket?, model: String, promptBytes: Int, keep: (@Sendable (Generation.Answer) async -> Void)? = nil,
+        keepResponse: (@Sendable (ByteBuffer) async -> Void)? = nil,
         context: SluiceRequestContext, writer: inout any ResponseBodyWriter
     ) async throws {
-        var kept = keep == nil
+        var kept = keep == nil && keepResponse == nil
         metrics.streamsInFlight.increment()
         defer { metrics.streamsInFlight.decrement() }
         // The upstream is busy with this request until its stream ends, so the slot is held as long. Paths that
@@ -611,6 +616,10 @@ public struct Gateway: Sendable {
                 // cannot be continued yet.
                 kept = true
                 await keep(answer)
+            }
+            if !kept, let keepResponse, let response = (translator as? ResponsesStreamPassthrough)?.finalResponse {
+                kept = true
+                await keepResponse(response)
             }
             if output.readableBytes > 0 {
                 if first {
@@ -698,7 +707,11 @@ extension HTTPField.Name {
 /// When every upstream that could serve the model speaks OpenAI's API, the body goes there byte for byte, so
 /// typed validation of the rest would only refuse valid requests Sluice's types do not model (token-id embeddings
 /// input, `custom` tools): the upstream validates what it serves.
-struct PassThroughProbe: Decodable {
+struct PassThroughProbe: Decodable, HasItemLimits {
+    /// The embeddings cap holds on the pass-through too: the scan refuses a 200,000-input body before any decoder
+    /// builds it.
+    static let itemLimits = EmbeddingsRequest.itemLimits
+
     var model: String
     var stream: Bool?
     var streamOptions: StreamOptions?

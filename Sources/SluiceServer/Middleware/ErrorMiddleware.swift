@@ -73,6 +73,9 @@ public struct ErrorMiddleware: RouterMiddleware {
             case .disconnected: return .clientDisconnected()
             case .bodyTimeout: return .requestTimeout()
             }
+        case is CancellationError:
+            // A request stops being served when its client leaves (a coalesced waiter, a queued call): a 499.
+            return .clientDisconnected()
         case is HTTPParserError:
             // The body's framing (chunk sizes, Transfer-Encoding) broke while a handler read it: the client's fault.
             return .malformedRequest()
