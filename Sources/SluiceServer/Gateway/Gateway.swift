@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOFoundationCompat
+import ServiceLifecycle
 import SluiceCore
 import SluiceStore
 import SluiceUpstream
@@ -589,58 +590,64 @@ public struct Gateway: Sendable {
         var failure: APIError?
         var iterator = stream.body.makeAsyncIterator()
         var first = true
-        while true {
-            if let drain, drain.streamsMustEnd() {
-                failure = .shuttingDown()
-                break
-            }
-            let chunk: ByteBuffer?
-            do {
-                chunk = try await iterator.next()
-            } catch {
-                failure = UpstreamFailure.apiError(for: error, logger: context.logger)
-                break
-            }
-            output.clear()
-            do {
-                if let chunk {
-                    try translator.translate(chunk, into: &output)
-                } else {
-                    try translator.finish(into: &output)
+        // The drain's clock starts when shutdown does, not when the next chunk happens to arrive.
+        try await withGracefulShutdownHandler {
+            while true {
+                if let drain, drain.streamsMustEnd() {
+                    failure = .shuttingDown()
+                    break
                 }
-            } catch {
-                failure = error
-            }
-            if !kept, let keep, let answer = translator.canonicalAnswer {
-                // The chunk that finishes the answer waits for it to be kept, so the client never holds an id that
-                // cannot be continued yet.
-                kept = true
-                await keep(answer)
-            }
-            if !kept, let keepResponse, let response = (translator as? ResponsesStreamPassthrough)?.finalResponse {
-                kept = true
-                await keepResponse(response)
-            }
-            if output.readableBytes > 0 {
-                if first {
-                    first = false
-                    context.trace.update { $0.firstByteAt = .now }
-                }
-                collector?.observe(output)
+                let chunk: ByteBuffer?
                 do {
-                    try await writer.write(output)
+                    chunk = try await iterator.next()
                 } catch {
-                    // The client went away. Dropping the iterator cancels the upstream request.
-                    context.trace.update {
-                        $0.clientDisconnected = true
-                        $0.usage = translator.usage
-                        $0.errorCode = "client_disconnected"
-                    }
-                    context.logger.info("client disconnected mid-stream; upstream request cancelled")
-                    throw error
+                    failure = UpstreamFailure.apiError(for: error, logger: context.logger)
+                    break
                 }
+                output.clear()
+                do {
+                    if let chunk {
+                        try translator.translate(chunk, into: &output)
+                    } else {
+                        try translator.finish(into: &output)
+                    }
+                } catch {
+                    // Translators throw only APIError; the closure around this loop does not carry the typed throw.
+                    failure = error as? APIError ?? .upstreamFailed()
+                }
+                if !kept, let keep, let answer = translator.canonicalAnswer {
+                    // The chunk that finishes the answer waits for it to be kept, so the client never holds an id that
+                    // cannot be continued yet.
+                    kept = true
+                    await keep(answer)
+                }
+                if !kept, let keepResponse, let response = (translator as? ResponsesStreamPassthrough)?.finalResponse {
+                    kept = true
+                    await keepResponse(response)
+                }
+                if output.readableBytes > 0 {
+                    if first {
+                        first = false
+                        context.trace.update { $0.firstByteAt = .now }
+                    }
+                    collector?.observe(output)
+                    do {
+                        try await writer.write(output)
+                    } catch {
+                        // The client went away. Dropping the iterator cancels the upstream request.
+                        context.trace.update {
+                            $0.clientDisconnected = true
+                            $0.usage = translator.usage
+                            $0.errorCode = "client_disconnected"
+                        }
+                        context.logger.info("client disconnected mid-stream; upstream request cancelled")
+                        throw error
+                    }
+                }
+                if failure != nil || chunk == nil { break }
             }
-            if failure != nil || chunk == nil { break }
+        } onGracefulShutdown: { [drain] in
+            drain?.begin()
         }
         context.trace.update { $0.usage = translator.usage }
         if translator.usage == nil, let completion = translator.estimatedCompletionTokens {

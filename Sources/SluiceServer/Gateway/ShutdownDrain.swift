@@ -21,6 +21,12 @@ public final class ShutdownDrain: Sendable {
         self.window = grace - margin
     }
 
+    /// Notes that graceful shutdown has begun (the first call counts).
+    func begin() {
+        let elapsed = (ContinuousClock.now - origin).nanoseconds
+        _ = noticedAt.compareExchange(expected: 0, desired: max(1, elapsed), ordering: .relaxed)
+    }
+
     /// True when the calling stream should end now; cheap enough to ask for every chunk.
     func streamsMustEnd() -> Bool {
         guard Task.isShuttingDownGracefully else { return false }
