@@ -440,8 +440,13 @@ public struct Gateway: Sendable {
     }
 
     /// Rewrites an aliased model name, in the decoded request and in the body forwarded as is.
+    /// The model an alias names, if `model` is one (`llama3.2` and `llama3.2:latest` alike).
+    func aliasTarget(_ model: String) -> String? {
+        aliases[model] ?? aliases.first(where: { Self.sameModel($0.key, model) })?.value
+    }
+
     func applyAlias(to model: inout String, body: inout ByteBuffer) throws {
-        guard let target = aliases[model] ?? aliases.first(where: { Self.sameModel($0.key, model) })?.value else { return }
+        guard let target = aliasTarget(model) else { return }
         model = target
         // The OpenAI and native pass-throughs send these bytes upstream, so the name must change there too.
         guard case .object(var members)? = try? JSONDecoder().decode(JSONValue.self, from: body) else {
@@ -750,7 +755,7 @@ extension Gateway {
         // Still checked: JSON syntax, duplicate keys, number ranges, and the fields the gateway itself reads.
         let probe = try RequestDecoding.decode(PassThroughProbe.self, from: body)
         if probe.model.isEmpty { throw APIError.invalidValue("model", "must not be empty.") }
-        let model = aliases[probe.model] ?? aliases.first(where: { Self.sameModel($0.key, probe.model) })?.value ?? probe.model
+        let model = aliasTarget(probe.model) ?? probe.model
         guard let servers = try? servers(for: model, requested: probe.model, context: context, stream: probe.stream ?? false),
             servers.allSatisfy({ upstreams[$0].endpoint.kind == .openai })
         else { return nil }
