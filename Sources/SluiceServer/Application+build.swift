@@ -203,8 +203,8 @@ func buildRouter(
     // (cache hits included) with its rejections accounted.
     router.add(middleware: ClientAddressMiddleware(resolver: ClientAddressResolver(trusted: configuration.trustedProxies.compactMap(IPRange.init))))
     router.add(middleware: RequestIDMiddleware())
-    // Before anything else reads the path (access, limits, accounting, metrics): each must see the form the
-    // router matched, never a second reading of the raw target.
+    // Before anything else reads the path (limits, accounting, metrics): each must see the form the router matched,
+    // never a second reading of the raw target. Access itself decides from the matched route.
     router.add(middleware: PathNormalizationMiddleware())
     let knownPaths = OpenAIRoutes.paths.union(NativeRoutes.paths).union(OperationsRoutes.paths).union(AdminRoutes.paths)
         .union(DashboardRoutes.paths)

@@ -26,6 +26,7 @@ struct CoalescingAndBufferTests {
         while cache.waiting == 0 { await Task.yield() }
         cache.release(key)
         #expect(try await waiter == .released)
+        #expect(cache.pendingDeadlines == 0)
     }
 
     /// A leader that stalls does not hold its followers: each calls on its own once its wait is up.
@@ -47,6 +48,7 @@ struct CoalescingAndBufferTests {
         waiter.cancel()
         await #expect(throws: CancellationError.self) { try await waiter.value }
         #expect(cache.waiting == 0)
+        #expect(cache.pendingDeadlines == 0)
     }
 
     @Test func bufferedAnswersAreBoundedOverAllRequests() throws {

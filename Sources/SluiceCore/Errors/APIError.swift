@@ -125,9 +125,12 @@ extension APIError {
         APIError(status: 503, type: "server_error", code: "store_unavailable", message: "The gateway cannot reach its store; retry shortly.", retryAfter: 1)
     }
 
+    /// The code of ``shuttingDown()``, to recognise it without building one.
+    public static let shutdownCode = "shutdown"
+
     /// A stream still open when the shutdown grace ran out.
     public static func shuttingDown() -> APIError {
-        APIError(status: 503, type: "server_error", code: "shutdown", message: "The gateway is shutting down; the answer was cut short.", retryAfter: 1)
+        APIError(status: 503, type: "server_error", code: shutdownCode, message: "The gateway is shutting down; the answer was cut short.", retryAfter: 1)
     }
 
     public static func upstreamUnavailable() -> APIError {

@@ -8,6 +8,8 @@ public final class ResponseCache: Sendable {
         var lru: LRUCache<CacheKey, CachedAnswer>
         /// Keys a leader is fetching, with the callers waiting for it by waiter id.
         var inFlight: [CacheKey: [UInt64: CheckedContinuation<Bool, Never>]] = [:]
+        /// Each waiter's deadline, cancelled once the waiter is woken some other way.
+        var deadlines: [UInt64: Task<Void, Never>] = [:]
         var lastWaiterID: UInt64 = 0
     }
 
@@ -94,11 +96,18 @@ public final class ResponseCache: Sendable {
                     continuation.resume(returning: !Task.isCancelled)
                     return
                 }
-                // Unstructured, since the continuation's closure cannot await: it only ever resumes this waiter.
-                Task { [weak self] in
-                    try? await Task.sleep(for: maxWait)
+                // Unstructured, since the continuation's closure cannot await: it only ever resumes this waiter, and is
+                // cancelled as soon as the waiter is woken otherwise, so a herd leaves no sleeping tasks behind.
+                let deadline = Task { [weak self] in
+                    guard (try? await Task.sleep(for: maxWait)) != nil else { return }
                     self?.stopWaiting(key, id: id)
                 }
+                let waiting = state.withLock { s -> Bool in
+                    guard s.inFlight[key]?[id] != nil else { return false }
+                    s.deadlines[id] = deadline
+                    return true
+                }
+                if !waiting { deadline.cancel() }
             }
         } onCancel: {
             stopWaiting(key, id: id)
@@ -109,18 +118,26 @@ public final class ResponseCache: Sendable {
 
     /// Wakes one waiter without an answer (its deadline passed or its client left); a no-op once it was woken.
     private func stopWaiting(_ key: CacheKey, id: UInt64) {
-        let waiter = state.withLock { $0.inFlight[key]?.removeValue(forKey: id) }
+        let (waiter, deadline) = state.withLock { ($0.inFlight[key]?.removeValue(forKey: id), $0.deadlines.removeValue(forKey: id)) }
+        deadline?.cancel()
         waiter?.resume(returning: false)
     }
 
     /// Ends a fetch claimed with `claim`, waking everyone waiting for it.
     public func release(_ key: CacheKey) {
-        let waiters = state.withLock { $0.inFlight.removeValue(forKey: key) } ?? [:]
+        let (waiters, deadlines) = state.withLock { s -> ([UInt64: CheckedContinuation<Bool, Never>], [Task<Void, Never>]) in
+            let waiters = s.inFlight.removeValue(forKey: key) ?? [:]
+            return (waiters, waiters.keys.compactMap { s.deadlines.removeValue(forKey: $0) })
+        }
+        for deadline in deadlines { deadline.cancel() }
         for waiter in waiters.values { waiter.resume(returning: true) }
     }
 
     /// Callers waiting for a leader, over all keys (for tests and metrics).
     public var waiting: Int { state.withLock { $0.inFlight.values.reduce(0) { $0 + $1.count } } }
+
+    /// Waiters' deadline tasks still pending (for tests: none outlives its waiter).
+    var pendingDeadlines: Int { state.withLock { $0.deadlines.count } }
 }
 
 /// A leader's claim on a cache key: stores the answer if there is one and always releases the waiters, once.

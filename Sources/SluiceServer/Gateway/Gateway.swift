@@ -668,7 +668,7 @@ public struct Gateway: Sendable {
                 $0.streamFailed = true
                 $0.errorCode = failure.code
             }
-            if failure.code == APIError.shuttingDown().code {
+            if failure.code == APIError.shutdownCode {
                 // Not the upstream's fault: its breaker and error counts stay as they were.
                 lease?.end(.neutral)
                 context.logger.notice("stream ended by shutdown before its answer was complete")

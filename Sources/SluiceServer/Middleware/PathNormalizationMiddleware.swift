@@ -2,11 +2,12 @@ import HTTPTypes
 import Hummingbird
 import SluiceCore
 
-/// Puts every request path into the one form that routing, access control, limits and accounting all read.
+/// Puts every request path into the form the router read it, for the middleware and handlers that read it after.
 ///
-/// Hummingbird's router ignores empty segments, so `//admin/keys` matches `/admin/keys`; any middleware that read the
-/// raw path's prefix would see a different request than the router does. Rewriting the path once, before anything
-/// else runs, makes that class of mismatch impossible instead of patching each reader:
+/// Hummingbird's router matches on the raw path before any router middleware runs, ignoring empty segments, so
+/// `//admin/keys` matches `/admin/keys`. Access control decides from the route that matched (``AccessMiddleware``);
+/// this rewrite makes every later reader of the path (limits, accounting, logs, errors) see that same request, and
+/// refuses the spellings the router would take differently from a reader:
 /// - empty segments are dropped (`//v1//models/` → `/v1/models`), as the router drops them;
 /// - `.` and `..` segments (which the router takes literally), a path that does not start with `/`, and any
 ///   percent-encoded `/`, `\`, `.` or NUL (which a later decoder could turn into a different path) are refused with 400.

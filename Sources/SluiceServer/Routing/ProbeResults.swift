@@ -26,9 +26,9 @@ actor ProbeResults {
         self.maxAge = maxAge
     }
 
-    /// How old a result may be: a running prober's interval plus its timeout, or a second when none runs.
-    static func maxAge(probeInterval: Duration) -> Duration {
-        probeInterval > .zero ? probeInterval + .seconds(2) : .seconds(1)
+    /// How old a result may be: a running prober's interval plus its probe timeout, or a second when none runs.
+    static func maxAge(probeInterval: Duration, probeTimeout: Duration = UpstreamProber.defaultTimeout) -> Duration {
+        probeInterval > .zero ? probeInterval + probeTimeout : .seconds(1)
     }
 
     func record(_ index: Int, ok: Bool, error: String?) {

@@ -17,7 +17,13 @@ struct UpstreamProber: Service {
     let timeout: Duration
     let logger: Logger
 
-    init(pool: UpstreamPool, results: ProbeResults = ProbeResults(maxAge: .seconds(1)), interval: Duration, timeout: Duration = .seconds(2), logger: Logger) {
+    /// A probe slower than this counts as failed, unless a prober is given another.
+    static let defaultTimeout = Duration.seconds(2)
+
+    init(
+        pool: UpstreamPool, results: ProbeResults = ProbeResults(maxAge: .seconds(1)), interval: Duration, timeout: Duration = defaultTimeout,
+        logger: Logger
+    ) {
         self.pool = pool
         self.results = results
         self.interval = interval
