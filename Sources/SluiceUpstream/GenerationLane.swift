@@ -29,6 +29,26 @@ extension UpstreamProvider {
     }
 }
 
+extension GenerationUpstream {
+    /// OpenAI chat completions on the canonical lane: decoded to the canonical model, sent in this upstream's
+    /// dialect, and its answer or stream encoded back as chat completions.
+    func chatOnCanonicalLane(_ request: ChatCompletionRequest, identity: ResponseIdentity, logger: Logger) async throws -> UpstreamReply {
+        var canonical = try OpenAIChat.canonicalRequest(request)
+        canonical.stream = request.isStreaming
+        switch try await generate(canonical, identity: identity, logger: logger) {
+        case .answer(let answer):
+            let response = OpenAIChat.chatResponse(answer, identity: identity)
+            guard let body = try? WireJSON.encoder().encodeAsByteBuffer(response, allocator: ByteBufferAllocator()) else {
+                throw APIError.internalError()
+            }
+            return .complete(body: body, usage: answer.usage.openAI)
+        case .stream(let body, let decoder):
+            let encoder = OpenAIChat.StreamEncoder(model: request.model, identity: identity, includeUsage: request.includeUsage)
+            return .stream(UpstreamStream(body: body, translator: canonicalTranslator(decoder: decoder, encoder: encoder)))
+        }
+    }
+}
+
 extension OllamaUpstream: GenerationUpstream {
     /// Ollama `/api/chat`, NDJSON when streaming.
     public func generate(_ request: Generation.Request, identity: ResponseIdentity, logger: Logger) async throws -> GenerationReply {

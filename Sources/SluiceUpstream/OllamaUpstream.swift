@@ -17,16 +17,7 @@ public struct OllamaUpstream: UpstreamProvider {
     }
 
     public func chatCompletions(_ request: ChatCompletionRequest, rawBody: ByteBuffer, identity: ResponseIdentity, logger: Logger) async throws -> UpstreamReply {
-        let native = try OllamaRequestTranslation.chat(request)
-        let body = try http.encode(native)
-        if request.isStreaming {
-            let response = try await http.send(.POST, "/api/chat", body: body, logger: logger)
-            let translator = OllamaChatStreamTranslator(model: request.model, identity: identity, includeUsage: request.includeUsage)
-            return .stream(UpstreamStream(body: response.body, translator: translator))
-        }
-        let answer = try http.decode(Ollama.ChatResponse.self, from: try await http.sendCollecting(.POST, "/api/chat", body: body, logger: logger), logger: logger)
-        let translated = OllamaResponseTranslation.chat(answer, model: request.model, identity: identity)
-        return .complete(body: try http.encode(translated), usage: translated.usage)
+        try await chatOnCanonicalLane(request, identity: identity, logger: logger)
     }
 
     public func completions(_ request: CompletionRequest, rawBody: ByteBuffer, identity: ResponseIdentity, logger: Logger) async throws -> UpstreamReply {

@@ -12,15 +12,15 @@ import Testing
 
     @Test(arguments: [1, 2, 7, 64, 100_000])
     func ollamaChatToSSEIsTheSameWhateverTheChunking(pieceSize: Int) throws {
-        var whole = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: true)
-        var pieces = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: true)
+        var whole = chatTranslator(includeUsage: true)
+        var pieces = chatTranslator(includeUsage: true)
         let expected = try run(&whole, Self.ollamaChat, pieceSize: 100_000)
         #expect(try run(&pieces, Self.ollamaChat, pieceSize: pieceSize) == expected)
         #expect(pieces.usage == Usage(promptTokens: 4, completionTokens: 2))
     }
 
     @Test func ollamaChatToSSEShape() throws {
-        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: true)
+        var translator = chatTranslator(includeUsage: true)
         let events = try sseData(run(&translator, Self.ollamaChat, pieceSize: 5))
         #expect(events.last == "[DONE]")
         let chunks = try events.dropLast().map { try json($0) }
@@ -36,7 +36,7 @@ import Testing
     }
 
     @Test func withoutIncludeUsageThereIsNoUsageChunk() throws {
-        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: false)
+        var translator = chatTranslator(includeUsage: false)
         let chunks = try sseData(run(&translator, Self.ollamaChat, pieceSize: 1000)).dropLast().map { try json($0) }
         #expect(chunks.allSatisfy { $0["usage"] == nil })
         #expect(translator.usage == Usage(promptTokens: 4, completionTokens: 2))
@@ -53,7 +53,7 @@ import Testing
             {"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop"}
 
             """
-        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: false)
+        var translator = chatTranslator(includeUsage: false)
         let chunks = try sseData(run(&translator, input, pieceSize: pieceSize)).dropLast().map { try json($0) }
         let deltas = chunks.compactMap { $0["choices"]?.arrayValue?.first?["delta"] }
         let reasoning = deltas.compactMap { $0["reasoning_content"]?.stringValue }.joined()
@@ -61,7 +61,8 @@ import Testing
         #expect(deltas.compactMap { $0["reasoning"]?.stringValue }.joined() == reasoning)
         #expect(deltas.compactMap { $0["content"]?.stringValue }.joined() == "Answer")
         let kinds = deltas.map { d in d["reasoning_content"] != nil ? "r" : d["tool_calls"] != nil ? "t" : d["content"] != nil ? "c" : "-" }
-        #expect(kinds.filter { $0 != "-" } == ["r", "r", "c", "t"])
+        // A tool call opens with its name and id, then its arguments follow, as OpenAI streams them.
+        #expect(kinds.filter { $0 != "-" } == ["r", "r", "c", "t", "t"])
         #expect(chunks.compactMap { $0["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue } == ["tool_calls"])
     }
 
@@ -71,23 +72,25 @@ import Testing
             {"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop"}
 
             """
-        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: false)
+        var translator = chatTranslator(includeUsage: false)
         let chunks = try sseData(run(&translator, input, pieceSize: 9)).dropLast().map { try json($0) }
-        let call = try #require(chunks[0]["choices"]?.arrayValue?[0]["delta"]?["tool_calls"]?.arrayValue?[0])
-        #expect(call["index"] == 0)
-        #expect(call["function"]?["name"] == "f")
-        #expect(try json(call["function"]?["arguments"]?.stringValue ?? "") == ["a": 1])
+        let calls = chunks.compactMap { $0["choices"]?.arrayValue?.first?["delta"]?["tool_calls"]?.arrayValue?.first }
+        #expect(calls.allSatisfy { $0["index"] == 0 })
+        #expect(calls.first?["function"]?["name"] == "f")
+        #expect(calls.first?["id"]?.stringValue?.hasPrefix("call_") == true)
+        let arguments = calls.compactMap { $0["function"]?["arguments"]?.stringValue }.joined()
+        #expect(try json(arguments) == ["a": 1])
         #expect(chunks.last?["choices"]?.arrayValue?[0]["finish_reason"] == "tool_calls")
     }
 
     @Test func streamWithoutDoneLineIsTruncated() {
-        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: false)
+        var translator = chatTranslator(includeUsage: false)
         let partial = #"{"model":"m","message":{"role":"assistant","content":"Hel"},"done":false}"# + "\n"
         #expect(throws: APIError.truncatedStream) { try run(&translator, partial, pieceSize: 10) }
     }
 
     @Test func errorLineMidStreamFails() {
-        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: false)
+        var translator = chatTranslator(includeUsage: false)
         let input = #"{"model":"m","message":{"role":"assistant","content":"a"},"done":false}"# + "\n" + #"{"error":"out of memory"}"# + "\n"
         do {
             _ = try run(&translator, input, pieceSize: 1000)
@@ -99,7 +102,7 @@ import Testing
     }
 
     @Test func malformedLineFails() {
-        var translator = OllamaChatStreamTranslator(model: "m", identity: identity, includeUsage: false)
+        var translator = chatTranslator(includeUsage: false)
         #expect(throws: APIError.malformedStream) { try run(&translator, "{not json}\n", pieceSize: 3) }
     }
 
@@ -217,28 +220,9 @@ struct UsageEstimateTests {
     }
 }
 
-@Suite("Content chunk writer")
-struct ContentChunkWriterTests {
-    @Test(arguments: [
-        "plain words ", "", "quotes \" and \\ backslashes", "line\nbreak\r\n\ttab", "slash / stays", "ünïcödé 漢字 🦙",
-        "\"", "\\", "end\\",
-    ])
-    func writesWhatTheEncoderWrites(_ content: String) throws {
-        let chunk = ChatCompletionChunk(
-            id: "chatcmpl-abc", created: 1_790_000_000, model: "llama3.2 \"q\"", choices: [.init(delta: .init(content: content))])
-        var expected = ByteBuffer()
-        SSEEncoder.writeData(try WireJSON.encoder().encodeAsByteBuffer(chunk, allocator: ByteBufferAllocator()), into: &expected)
-        let writer = try OllamaChatStreamTranslator.contentWriter(for: chunk, encoder: WireJSON.encoder())
-        var fast = ByteBuffer()
-        #expect(writer.write(content: content, into: &fast))
-        #expect(String(buffer: fast) == String(buffer: expected))
-    }
-
-    @Test func rareControlCharactersAreLeftToTheEncoder() throws {
-        let chunk = ChatCompletionChunk(id: "x", created: 1, model: "m", choices: [.init(delta: .init(content: "bell \u{7}"))])
-        let writer = try OllamaChatStreamTranslator.contentWriter(for: chunk, encoder: WireJSON.encoder())
-        var out = ByteBuffer()
-        #expect(!writer.write(content: "bell \u{7}", into: &out))
-        #expect(out.readableBytes == 0)
-    }
+/// The chat surface over an Ollama upstream, as the gateway relays it: Ollama's NDJSON decoded to canonical deltas and
+/// encoded as chat completion chunks.
+func chatTranslator(includeUsage: Bool) -> CanonicalStreamTranslator<OllamaChat.StreamDecoder, OpenAIChat.StreamEncoder> {
+    CanonicalStreamTranslator(
+        decoder: OllamaChat.StreamDecoder(identity: identity), encoder: OpenAIChat.StreamEncoder(model: "m", identity: identity, includeUsage: includeUsage))
 }

@@ -8,10 +8,15 @@ import Testing
         try RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: buffer(body))
     }
 
+    /// A chat request as the Ollama upstream sends it: through the canonical model.
+    func ollamaChat(_ request: ChatCompletionRequest) throws(APIError) -> Ollama.ChatRequest {
+        try OllamaChat.ollamaRequest(OpenAIChat.canonicalRequest(request))
+    }
+
     @Test func samplingOptionsMapToOllamaOptions() throws {
         let request = try chat(
             #"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"top_p":0.9,"seed":7,"max_tokens":33,"stop":"END","stream":true}"#)
-        let native = try OllamaRequestTranslation.chat(request)
+        let native = try ollamaChat(request)
         #expect(native.options?.temperature == 0.2)
         #expect(native.options?.topP == 0.9)
         #expect(native.options?.seed == 7)
@@ -25,13 +30,13 @@ import Testing
     @Test func fieldsThatUsedToBeDroppedReachOllama() throws {
         let tools = #"[{"type":"function","function":{"name":"a"}},{"type":"function","function":{"name":"b"}}]"#
         let base = #""model":"m","messages":[{"role":"user","content":"hi"},{"role":"tool","tool_call_id":"x","name":"lookup","content":"1"}]"#
-        let none = try OllamaRequestTranslation.chat(chat("{\(base),\"tools\":\(tools),\"tool_choice\":\"none\"}"))
+        let none = try ollamaChat(chat("{\(base),\"tools\":\(tools),\"tool_choice\":\"none\"}"))
         #expect(none.tools == nil)
-        let named = try OllamaRequestTranslation.chat(
+        let named = try ollamaChat(
             chat("{\(base),\"tools\":\(tools),\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"b\"}}}"))
         #expect(named.tools?.map(\.function.name) == ["b"])
         #expect(named.messages.last?.toolName == "lookup")
-        let extra = try OllamaRequestTranslation.chat(
+        let extra = try ollamaChat(
             chat("{\(base),\"reasoning_effort\":\"none\",\"keep_alive\":\"30m\",\"temperature\":0.5,\"options\":{\"num_ctx\":8192,\"temperature\":0.9}}"))
         #expect(extra.think == .bool(false))
         #expect(extra.keepAlive == "30m")
@@ -39,18 +44,18 @@ import Testing
         #expect(extra.options?.temperature == 0.5)
         let encoded = String(decoding: try JSONEncoder().encode(extra.options), as: UTF8.self)
         #expect(encoded.contains(#""temperature":0.5"#) && !encoded.contains("0.9"))
-        #expect(try OllamaRequestTranslation.chat(chat("{\(base),\"reasoning_effort\":\"high\"}")).think == "high")
-        let n = #expect(throws: APIError.self) { try OllamaRequestTranslation.chat(chat("{\(base),\"n\":2}")) }
+        #expect(try ollamaChat(chat("{\(base),\"reasoning_effort\":\"high\"}")).think == "high")
+        let n = #expect(throws: APIError.self) { try ollamaChat(chat("{\(base),\"n\":2}")) }
         #expect(n?.param == "n")
         // What Ollama cannot do is refused by name, never dropped.
         for (extra, param) in [
             (#""logprobs":true"#, "logprobs"), (#""top_logprobs":2,"logprobs":true"#, "logprobs"), (#""logit_bias":{"1":5}"#, "logit_bias"),
         ] {
-            let refused = #expect(throws: APIError.self) { try OllamaRequestTranslation.chat(chat("{\(base),\(extra)}")) }
+            let refused = #expect(throws: APIError.self) { try ollamaChat(chat("{\(base),\(extra)}")) }
             #expect(refused?.param == param)
         }
         let audio = #expect(throws: APIError.self) {
-            try OllamaRequestTranslation.chat(
+            try ollamaChat(
                 chat(#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AA==","format":"wav"}}]}]}"#))
         }
         #expect(audio?.param == "messages[0].content[0].type")
@@ -71,16 +76,16 @@ import Testing
     }
 
     @Test func noOptionsMeansNoOptionsObject() throws {
-        let native = try OllamaRequestTranslation.chat(chat(#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#))
+        let native = try ollamaChat(chat(#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#))
         #expect(native.options == nil)
         #expect(native.stream == false)
     }
 
     @Test func responseFormatBecomesFormat() throws {
-        let jsonObject = try OllamaRequestTranslation.chat(
+        let jsonObject = try ollamaChat(
             chat(#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}"#))
         #expect(jsonObject.format == "json")
-        let schema = try OllamaRequestTranslation.chat(
+        let schema = try ollamaChat(
             chat(#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object"}}}}"#))
         #expect(schema.format == ["type": "object"])
     }
@@ -93,7 +98,7 @@ import Testing
               {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Paris\"}"}}]},
               {"role":"tool","tool_call_id":"call_1","content":"sunny"}]}
             """#)
-        let native = try OllamaRequestTranslation.chat(request)
+        let native = try ollamaChat(request)
         #expect(native.tools?.first?.function.name == "weather")
         #expect(native.messages[0].role == "system")
         #expect(native.messages[2].toolCalls?.first?.function.arguments == ["city": "Paris"])
@@ -102,12 +107,12 @@ import Testing
     }
 
     @Test func dataURLImagesBecomeImagesAndRemoteURLsAreRefused() throws {
-        let native = try OllamaRequestTranslation.chat(
+        let native = try ollamaChat(
             chat(#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"what?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]}"#))
         #expect(native.messages[0].images == ["AAAA"])
         #expect(native.messages[0].content == "what?")
         #expect(throws: APIError.self) {
-            try OllamaRequestTranslation.chat(
+            try ollamaChat(
                 chat(#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}"#))
         }
     }
@@ -127,7 +132,7 @@ import Testing
         answer.promptEvalCount = 3
         answer.evalCount = 5
         answer.doneReason = "length"
-        let out = OllamaResponseTranslation.chat(answer, model: "m", identity: identity)
+        let out = OpenAIChat.chatResponse(OllamaChat.canonicalAnswer(answer, identity: identity), identity: identity)
         #expect(out.id == identity.id)
         #expect(out.choices[0].message.content == .text("hello"))
         #expect(out.choices[0].finishReason == "length")
@@ -140,7 +145,7 @@ import Testing
             model: "m", createdAt: nil,
             message: .init(role: "assistant", content: "", toolCalls: [.init(function: .init(name: "weather", arguments: ["city": "Paris"]))]),
             done: true)
-        let out = OllamaResponseTranslation.chat(answer, model: "m", identity: identity)
+        let out = OpenAIChat.chatResponse(OllamaChat.canonicalAnswer(answer, identity: identity), identity: identity)
         let call = try #require(out.choices[0].message.toolCalls?.first)
         #expect(call.function.name == "weather")
         #expect(try json(call.function.arguments) == ["city": "Paris"])

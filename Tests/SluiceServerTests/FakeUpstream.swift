@@ -48,14 +48,21 @@ struct FakeUpstream: UpstreamProvider {
             answer.promptEvalCount = 1
             answer.evalCount = 2
             let body = try WireJSON.encoder().encodeAsByteBuffer(
-                OllamaResponseTranslation.chat(answer, model: request.model, identity: identity), allocator: .init())
+                OpenAIChat.chatResponse(OllamaChat.canonicalAnswer(answer, identity: identity), identity: identity), allocator: .init())
             return .complete(body: body, usage: Usage(promptTokens: 1, completionTokens: 2))
         case .streamLines(let lines):
             return stream(lines, request: request, identity: identity)
         case .streamBody(let body):
             return .stream(
-                UpstreamStream(body: body, translator: OllamaChatStreamTranslator(model: request.model, identity: identity, includeUsage: request.includeUsage)))
+                UpstreamStream(body: body, translator: Self.chatTranslator(request, identity: identity)))
         }
+    }
+
+    /// Ollama NDJSON relayed as chat chunks, the way ``OllamaUpstream`` relays it.
+    static func chatTranslator(_ request: ChatCompletionRequest, identity: ResponseIdentity) -> any StreamTranslator {
+        canonicalTranslator(
+            decoder: OllamaChat.StreamDecoder(identity: identity),
+            encoder: OpenAIChat.StreamEncoder(model: request.model, identity: identity, includeUsage: request.includeUsage))
     }
 
     private func stream(_ lines: [String], request: ChatCompletionRequest, identity: ResponseIdentity) -> UpstreamReply {
@@ -63,7 +70,7 @@ struct FakeUpstream: UpstreamProvider {
         return .stream(
             UpstreamStream(
                 body: .stream(chunks.async),
-                translator: OllamaChatStreamTranslator(model: request.model, identity: identity, includeUsage: request.includeUsage)))
+                translator: Self.chatTranslator(request, identity: identity)))
     }
 
     func completions(_ request: CompletionRequest, rawBody: ByteBuffer, identity: ResponseIdentity, logger: Logger) async throws -> UpstreamReply {

@@ -46,7 +46,9 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("Translate a 21-chunk Ollama chat stream to OpenAI SSE") { benchmark in
         var output = ByteBuffer()
         for _ in benchmark.scaledIterations {
-            var translator = OllamaChatStreamTranslator(model: "llama3.2", identity: identity, includeUsage: true)
+            var translator = CanonicalStreamTranslator(
+                decoder: OllamaChat.StreamDecoder(identity: identity),
+                encoder: OpenAIChat.StreamEncoder(model: "llama3.2", identity: identity, includeUsage: true))
             for line in ollamaLines {
                 output.clear()
                 try translator.translate(line, into: &output)
@@ -56,7 +58,7 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    // A 200-chunk answer, the same words three ways: Ollama NDJSON through the chat translator, and canonical deltas
+    // A 200-chunk answer, the same words three ways: Ollama NDJSON through the chat lane, and canonical deltas
     // through the Anthropic and Responses encoders. Each iteration is one whole answer; divide by 200 for per chunk.
     let answerLines: [ByteBuffer] =
         (0..<199).map { i in
@@ -72,10 +74,12 @@ let benchmarks: @Sendable () -> Void = {
         [.messageStart(id: "msg_benchmark", model: "llama3.2", usage: nil)] + (0..<199).map { .text("word\($0) ") }
         + [.finish(.endTurn, stopSequence: nil, usage: .init(promptTokens: 12, completionTokens: 199))]
 
-    Benchmark("200-chunk answer: Ollama NDJSON to OpenAI chat SSE (StreamTranslator)") { benchmark in
+    Benchmark("200-chunk answer: Ollama NDJSON to OpenAI chat SSE (decode + encode)") { benchmark in
         var output = ByteBuffer()
         for _ in benchmark.scaledIterations {
-            var translator = OllamaChatStreamTranslator(model: "llama3.2", identity: identity, includeUsage: true)
+            var translator = CanonicalStreamTranslator(
+                decoder: OllamaChat.StreamDecoder(identity: identity),
+                encoder: OpenAIChat.StreamEncoder(model: "llama3.2", identity: identity, includeUsage: true))
             for line in answerLines {
                 output.clear()
                 try translator.translate(line, into: &output)

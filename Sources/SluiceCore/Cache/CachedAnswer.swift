@@ -208,7 +208,7 @@ public struct AnswerCollector: Sendable {
         for call in parsed.message?.toolCalls ?? [] {
             let i = toolCalls.count
             toolCalls[i] = ToolCall(
-                id: "call_\(i)", name: call.function.name, arguments: OllamaResponseTranslation.encodeArguments(call.function.arguments))
+                id: "call_\(i)", name: call.function.name, arguments: OllamaChat.encodeArguments(call.function.arguments))
         }
         if parsed.done == true {
             complete = true

@@ -231,6 +231,8 @@ public struct ContentPart: Codable, Sendable, Equatable {
     public var type: String
     public var text: String?
     public var imageURL: ImageURL?
+    /// A `refusal` part's text, as an assistant turn in the history carries it.
+    public var refusal: String?
 
     /// `image_url.url`: an http(s) URL or a `data:` URL.
     public struct ImageURL: Codable, Sendable, Equatable {
@@ -239,7 +241,7 @@ public struct ContentPart: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case type, text
+        case type, text, refusal
         case imageURL = "image_url"
     }
 }

@@ -2,20 +2,6 @@ import Foundation
 
 /// Ollama native answers rewritten as OpenAI responses.
 public enum OllamaResponseTranslation {
-    public static func chat(_ response: Ollama.ChatResponse, model: String, identity: ResponseIdentity) -> ChatCompletionResponse {
-        let toolCalls = openAIToolCalls(response.message?.toolCalls, identity: identity)
-        let content = response.message?.content ?? ""
-        let message = ChatMessage(
-            role: "assistant",
-            content: toolCalls != nil && content.isEmpty ? nil : .text(content),
-            toolCalls: toolCalls,
-            reasoningContent: response.message?.thinking.flatMap { $0.isEmpty ? nil : $0 })
-        return ChatCompletionResponse(
-            id: identity.id, created: identity.created, model: model,
-            choices: [.init(index: 0, message: message, finishReason: finishReason(response.doneReason, hasToolCalls: toolCalls != nil))],
-            usage: usage(prompt: response.promptEvalCount, completion: response.evalCount))
-    }
-
     public static func completion(_ response: Ollama.GenerateResponse, model: String, identity: ResponseIdentity) -> CompletionResponse {
         CompletionResponse(
             id: identity.id, created: identity.created, model: model,
@@ -45,20 +31,7 @@ public enum OllamaResponseTranslation {
         return doneReason == "length" ? "length" : "stop"
     }
 
-    static func openAIToolCalls(_ calls: [Ollama.ToolCall]?, identity: ResponseIdentity, offset: Int = 0) -> [ToolCall]? {
-        guard let calls, !calls.isEmpty else { return nil }
-        return calls.enumerated().map { i, call in
-            ToolCall(id: toolCallID(identity, i + offset), name: call.function.name, arguments: encodeArguments(call.function.arguments))
-        }
-    }
-
     static func toolCallID(_ identity: ResponseIdentity, _ index: Int) -> String {
         "call_\(identity.id.suffix(12))_\(index)"
-    }
-
-    static func encodeArguments(_ arguments: JSONValue) -> String {
-        if case .string(let s) = arguments { return s }
-        guard let data = try? WireJSON.encoder().encode(arguments) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
     }
 }

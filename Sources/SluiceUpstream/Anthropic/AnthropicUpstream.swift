@@ -47,16 +47,7 @@ public struct AnthropicUpstream: UpstreamProvider, GenerationUpstream {
     }
 
     public func chatCompletions(_ request: ChatCompletionRequest, rawBody: ByteBuffer, identity: ResponseIdentity, logger: Logger) async throws -> UpstreamReply {
-        var canonical = try OpenAIChat.canonicalRequest(request)
-        canonical.stream = request.isStreaming
-        switch try await generate(canonical, identity: identity, logger: logger) {
-        case .answer(let answer):
-            let response = OpenAIChat.chatResponse(answer, identity: identity)
-            return .complete(body: try http.encode(response), usage: answer.usage.openAI)
-        case .stream(let body, let decoder):
-            let encoder = OpenAIChat.StreamEncoder(model: request.model, identity: identity, includeUsage: request.includeUsage)
-            return .stream(UpstreamStream(body: body, translator: canonicalTranslator(decoder: decoder, encoder: encoder)))
-        }
+        try await chatOnCanonicalLane(request, identity: identity, logger: logger)
     }
 
     public func completions(_ request: CompletionRequest, rawBody: ByteBuffer, identity: ResponseIdentity, logger: Logger) async throws -> UpstreamReply {

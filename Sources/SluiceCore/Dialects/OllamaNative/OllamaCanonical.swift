@@ -132,14 +132,16 @@ extension OllamaChat {
                 }
             }
         }
+        try refuseUnservable(request.extensions)
         var out = Ollama.ChatRequest(model: model ?? request.model, messages: messages, stream: request.stream)
         if !request.tools.isEmpty {
-            out.tools = try request.tools.enumerated().map { i, tool throws(APIError) in
+            out.tools = try offeredTools(request.tools, choice: request.toolChoice).map { i, tool throws(APIError) in
                 guard tool.kind == nil else {
                     throw .invalidValue("tools[\(i)].type", "the tool '\(tool.name)' cannot be served by an Ollama upstream.")
                 }
                 return Tool(function: FunctionDefinition(name: tool.name, description: tool.description, parameters: tool.parameters))
             }
+            if out.tools?.isEmpty == true { out.tools = nil }
         }
         switch request.responseFormat {
         case .text: break
@@ -155,14 +157,45 @@ extension OllamaChat {
         options.seed = request.sampling.seed
         options.presencePenalty = request.sampling.presencePenalty
         options.frequencyPenalty = request.sampling.frequencyPenalty
+        // Chat's `extra_body` options (num_ctx, …) reach Ollama as they came.
+        if request.origin == .openAIChat, case .object(let extra)? = request.extensions["options"] { options.extra = extra }
         out.options = options.isEmpty ? nil : options
         switch request.reasoning {
         case nil: break
         case .off?: out.think = false
+        // Chat's `reasoning_effort` keeps its level (gpt-oss reads it); the other dialects only switch thinking on.
+        case .effort(let effort)? where request.origin == .openAIChat: out.think = .string(effort == .minimal ? "low" : effort.rawValue)
         case .effort?, .budget?: out.think = true
         }
-        if request.origin == .ollamaChat { out.keepAlive = request.extensions["keep_alive"] }
+        if request.origin == .ollamaChat || request.origin == .openAIChat { out.keepAlive = request.extensions["keep_alive"] }
         return out
+    }
+
+    /// The tools Ollama is offered, with their indices in the request: none for a `none` choice (Ollama would still
+    /// call one), only the named one for a named choice (the closest Ollama comes to forcing it), else all.
+    static func offeredTools(_ tools: [Generation.Tool], choice: Generation.ToolChoice?) throws(APIError) -> [(Int, Generation.Tool)] {
+        let indexed = Array(tools.enumerated())
+        switch choice {
+        case .none?: return []
+        case .tool(let name)?:
+            let named = indexed.filter { $0.element.name == name }
+            guard !named.isEmpty else { throw .invalidValue("tool_choice", "names '\(name)', which is not in tools.") }
+            return named.map { ($0.offset, $0.element) }
+        default: return indexed.map { ($0.offset, $0.element) }
+        }
+    }
+
+    /// What a client asked for that Ollama cannot give: refused by name rather than answered without.
+    static func refuseUnservable(_ extensions: Generation.Extensions) throws(APIError) {
+        // One upstream call answers one choice: more would be n calls for one request, which a client can make itself.
+        if case .int(let n)? = extensions["n"], n > 1 {
+            throw .invalidValue("n", "Ollama upstreams answer one choice per request; send n separate requests.")
+        }
+        if extensions["logprobs"] != nil || extensions["top_logprobs"] != nil {
+            throw .invalidValue(
+                extensions["logprobs"] != nil ? "logprobs" : "top_logprobs", "token log probabilities are not available on Ollama upstreams.")
+        }
+        if extensions["logit_bias"] != nil { throw .invalidValue("logit_bias", "is not available on Ollama upstreams.") }
     }
 
     /// A complete `/api/chat` answer as a canonical one; `identity` names it and its tool calls.

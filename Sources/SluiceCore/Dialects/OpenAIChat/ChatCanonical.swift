@@ -94,6 +94,8 @@ extension OpenAIChat {
             for (j, part) in parts.enumerated() {
                 switch part.type {
                 case "text": out.append(.text(part.text ?? ""))
+                // An earlier refusal is what the assistant said: the next turn reads it as text.
+                case "refusal": out.append(.text(part.refusal ?? part.text ?? ""))
                 case "image_url":
                     guard let url = part.imageURL?.url else { throw .missingField("\(path)[\(j)].image_url.url") }
                     out.append(.image(Generation.Image(openAIURL: url, detail: part.imageURL?.detail)))

@@ -5,7 +5,7 @@ extension OpenAIChat {
     /// served from an upstream of another dialect.
     ///
     /// Chunks have the key order `WireJSON` writes (sorted), so they read like the gateway's other chat streams.
-    /// Reasoning goes out as `delta.reasoning_content`, the field DeepSeek and vLLM clients read.
+    /// Reasoning goes out as `delta.reasoning_content` (DeepSeek, vLLM) and `delta.reasoning` (Ollama's own `/v1`).
     public struct StreamEncoder: GenerationStreamEncoder {
         public let contentType = "text/event-stream"
         private let identity: ResponseIdentity
@@ -29,22 +29,25 @@ extension OpenAIChat {
             guard !finished else { return }
             switch delta {
             case .messageStart:
-                start(into: &out)
+                return
             case .text(let text):
                 guard !text.isEmpty else { return }
-                start(into: &out)
+                let role = takeRole()
                 chunk(into: &out) {
                     $0.writeStaticString(#"{"content":"#)
                     $0.writeJSONString(text)
-                    $0.writeStaticString("}")
+                    $0.writeStaticString(role ? #","role":"assistant"}"# : "}")
                 }
             case .reasoning(let text):
                 guard !text.isEmpty else { return }
-                start(into: &out)
+                let role = takeRole()
+                // Both names, as ``ChatMessage`` writes them: `reasoning_content` (DeepSeek, vLLM) and `reasoning` (Ollama's /v1).
                 chunk(into: &out) {
-                    $0.writeStaticString(#"{"reasoning_content":"#)
+                    $0.writeStaticString(#"{"reasoning":"#)
                     $0.writeJSONString(text)
-                    $0.writeStaticString("}")
+                    $0.writeStaticString(#","reasoning_content":"#)
+                    $0.writeJSONString(text)
+                    $0.writeStaticString(role ? #","role":"assistant"}"# : "}")
                 }
             case .reasoningSignature, .partStop:
                 return
@@ -99,9 +102,17 @@ extension OpenAIChat {
             }
         }
 
-        private mutating func start(into out: inout ByteBuffer) {
-            guard !started else { return }
+        /// The role rides on the first chunk that says something, as the gateway's other chat streams and its cache
+        /// replay write it, so a replayed stream is the same chunks as the original.
+        private mutating func takeRole() -> Bool {
+            guard !started else { return false }
             started = true
+            return true
+        }
+
+        /// Before a chunk that cannot carry the role (tool calls, the finish): an empty content chunk carries it.
+        private mutating func start(into out: inout ByteBuffer) {
+            guard takeRole() else { return }
             chunk(into: &out) { $0.writeStaticString(#"{"content":"","role":"assistant"}"#) }
         }
 
