@@ -52,6 +52,9 @@ extension MockServer {
         let inputTokens = MockBehaviour.tokenCount(body.texts)
         let outputTokens = (tool == nil ? max(1, pieces.count) : 1) + thinkingPieces.count
         let id = "msg_mock"
+        // Like Anthropic: `input_tokens` leaves out what was read from or written to the prompt cache.
+        let cacheRead = triggers.cached ? MockBehaviour.cachedPromptTokens : 0
+        let cacheWrite = triggers.cached ? MockBehaviour.cacheWriteTokens : 0
         let stopReason: JSONValue = tool == nil ? "end_turn" : "tool_use"
 
         guard body.stream else {
@@ -69,8 +72,8 @@ extension MockServer {
                 "id": .string(id), "type": "message", "role": "assistant", "model": .string(body.model), "content": .array(content),
                 "stop_reason": stopReason, "stop_sequence": nil,
                 "usage": [
-                    "input_tokens": .int(inputTokens), "output_tokens": .int(outputTokens), "cache_read_input_tokens": 0,
-                    "cache_creation_input_tokens": 0,
+                    "input_tokens": .int(inputTokens), "output_tokens": .int(outputTokens), "cache_read_input_tokens": .int(cacheRead),
+                    "cache_creation_input_tokens": .int(cacheWrite),
                 ],
             ]
             var response = try json(message)
@@ -83,7 +86,11 @@ extension MockServer {
                 "type": "message_start",
                 "message": [
                     "id": .string(id), "type": "message", "role": "assistant", "model": .string(body.model), "content": [],
-                    "stop_reason": nil, "stop_sequence": nil, "usage": ["input_tokens": .int(inputTokens), "output_tokens": 1],
+                    "stop_reason": nil, "stop_sequence": nil,
+                    "usage": [
+                        "input_tokens": .int(inputTokens), "output_tokens": 1, "cache_read_input_tokens": .int(cacheRead),
+                        "cache_creation_input_tokens": .int(cacheWrite),
+                    ],
                 ],
             ],
             ["type": "ping"],

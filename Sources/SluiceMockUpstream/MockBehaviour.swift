@@ -29,6 +29,9 @@ public enum MockBehaviour {
         /// End an OpenAI chat stream cleanly after its finish reason (and usage) but without `data: [DONE]`, as
         /// llama.cpp's server does.
         public var noDone = false
+        /// Report part of the prompt as read from the upstream's prompt cache (``cachedPromptTokens``), and on the
+        /// Anthropic API part as written to it (``cacheWriteTokens``), as a repeated long prompt would.
+        public var cached = false
 
         public init(_ text: String) {
             die = text.contains("[[die]]")
@@ -38,8 +41,14 @@ public enum MockBehaviour {
             tool = text.contains("[[tool]]")
             think = text.contains("[[think]]")
             noDone = text.contains("[[nodone]]")
+            cached = text.contains("[[cached]]")
         }
     }
+
+    /// Prompt tokens a `[[cached]]` request reports as read from the prompt cache.
+    public static let cachedPromptTokens = 1024
+    /// Prompt tokens a `[[cached]]` request to the Anthropic API reports as written to the prompt cache.
+    public static let cacheWriteTokens = 256
 
     public static func replyText(to prompt: String) -> String {
         "Hello from the Sluice mock. You said: \(prompt)"

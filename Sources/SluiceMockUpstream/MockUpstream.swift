@@ -304,9 +304,11 @@ struct MockServer: Sendable {
         let pieces = toolCall == nil ? (isJSON ? [text] : MockBehaviour.pieces(of: text)) : []
         let reasoning = triggers.think ? MockBehaviour.thinkingText(about: lastUser) : nil
         let reasoningPieces = reasoning.map(MockBehaviour.pieces) ?? []
+        // Like OpenAI: cached tokens are part of the prompt tokens, reasoning tokens part of the completion tokens.
+        let cached = triggers.cached ? MockBehaviour.cachedPromptTokens : 0
         let usage = Usage(
-            promptTokens: MockBehaviour.tokenCount(body.messages.map { $0.content?.text ?? "" }),
-            completionTokens: max(1, pieces.count) + reasoningPieces.count)
+            promptTokens: MockBehaviour.tokenCount(body.messages.map { $0.content?.text ?? "" }) + cached,
+            completionTokens: max(1, pieces.count) + reasoningPieces.count, cachedTokens: cached, reasoningTokens: reasoningPieces.count)
         let id = "chatcmpl-mock"
         let created = 1_767_225_600
         let finish = toolCall == nil ? "stop" : "tool_calls"

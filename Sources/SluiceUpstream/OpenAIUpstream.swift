@@ -104,9 +104,13 @@ public struct ResponsesStreamPassthrough: StreamTranslator {
         }
     }
 
-    /// A Responses `usage` object (`input_tokens`, `output_tokens`) as the gateway's usage.
+    /// A Responses `usage` object (`input_tokens`, `output_tokens`, and their `_details`) as the gateway's usage.
     static func usage(in value: JSONValue?) -> Usage? {
         guard case .int(let input)? = value?["input_tokens"], case .int(let output)? = value?["output_tokens"] else { return nil }
-        return Usage(promptTokens: input, completionTokens: output)
+        var cached = 0
+        var reasoning = 0
+        if case .int(let count)? = value?["input_tokens_details"]?["cached_tokens"] { cached = count }
+        if case .int(let count)? = value?["output_tokens_details"]?["reasoning_tokens"] { reasoning = count }
+        return Usage(promptTokens: input, completionTokens: output, cachedTokens: cached, reasoningTokens: reasoning)
     }
 }

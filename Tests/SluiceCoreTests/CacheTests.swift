@@ -108,6 +108,10 @@ struct CacheKeyTests {
     @Test func usageIsReadFromAnAnswerWithoutDecodingTheRest() {
         let answer = ByteBuffer(string: #"{"choices":[{"message":{"content":"long answer"}}],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}}"#)
         #expect(Usage(inAnswer: answer) == Usage(promptTokens: 2, completionTokens: 3))
+        // OpenAI's details: cached prompt tokens and reasoning tokens, part of the totals; others are ignored.
+        let detailed = ByteBuffer(
+            string: #"{"usage":{"prompt_tokens":2000,"completion_tokens":300,"total_tokens":2300,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":1024},"completion_tokens_details":{"reasoning_tokens":256,"accepted_prediction_tokens":0}}}"#)
+        #expect(Usage(inAnswer: detailed) == Usage(promptTokens: 2000, completionTokens: 300, cachedTokens: 1024, reasoningTokens: 256))
         #expect(Usage(inAnswer: ByteBuffer(string: #"{"choices":[],"usage":null}"#)) == nil)
         #expect(Usage(inAnswer: ByteBuffer(string: #"{"choices":[]}"#)) == nil)
     }

@@ -252,7 +252,8 @@ extension Generation.Sampling {
         #expect(chunks.allSatisfy { $0["object"] == "chat.completion.chunk" && $0["id"] == "chatcmpl-q" && $0["created"] == 7 })
         // The role rides on the first chunk that says something, as the cache replays it.
         #expect(chunks[0]["choices"]?.arrayValue?[0]["delta"] == ["role": "assistant", "reasoning": "Hmm…", "reasoning_content": "Hmm…"])
-        #expect(chunks.last?["usage"] == ["prompt_tokens": 30, "completion_tokens": 42, "total_tokens": 72])
+        #expect(
+            chunks.last?["usage"] == ["prompt_tokens": 30, "completion_tokens": 42, "total_tokens": 72, "prompt_tokens_details": ["cached_tokens": 5]])
         #expect(chunks.dropLast().last?["choices"]?.arrayValue?[0]["finish_reason"] == "tool_calls")
 
         var decoder = OpenAIChat.StreamDecoder()
@@ -263,7 +264,8 @@ extension Generation.Sampling {
             coalesced(deltas) == [
                 .messageStart(id: "chatcmpl-q", model: "m", usage: nil), .reasoning("Hmm…"), .text("Café 🦙 ok"),
                 .toolCallStart(index: 0, id: "toolu_7", name: "get_weather"), .toolCallArguments(index: 0, #"{"city": "Zürich"}"#),
-                .finish(.toolUse, stopSequence: nil, usage: .init(promptTokens: 30, completionTokens: 42)),
+                // The chat usage chunk carries the prompt-cache reads (`prompt_tokens_details`), not cache writes.
+                .finish(.toolUse, stopSequence: nil, usage: .init(promptTokens: 30, completionTokens: 42, cachedPromptTokens: 5)),
             ])
     }
 

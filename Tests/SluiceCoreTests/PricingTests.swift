@@ -22,6 +22,30 @@ import Testing
         #expect(price.cost(promptTokens: -5, completionTokens: 0) == 0)
     }
 
+    /// Prompt-cache reads and writes are part of the prompt tokens and priced at their own rates where known.
+    @Test func cachedInputIsPricedAtItsOwnRate() {
+        let claude = ModelPrice(inputPerMillion: 3, outputPerMillion: 15, cachedInputPerMillion: 0.3, cacheWritePerMillion: 3.75)
+        // 1M prompt tokens: 600k read from the cache, 100k written to it, 300k plain.
+        let cost = claude.cost(promptTokens: 1_000_000, completionTokens: 0, cachedTokens: 600_000, cacheWriteTokens: 100_000)
+        #expect(close(cost, 0.6 * 0.3 + 0.1 * 3.75 + 0.3 * 3))
+        // Without cache rates, cached tokens cost what input does.
+        let plain = ModelPrice(inputPerMillion: 2, outputPerMillion: 8)
+        #expect(close(plain.cost(promptTokens: 1_000_000, completionTokens: 0, cachedTokens: 500_000), 2))
+        // Counts that claim more cached than prompt tokens are clamped, never negative.
+        #expect(close(claude.cost(promptTokens: 100, completionTokens: 0, cachedTokens: 1000, cacheWriteTokens: 1000), 100 * 0.3 / 1_000_000))
+        #expect(PriceTable().price(for: "gpt-4o")?.cachedInputPerMillion == 1.25)
+        #expect(PriceTable().price(for: "claude-sonnet-4-20250514")?.cacheWritePerMillion == 3.75)
+
+        var record = UsageRecord(
+            id: "r", time: 0, requestID: "q", route: "/v1/messages", model: "claude-sonnet-4", status: 200, promptTokens: 1_000_000,
+            completionTokens: 1000, cachedTokens: 900_000, latencyMs: 1)
+        let calculator = CostCalculator(prices: PriceTable(), referenceModel: "claude-sonnet-4")
+        #expect(close(calculator.outcome(for: record, isLocalUpstream: false).costUSD, (0.1 * 3 + 0.9 * 0.3 + 0.001 * 15)))
+        // A local server's prompt cache is free: savings are the reference model's plain price.
+        record.upstream = "local"
+        #expect(close(calculator.outcome(for: record, isLocalUpstream: true).savedUSD, 1 * 3 + 0.001 * 15))
+    }
+
     @Test func modelPriceValidity() {
         #expect(ModelPrice(inputPerMillion: 0, outputPerMillion: 0).isValid)
         #expect(!ModelPrice(inputPerMillion: -1, outputPerMillion: 0).isValid)
@@ -32,6 +56,9 @@ import Testing
     @Test func modelPriceDecodesConfigShape() throws {
         let price = try JSONDecoder().decode(ModelPrice.self, from: Data(#"{"input": 1.5, "output": 6}"#.utf8))
         #expect(price == ModelPrice(inputPerMillion: 1.5, outputPerMillion: 6))
+        let cached = try JSONDecoder().decode(ModelPrice.self, from: Data(#"{"input": 3, "output": 15, "cached_input": 0.3, "cache_write": 3.75}"#.utf8))
+        #expect(cached == ModelPrice(inputPerMillion: 3, outputPerMillion: 15, cachedInputPerMillion: 0.3, cacheWritePerMillion: 3.75))
+        #expect(!ModelPrice(inputPerMillion: 1, outputPerMillion: 1, cachedInputPerMillion: -1).isValid)
     }
 
     @Test func builtInTableHasEveryEntryValidAndLowercase() {

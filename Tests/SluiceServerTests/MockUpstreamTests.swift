@@ -105,7 +105,9 @@ import Testing
                 #expect(events.allSatisfy { $0.name == $0.data["type"]?.stringValue })
                 #expect(events.prefix(3).map(\.name) == ["message_start", "ping", "content_block_start"])
                 #expect(events.suffix(2).map(\.name) == ["message_delta", "message_stop"])
-                #expect(events[0].data["message"]?["usage"] == ["input_tokens": 3, "output_tokens": 1])
+                #expect(
+                    events[0].data["message"]?["usage"]
+                        == ["input_tokens": 3, "output_tokens": 1, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0])
                 #expect(events[2].data["content_block"] == ["type": "thinking", "thinking": ""])
                 let deltas = events.filter { $0.name == "content_block_delta" }.map { $0.data }
                 let thinking = deltas.compactMap { $0["delta"]?["thinking"]?.stringValue }.joined()

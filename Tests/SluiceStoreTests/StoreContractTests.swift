@@ -335,6 +335,7 @@ struct StoreContractTests {
                 #expect(withBodies.responseBody == record.responseBody)
                 let without = try #require(stored.first { $0.id == "without" })
                 #expect(without.requestBody == nil && without.responseBody == nil)
+                #expect(without.cachedTokens == 0 && without.cacheWriteTokens == 0 && without.reasoningTokens == 0)
             }
         }
     }
@@ -639,7 +640,8 @@ struct StoreContractTests {
                 let detailed = UsageRecord(
                     id: "z-detailed", time: day1 + 240, requestID: "req-detailed", keyID: "key_b", clientIP: "2001:db8::1",
                     route: "/api/chat", model: "gpt-4o", upstream: "openai", status: 429, errorCode: "rate_limited",
-                    stream: true, cacheHit: true, promptTokens: 7, completionTokens: 9, tokensEstimated: true, latencyMs: 12.75,
+                    stream: true, cacheHit: true, promptTokens: 7, completionTokens: 9, cachedTokens: 4, cacheWriteTokens: 2,
+                    reasoningTokens: 5, tokensEstimated: true, latencyMs: 12.75,
                     timeToFirstTokenMs: 3.5, costUSD: 0.0625, savedUSD: 0.03125)
                 records.append(detailed)
                 try await store.insertUsage(records)

@@ -25,7 +25,6 @@ extension StoreContractTests {
             try await database.withStore(migrate: false) { store in
                 try await store.migrate(through: previous)
                 try await store.insertKey(apiKey("key_old", createdAt: day0))
-                try await store.insertUsage([usage("u1", time: day0, key: "key_old", cost: 0.5)])
                 await #expect(throws: StoreError.self) {
                     try await store.response(id: "resp_1", keyID: "key_old", now: day0)
                 }
@@ -33,7 +32,6 @@ extension StoreContractTests {
             try await database.withStore { store in
                 #expect(try await store.appliedMigrations() == Migration.all.map(\.version))
                 #expect(try await store.listKeys().map(\.id) == ["key_old"])
-                #expect(try await store.spend(keyID: "key_old") == 0.5)
                 #expect(try await store.response(id: "resp_1", keyID: "key_old", now: day0) == nil)
                 #expect(try await store.deleteExpiredResponses(before: .greatestFiniteMagnitude, limit: 10) == 0)
                 let stored = Self.storedResponse("resp_1", key: "key_old")

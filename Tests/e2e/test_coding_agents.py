@@ -187,6 +187,61 @@ def test_messages_are_recorded(kind_gateway):
     assert route == "/v1/messages" and status == 200 and prompt_tokens > 0 and completion_tokens > 0
 
 
+PRICED = {"input": 3, "output": 15, "cached_input": 0.3, "cache_write": 3.75}
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_prompt_cache_and_reasoning_tokens_are_recorded_and_priced(procs, tmp_path, kind):
+    """What a hosted upstream read from or wrote to its prompt cache, and what it spent reasoning, lands in each
+    call's record on every route, streamed or not, and cached input is priced at its own rate."""
+    mock = procs.start_mock()
+    database = tmp_path / "sluice.db"
+    config = tmp_path / "sluice.json"
+    config.write_text(json.dumps({"prices": {CHAT_MODEL: PRICED}}))
+    gw = procs.start_gateway(
+        upstream=mock.url,
+        args=["--config", str(config), "--upstream-kind", kind, "--database", f"sqlite:{database}", "--cache-ttl", "0"],
+    )
+    prompt = f"[[cached]] [[think]] long prompt {nonce()}"
+    messages = [{"role": "user", "content": prompt}]
+    ids = []
+    raw = claude(gw).messages.with_raw_response.create(model=CHAT_MODEL, max_tokens=200, messages=messages)
+    ids.append(raw.headers["x-request-id"])
+    with claude(gw).messages.with_streaming_response.create(model=CHAT_MODEL, max_tokens=200, messages=messages, stream=True) as r:
+        ids.append(r.headers["x-request-id"])
+        r.read()
+    chat = openai.OpenAI(base_url=gw.v1, api_key="sk-anything", max_retries=0).chat.completions
+    raw = chat.with_raw_response.create(model=CHAT_MODEL, messages=messages)
+    ids.append(raw.headers["x-request-id"])
+    answer = raw.parse()
+    assert answer.usage.prompt_tokens_details.cached_tokens == 1024
+    with chat.with_streaming_response.create(
+        model=CHAT_MODEL, messages=messages, stream=True, stream_options={"include_usage": True}
+    ) as r:
+        ids.append(r.headers["x-request-id"])
+        r.read()
+
+    def records():
+        with sqlite3.connect(database) as db:
+            rows = db.execute(
+                "SELECT request_id, route, stream, prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, "
+                "reasoning_tokens, cost_usd FROM usage_records"
+            ).fetchall()
+        found = {row[0]: row[1:] for row in rows}
+        return found if all(i in found for i in ids) else None
+
+    found = wait_until(records, "the four records")
+    for request_id in ids:
+        route, stream, prompt, completion, cached, written, reasoning, cost = found[request_id]
+        assert cached == 1024, (route, stream)
+        # Anthropic reports cache writes and no reasoning count; OpenAI the reverse.
+        assert written == (256 if kind == "anthropic" else 0), (route, stream)
+        assert (reasoning > 0) == (kind == "openai"), (route, stream, reasoning)
+        assert prompt > cached + written and completion > 0
+        expected = ((prompt - cached - written) * 3 + cached * 0.3 + written * 3.75 + completion * 15) / 1e6
+        assert cost == pytest.approx(expected), (route, stream)
+
+
 # --- OpenAI Responses -----------------------------------------------------------------------------
 
 

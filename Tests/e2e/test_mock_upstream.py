@@ -108,7 +108,9 @@ def test_messages_stream_wire_events(mock):
     assert names[-4:] == ["content_block_delta", "content_block_stop", "message_delta", "message_stop"]
     start = events[0][1]["message"]
     assert start["content"] == [] and start["stop_reason"] is None and start["stop_sequence"] is None
-    assert start["usage"] == {"input_tokens": word_count(prompt), "output_tokens": 1}
+    assert start["usage"] == {
+        "input_tokens": word_count(prompt), "output_tokens": 1, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0,
+    }
     assert events[2][1] == {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
     deltas = [d for n, d in events if n == "content_block_delta"]
     assert all(d["delta"]["type"] == "text_delta" and d["index"] == 0 for d in deltas)

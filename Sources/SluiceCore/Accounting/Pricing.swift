@@ -6,25 +6,40 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     public var inputPerMillion: Double
     /// USD per million completion (output) tokens.
     public var outputPerMillion: Double
+    /// USD per million prompt tokens read from the provider's prompt cache; nil prices them as plain input.
+    public var cachedInputPerMillion: Double?
+    /// USD per million prompt tokens written to the provider's prompt cache (Anthropic); nil prices them as input.
+    public var cacheWritePerMillion: Double?
 
-    public init(inputPerMillion: Double, outputPerMillion: Double) {
+    public init(inputPerMillion: Double, outputPerMillion: Double, cachedInputPerMillion: Double? = nil, cacheWritePerMillion: Double? = nil) {
         self.inputPerMillion = inputPerMillion
         self.outputPerMillion = outputPerMillion
+        self.cachedInputPerMillion = cachedInputPerMillion
+        self.cacheWritePerMillion = cacheWritePerMillion
     }
 
     enum CodingKeys: String, CodingKey {
         case inputPerMillion = "input"
         case outputPerMillion = "output"
+        case cachedInputPerMillion = "cached_input"
+        case cacheWritePerMillion = "cache_write"
     }
 
     /// False for negative, NaN or infinite prices, which configuration validation should reject.
     public var isValid: Bool {
-        inputPerMillion.isFinite && outputPerMillion.isFinite && inputPerMillion >= 0 && outputPerMillion >= 0
+        [inputPerMillion, outputPerMillion, cachedInputPerMillion ?? 0, cacheWritePerMillion ?? 0].allSatisfy { $0.isFinite && $0 >= 0 }
     }
 
-    /// What the given token counts cost at this price.
-    public func cost(promptTokens: Int, completionTokens: Int) -> Double {
-        (Double(max(0, promptTokens)) * inputPerMillion + Double(max(0, completionTokens)) * outputPerMillion) / 1_000_000
+    /// What the given token counts cost at this price. `cachedTokens` and `cacheWriteTokens` are part of
+    /// `promptTokens` and are priced at their own rates where the price has them.
+    public func cost(promptTokens: Int, completionTokens: Int, cachedTokens: Int = 0, cacheWriteTokens: Int = 0) -> Double {
+        let cached = min(max(0, cachedTokens), max(0, promptTokens))
+        let written = min(max(0, cacheWriteTokens), max(0, promptTokens) - cached)
+        let plain = max(0, promptTokens) - cached - written
+        let input =
+            Double(plain) * inputPerMillion + Double(cached) * (cachedInputPerMillion ?? inputPerMillion)
+            + Double(written) * (cacheWritePerMillion ?? inputPerMillion)
+        return (input + Double(max(0, completionTokens)) * outputPerMillion) / 1_000_000
     }
 }
 
@@ -36,39 +51,47 @@ public struct ModelPrice: Sendable, Hashable, Codable {
 public struct PriceTable: Sendable {
     /// List prices of common hosted models, USD per million input/output tokens.
     ///
-    /// Taken from the providers' public price pages in June 2025 (standard tier, no batch or cached-input
-    /// discounts, Gemini at its ≤128k/≤200k-token prompt tier). Prices change: the config file's `prices`
+    /// Taken from the providers' public price pages in June 2025 (standard tier, no batch discounts, Gemini at its
+    /// ≤128k/≤200k-token prompt tier). Cached input is the providers' cached-input price where they list one;
+    /// Anthropic's cache writes are its 5-minute rate (1.25× input). Prices change: the config file's `prices`
     /// section overrides any entry here and adds new ones.
     public static let builtIn: [String: ModelPrice] = [
         // OpenAI
-        "gpt-4o": .init(inputPerMillion: 2.50, outputPerMillion: 10.00),
+        "gpt-4o": .init(inputPerMillion: 2.50, outputPerMillion: 10.00, cachedInputPerMillion: 1.25),
         // The first gpt-4o snapshot kept its launch price.
         "gpt-4o-2024-05-13": .init(inputPerMillion: 5.00, outputPerMillion: 15.00),
-        "gpt-4o-mini": .init(inputPerMillion: 0.15, outputPerMillion: 0.60),
+        "gpt-4o-mini": .init(inputPerMillion: 0.15, outputPerMillion: 0.60, cachedInputPerMillion: 0.075),
         "chatgpt-4o-latest": .init(inputPerMillion: 5.00, outputPerMillion: 15.00),
-        "gpt-4.1": .init(inputPerMillion: 2.00, outputPerMillion: 8.00),
-        "gpt-4.1-mini": .init(inputPerMillion: 0.40, outputPerMillion: 1.60),
-        "gpt-4.1-nano": .init(inputPerMillion: 0.10, outputPerMillion: 0.40),
+        "gpt-4.1": .init(inputPerMillion: 2.00, outputPerMillion: 8.00, cachedInputPerMillion: 0.50),
+        "gpt-4.1-mini": .init(inputPerMillion: 0.40, outputPerMillion: 1.60, cachedInputPerMillion: 0.10),
+        "gpt-4.1-nano": .init(inputPerMillion: 0.10, outputPerMillion: 0.40, cachedInputPerMillion: 0.025),
         "gpt-4-turbo": .init(inputPerMillion: 10.00, outputPerMillion: 30.00),
         "gpt-4": .init(inputPerMillion: 30.00, outputPerMillion: 60.00),
         "gpt-3.5-turbo": .init(inputPerMillion: 0.50, outputPerMillion: 1.50),
-        "o1": .init(inputPerMillion: 15.00, outputPerMillion: 60.00),
-        "o1-mini": .init(inputPerMillion: 1.10, outputPerMillion: 4.40),
-        "o3": .init(inputPerMillion: 2.00, outputPerMillion: 8.00),
+        "o1": .init(inputPerMillion: 15.00, outputPerMillion: 60.00, cachedInputPerMillion: 7.50),
+        "o1-mini": .init(inputPerMillion: 1.10, outputPerMillion: 4.40, cachedInputPerMillion: 0.55),
+        "o3": .init(inputPerMillion: 2.00, outputPerMillion: 8.00, cachedInputPerMillion: 0.50),
         "o3-pro": .init(inputPerMillion: 20.00, outputPerMillion: 80.00),
-        "o3-mini": .init(inputPerMillion: 1.10, outputPerMillion: 4.40),
-        "o4-mini": .init(inputPerMillion: 1.10, outputPerMillion: 4.40),
+        "o3-mini": .init(inputPerMillion: 1.10, outputPerMillion: 4.40, cachedInputPerMillion: 0.55),
+        "o4-mini": .init(inputPerMillion: 1.10, outputPerMillion: 4.40, cachedInputPerMillion: 0.275),
         "text-embedding-3-small": .init(inputPerMillion: 0.02, outputPerMillion: 0),
         "text-embedding-3-large": .init(inputPerMillion: 0.13, outputPerMillion: 0),
         "text-embedding-ada-002": .init(inputPerMillion: 0.10, outputPerMillion: 0),
         // Anthropic
-        "claude-3-5-sonnet": .init(inputPerMillion: 3.00, outputPerMillion: 15.00),
-        "claude-3-7-sonnet": .init(inputPerMillion: 3.00, outputPerMillion: 15.00),
-        "claude-sonnet-4": .init(inputPerMillion: 3.00, outputPerMillion: 15.00),
-        "claude-3-5-haiku": .init(inputPerMillion: 0.80, outputPerMillion: 4.00),
-        "claude-3-haiku": .init(inputPerMillion: 0.25, outputPerMillion: 1.25),
-        "claude-3-opus": .init(inputPerMillion: 15.00, outputPerMillion: 75.00),
-        "claude-opus-4": .init(inputPerMillion: 15.00, outputPerMillion: 75.00),
+        "claude-3-5-sonnet": .init(
+            inputPerMillion: 3.00, outputPerMillion: 15.00, cachedInputPerMillion: 0.30, cacheWritePerMillion: 3.75),
+        "claude-3-7-sonnet": .init(
+            inputPerMillion: 3.00, outputPerMillion: 15.00, cachedInputPerMillion: 0.30, cacheWritePerMillion: 3.75),
+        "claude-sonnet-4": .init(
+            inputPerMillion: 3.00, outputPerMillion: 15.00, cachedInputPerMillion: 0.30, cacheWritePerMillion: 3.75),
+        "claude-3-5-haiku": .init(
+            inputPerMillion: 0.80, outputPerMillion: 4.00, cachedInputPerMillion: 0.08, cacheWritePerMillion: 1.00),
+        "claude-3-haiku": .init(
+            inputPerMillion: 0.25, outputPerMillion: 1.25, cachedInputPerMillion: 0.03, cacheWritePerMillion: 0.30),
+        "claude-3-opus": .init(
+            inputPerMillion: 15.00, outputPerMillion: 75.00, cachedInputPerMillion: 1.50, cacheWritePerMillion: 18.75),
+        "claude-opus-4": .init(
+            inputPerMillion: 15.00, outputPerMillion: 75.00, cachedInputPerMillion: 1.50, cacheWritePerMillion: 18.75),
         // Google
         "gemini-1.5-pro": .init(inputPerMillion: 1.25, outputPerMillion: 5.00),
         "gemini-1.5-flash": .init(inputPerMillion: 0.075, outputPerMillion: 0.30),
@@ -81,8 +104,8 @@ public struct PriceTable: Sendable {
         "mistral-small": .init(inputPerMillion: 0.10, outputPerMillion: 0.30),
         "codestral": .init(inputPerMillion: 0.30, outputPerMillion: 0.90),
         // DeepSeek
-        "deepseek-chat": .init(inputPerMillion: 0.27, outputPerMillion: 1.10),
-        "deepseek-reasoner": .init(inputPerMillion: 0.55, outputPerMillion: 2.19),
+        "deepseek-chat": .init(inputPerMillion: 0.27, outputPerMillion: 1.10, cachedInputPerMillion: 0.07),
+        "deepseek-reasoner": .init(inputPerMillion: 0.55, outputPerMillion: 2.19, cachedInputPerMillion: 0.14),
     ]
 
     /// Every entry, keyed by lowercased name.
@@ -175,7 +198,11 @@ public struct CostCalculator: Sendable {
             pricedModel = model
         }
         guard let price = prices.price(for: pricedModel) else { return Outcome(unpricedModel: pricedModel) }
-        let value = price.cost(promptTokens: prompt, completionTokens: completion)
+        // A local server's prompt cache is free, so only a hosted call prices cache reads and writes apart.
+        let value =
+            isLocalUpstream
+            ? price.cost(promptTokens: prompt, completionTokens: completion)
+            : price.cost(promptTokens: prompt, completionTokens: completion, cachedTokens: record.cachedTokens, cacheWriteTokens: record.cacheWriteTokens)
 
         if record.cacheHit || isLocalUpstream {
             return Outcome(costUSD: 0, savedUSD: value)

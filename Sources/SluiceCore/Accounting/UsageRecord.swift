@@ -16,6 +16,12 @@ public struct UsageRecord: Sendable, Equatable, Codable {
     public var cacheHit: Bool
     public var promptTokens: Int
     public var completionTokens: Int
+    /// Prompt tokens the upstream read from its prompt cache (part of `promptTokens`, priced as cached input).
+    public var cachedTokens: Int
+    /// Prompt tokens written to the upstream's prompt cache (part of `promptTokens`, priced as a cache write).
+    public var cacheWriteTokens: Int
+    /// Completion tokens spent on reasoning (part of `completionTokens`).
+    public var reasoningTokens: Int
     /// True when the token counts were estimated rather than reported by the upstream.
     public var tokensEstimated: Bool
     public var latencyMs: Double
@@ -39,6 +45,9 @@ public struct UsageRecord: Sendable, Equatable, Codable {
         case cacheHit = "cache_hit"
         case promptTokens = "prompt_tokens"
         case completionTokens = "completion_tokens"
+        case cachedTokens = "cached_tokens"
+        case cacheWriteTokens = "cache_write_tokens"
+        case reasoningTokens = "reasoning_tokens"
         case tokensEstimated = "tokens_estimated"
         case latencyMs = "latency_ms"
         case timeToFirstTokenMs = "time_to_first_token_ms"
@@ -51,7 +60,8 @@ public struct UsageRecord: Sendable, Equatable, Codable {
     public init(
         id: String, time: Double, requestID: String, keyID: String? = nil, clientIP: String? = nil, route: String,
         model: String? = nil, upstream: String? = nil, status: Int, errorCode: String? = nil, stream: Bool = false,
-        cacheHit: Bool = false, promptTokens: Int = 0, completionTokens: Int = 0, tokensEstimated: Bool = false,
+        cacheHit: Bool = false, promptTokens: Int = 0, completionTokens: Int = 0, cachedTokens: Int = 0, cacheWriteTokens: Int = 0,
+        reasoningTokens: Int = 0, tokensEstimated: Bool = false,
         latencyMs: Double, timeToFirstTokenMs: Double? = nil, costUSD: Double = 0, savedUSD: Double = 0,
         requestBody: String? = nil, responseBody: String? = nil
     ) {
@@ -69,6 +79,9 @@ public struct UsageRecord: Sendable, Equatable, Codable {
         self.cacheHit = cacheHit
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
+        self.cachedTokens = cachedTokens
+        self.cacheWriteTokens = cacheWriteTokens
+        self.reasoningTokens = reasoningTokens
         self.tokensEstimated = tokensEstimated
         self.latencyMs = latencyMs
         self.timeToFirstTokenMs = timeToFirstTokenMs

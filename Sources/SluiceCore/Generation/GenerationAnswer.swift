@@ -80,6 +80,10 @@ extension Generation {
         public var uncachedPromptTokens: Int { max(0, promptTokens - cachedPromptTokens - cacheCreationTokens) }
 
         /// The accounting view the gateway records.
-        public var openAI: SluiceCore.Usage { SluiceCore.Usage(promptTokens: promptTokens, completionTokens: completionTokens) }
+        public var openAI: SluiceCore.Usage {
+            SluiceCore.Usage(
+                promptTokens: promptTokens, completionTokens: completionTokens, cachedTokens: cachedPromptTokens,
+                cacheWriteTokens: cacheCreationTokens, reasoningTokens: reasoningTokens)
+        }
     }
 }

@@ -274,17 +274,56 @@ public struct Usage: Codable, Sendable, Equatable {
     public var promptTokens: Int
     public var completionTokens: Int
     public var totalTokens: Int
+    /// `prompt_tokens_details`: how many prompt tokens the upstream read from its prompt cache.
+    public var promptTokensDetails: PromptTokensDetails?
+    /// `completion_tokens_details`: how many completion tokens were reasoning.
+    public var completionTokensDetails: CompletionTokensDetails?
+    /// Prompt tokens written to the upstream's prompt cache (Anthropic `cache_creation_input_tokens`), which are
+    /// priced apart; not an OpenAI field, so never on the wire.
+    public var cacheWriteTokens = 0
 
-    public init(promptTokens: Int, completionTokens: Int) {
+    public init(promptTokens: Int, completionTokens: Int, cachedTokens: Int = 0, cacheWriteTokens: Int = 0, reasoningTokens: Int = 0) {
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         self.totalTokens = promptTokens + completionTokens
+        self.promptTokensDetails = cachedTokens > 0 ? PromptTokensDetails(cachedTokens: cachedTokens) : nil
+        self.completionTokensDetails = reasoningTokens > 0 ? CompletionTokensDetails(reasoningTokens: reasoningTokens) : nil
+        self.cacheWriteTokens = cacheWriteTokens
+    }
+
+    /// Prompt tokens read from the upstream's prompt cache; part of `promptTokens`.
+    public var cachedTokens: Int { promptTokensDetails?.cachedTokens ?? 0 }
+    /// Completion tokens spent on reasoning; part of `completionTokens`.
+    public var reasoningTokens: Int { completionTokensDetails?.reasoningTokens ?? 0 }
+
+    /// OpenAI `usage.prompt_tokens_details`; fields Sluice does not use (`audio_tokens`) are not kept.
+    public struct PromptTokensDetails: Codable, Sendable, Equatable {
+        public var cachedTokens: Int?
+
+        public init(cachedTokens: Int?) { self.cachedTokens = cachedTokens }
+
+        enum CodingKeys: String, CodingKey {
+            case cachedTokens = "cached_tokens"
+        }
+    }
+
+    /// OpenAI `usage.completion_tokens_details`.
+    public struct CompletionTokensDetails: Codable, Sendable, Equatable {
+        public var reasoningTokens: Int?
+
+        public init(reasoningTokens: Int?) { self.reasoningTokens = reasoningTokens }
+
+        enum CodingKeys: String, CodingKey {
+            case reasoningTokens = "reasoning_tokens"
+        }
     }
 
     enum CodingKeys: String, CodingKey {
         case promptTokens = "prompt_tokens"
         case completionTokens = "completion_tokens"
         case totalTokens = "total_tokens"
+        case promptTokensDetails = "prompt_tokens_details"
+        case completionTokensDetails = "completion_tokens_details"
     }
 }
 

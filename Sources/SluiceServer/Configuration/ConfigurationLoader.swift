@@ -156,7 +156,15 @@ public struct ConfigurationLoader: Sendable {
             else {
                 throw ConfigurationError("prices.\(model) in \(path) needs input and output: USD per million tokens, 0 to 1000000")
             }
-            out[model] = ModelPrice(inputPerMillion: input, outputPerMillion: output)
+            var price = ModelPrice(inputPerMillion: input, outputPerMillion: output)
+            for (field, keyPath) in [("cached_input", \ModelPrice.cachedInputPerMillion), ("cache_write", \ModelPrice.cacheWritePerMillion)] {
+                guard (entry as? [String: Any])?[field] != nil else { continue }
+                guard let value = number(field), (0...1_000_000).contains(value) else {
+                    throw ConfigurationError("prices.\(model).\(field) in \(path) must be USD per million tokens, 0 to 1000000")
+                }
+                price[keyPath: keyPath] = value
+            }
+            out[model] = price
         }
         return out
     }

@@ -87,7 +87,8 @@ public struct ObservabilityMiddleware: RouterMiddleware {
                     clientIP: context.clientIP, route: recordedRoute, model: fields.model, upstream: fields.upstream,
                     status: recordedStatus, errorCode: fields.errorCode, stream: fields.stream, cacheHit: fields.cacheHit,
                     promptTokens: fields.usage?.promptTokens ?? 0, completionTokens: fields.usage?.completionTokens ?? 0,
-                    tokensEstimated: fields.tokensEstimated,
+                    cachedTokens: fields.usage?.cachedTokens ?? 0, cacheWriteTokens: fields.usage?.cacheWriteTokens ?? 0,
+                    reasoningTokens: fields.usage?.reasoningTokens ?? 0, tokensEstimated: fields.tokensEstimated,
                     latencyMs: elapsed.milliseconds, timeToFirstTokenMs: fields.firstByteAt.map { ($0 - start).milliseconds },
                     requestBody: storeBodies ? bodies?.request : nil, responseBody: storeBodies ? bodies?.response : nil))
         }

@@ -410,6 +410,9 @@ public final class PostgresStore: GatewayStore, Service {
         binds.append(records.map { $0.timeToFirstTokenMs ?? .nan })
         binds.append(records.map(\.costUSD))
         binds.append(records.map(\.savedUSD))
+        binds.append(records.map(\.cachedTokens))
+        binds.append(records.map(\.cacheWriteTokens))
+        binds.append(records.map(\.reasoningTokens))
         guard withBodies else { return PostgresQuery(unsafeSQL: insertWithoutBodiesSQL, binds: binds) }
         binds.append(records.map { ($0.requestBody ?? "").sanitized })
         binds.append(records.map { ($0.responseBody ?? "").sanitized })
@@ -420,13 +423,14 @@ public final class PostgresStore: GatewayStore, Service {
         INSERT INTO usage_records (\(UsageSQL.columns.dropLast(2).joined(separator: ", ")))
         SELECT id, time, request_id, NULLIF(key_id, ''), NULLIF(client_ip, ''), route, NULLIF(model, ''),
             NULLIF(upstream, ''), status, NULLIF(error_code, ''), stream, cache_hit, prompt_tokens, completion_tokens,
-            tokens_estimated, latency_ms, NULLIF(time_to_first_token_ms, 'NaN'::float8), cost_usd, saved_usd
+            tokens_estimated, latency_ms, NULLIF(time_to_first_token_ms, 'NaN'::float8), cost_usd, saved_usd,
+            cached_tokens, cache_write_tokens, reasoning_tokens
         FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
             $9::int8[], $10::text[], $11::bool[], $12::bool[], $13::int8[], $14::int8[], $15::bool[], $16::float8[],
-            $17::float8[], $18::float8[], $19::float8[])
+            $17::float8[], $18::float8[], $19::float8[], $20::int8[], $21::int8[], $22::int8[])
             AS batch(id, time, request_id, key_id, client_ip, route, model, upstream, status, error_code, stream,
                 cache_hit, prompt_tokens, completion_tokens, tokens_estimated, latency_ms, time_to_first_token_ms,
-                cost_usd, saved_usd)
+                cost_usd, saved_usd, cached_tokens, cache_write_tokens, reasoning_tokens)
         ON CONFLICT (id) DO NOTHING
         """)
 
@@ -435,13 +439,13 @@ public final class PostgresStore: GatewayStore, Service {
         SELECT id, time, request_id, NULLIF(key_id, ''), NULLIF(client_ip, ''), route, NULLIF(model, ''),
             NULLIF(upstream, ''), status, NULLIF(error_code, ''), stream, cache_hit, prompt_tokens, completion_tokens,
             tokens_estimated, latency_ms, NULLIF(time_to_first_token_ms, 'NaN'::float8), cost_usd, saved_usd,
-            NULLIF(request_body, ''), NULLIF(response_body, '')
+            cached_tokens, cache_write_tokens, reasoning_tokens, NULLIF(request_body, ''), NULLIF(response_body, '')
         FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
             $9::int8[], $10::text[], $11::bool[], $12::bool[], $13::int8[], $14::int8[], $15::bool[], $16::float8[],
-            $17::float8[], $18::float8[], $19::float8[], $20::text[], $21::text[])
+            $17::float8[], $18::float8[], $19::float8[], $20::int8[], $21::int8[], $22::int8[], $23::text[], $24::text[])
             AS batch(id, time, request_id, key_id, client_ip, route, model, upstream, status, error_code, stream,
                 cache_hit, prompt_tokens, completion_tokens, tokens_estimated, latency_ms, time_to_first_token_ms,
-                cost_usd, saved_usd, request_body, response_body)
+                cost_usd, saved_usd, cached_tokens, cache_write_tokens, reasoning_tokens, request_body, response_body)
         ON CONFLICT (id) DO NOTHING
         """)
 
@@ -491,14 +495,15 @@ public final class PostgresStore: GatewayStore, Service {
         // Columns come back in `UsageSQL.columns` order.
         let (
             id, time, requestID, keyID, clientIP, route, model, upstream, status, errorCode, stream, cacheHit, prompt,
-            completion, estimated, latency, ttft, cost, saved, requestBody, responseBody
+            completion, estimated, latency, ttft, cost, saved, cached, cacheWrite, reasoning, requestBody, responseBody
         ) = try row.decode(
             (String, Double, String, String?, String?, String, String?, String?, Int, String?, Bool, Bool, Int, Int, Bool,
-             Double, Double?, Double, Double, String?, String?).self)
+             Double, Double?, Double, Double, Int, Int, Int, String?, String?).self)
         return UsageRecord(
             id: id, time: time, requestID: requestID, keyID: keyID, clientIP: clientIP, route: route, model: model,
             upstream: upstream, status: status, errorCode: errorCode, stream: stream, cacheHit: cacheHit,
-            promptTokens: prompt, completionTokens: completion, tokensEstimated: estimated, latencyMs: latency,
+            promptTokens: prompt, completionTokens: completion, cachedTokens: cached, cacheWriteTokens: cacheWrite,
+            reasoningTokens: reasoning, tokensEstimated: estimated, latencyMs: latency,
             timeToFirstTokenMs: ttft, costUSD: cost, savedUSD: saved, requestBody: requestBody, responseBody: responseBody)
     }
 

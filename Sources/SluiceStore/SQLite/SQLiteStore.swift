@@ -492,8 +492,9 @@ public final class SQLiteStore: GatewayStore, Service {
             id: text(0) ?? "", time: double(1) ?? 0, requestID: text(2) ?? "", keyID: text(3), clientIP: text(4),
             route: text(5) ?? "", model: text(6), upstream: text(7), status: int(8), errorCode: text(9),
             stream: int(10) != 0, cacheHit: int(11) != 0, promptTokens: int(12), completionTokens: int(13),
+            cachedTokens: int(19), cacheWriteTokens: int(20), reasoningTokens: int(21),
             tokensEstimated: int(14) != 0, latencyMs: double(15) ?? 0, timeToFirstTokenMs: double(16),
-            costUSD: double(17) ?? 0, savedUSD: double(18) ?? 0, requestBody: text(19), responseBody: text(20))
+            costUSD: double(17) ?? 0, savedUSD: double(18) ?? 0, requestBody: text(22), responseBody: text(23))
     }
 
     private static func decodeResponse(_ row: SQLiteRow) -> StoredResponse {

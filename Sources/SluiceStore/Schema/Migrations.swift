@@ -212,6 +212,21 @@ extension Migration {
                 "CREATE INDEX stored_responses_expires_at ON stored_responses (expires_at)",
             ]
         ),
+        Migration(
+            version: 7,
+            name: "prompt-cache and reasoning tokens of each call",
+            sqlite: [
+                "ALTER TABLE usage_records ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE usage_records ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE usage_records ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0",
+            ],
+            postgres: [
+                // A constant default adds the columns without rewriting the table.
+                "ALTER TABLE usage_records ADD COLUMN cached_tokens BIGINT NOT NULL DEFAULT 0",
+                "ALTER TABLE usage_records ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0",
+                "ALTER TABLE usage_records ADD COLUMN reasoning_tokens BIGINT NOT NULL DEFAULT 0",
+            ]
+        ),
     ]
 }
 

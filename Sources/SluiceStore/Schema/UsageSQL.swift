@@ -51,11 +51,12 @@ enum UsageSQL {
     static let columns = [
         "id", "time", "request_id", "key_id", "client_ip", "route", "model", "upstream", "status", "error_code",
         "stream", "cache_hit", "prompt_tokens", "completion_tokens", "tokens_estimated", "latency_ms",
-        "time_to_first_token_ms", "cost_usd", "saved_usd", "request_body", "response_body",
+        "time_to_first_token_ms", "cost_usd", "saved_usd", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
+        "request_body", "response_body",
     ]
     static let columnList = columns.joined(separator: ", ")
 
-    /// Rows per INSERT: 21 binds each keeps SQLite far below its 32,766; PostgreSQL sends arrays, whose size
+    /// Rows per INSERT: 24 binds each keeps SQLite far below its 32,766; PostgreSQL sends arrays, whose size
     /// this bounds only to keep one message small.
     static let insertChunk = 500
 
@@ -68,6 +69,7 @@ enum UsageSQL {
             .bool(record.stream), .bool(record.cacheHit), .int(record.promptTokens), .int(record.completionTokens),
             .bool(record.tokensEstimated), .double(record.latencyMs),
             record.timeToFirstTokenMs.map(SQLValue.double) ?? .null, .double(record.costUSD), .double(record.savedUSD),
+            .int(record.cachedTokens), .int(record.cacheWriteTokens), .int(record.reasoningTokens),
             // Empty is stored as NULL, as PostgreSQL's NULLIF does, so both stores read back the same.
             record.requestBody.flatMap { $0.isEmpty ? nil : SQLValue.text($0.sanitized) } ?? .null,
             record.responseBody.flatMap { $0.isEmpty ? nil : SQLValue.text($0.sanitized) } ?? .null,

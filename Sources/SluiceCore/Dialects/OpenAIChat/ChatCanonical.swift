@@ -214,7 +214,9 @@ extension OpenAIChat {
         return Generation.Answer(
             id: response.id, model: response.model, content: content,
             stopReason: canonicalStopReason(response.choices.first?.finishReason),
-            usage: Generation.Usage(promptTokens: response.usage?.promptTokens ?? 0, completionTokens: response.usage?.completionTokens ?? 0))
+            usage: Generation.Usage(
+                promptTokens: response.usage?.promptTokens ?? 0, completionTokens: response.usage?.completionTokens ?? 0,
+                cachedPromptTokens: response.usage?.cachedTokens ?? 0, reasoningTokens: response.usage?.reasoningTokens ?? 0))
     }
 
     /// A canonical answer as an OpenAI chat answer, stamped with `identity`.

@@ -87,8 +87,19 @@ extension OpenAIChat {
                     writeTail(into: &out)
                     out.writeStaticString(#","usage":{"completion_tokens":"#)
                     out.writeJSONInt(usage.completionTokens)
+                    // The details only where there is something to say, as ``Usage`` encodes them.
+                    if usage.reasoningTokens > 0 {
+                        out.writeStaticString(#","completion_tokens_details":{"reasoning_tokens":"#)
+                        out.writeJSONInt(usage.reasoningTokens)
+                        out.writeStaticString("}")
+                    }
                     out.writeStaticString(#","prompt_tokens":"#)
                     out.writeJSONInt(usage.promptTokens)
+                    if usage.cachedPromptTokens > 0 {
+                        out.writeStaticString(#","prompt_tokens_details":{"cached_tokens":"#)
+                        out.writeJSONInt(usage.cachedPromptTokens)
+                        out.writeStaticString("}")
+                    }
                     out.writeStaticString(#","total_tokens":"#)
                     out.writeJSONInt(usage.promptTokens + usage.completionTokens)
                     out.writeStaticString("}}\n\n")
