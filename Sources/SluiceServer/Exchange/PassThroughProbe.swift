@@ -1,0 +1,81 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import ServiceLifecycle
+import SluiceCore
+import SluiceStore
+import SluiceUpstream
+
+/// What a pass-through needs of an OpenAI request: the fields routing, limits and the cache read.
+///
+/// When every upstream that could serve the model speaks OpenAI's API, the body goes there byte for byte, so
+/// typed validation of the rest would only refuse valid requests Sluice's types do not model (token-id embeddings
+/// input, `custom` tools): the upstream validates what it serves.
+struct PassThroughProbe: Decodable, HasItemLimits {
+    /// The embeddings cap holds on the pass-through too: the scan refuses a 200,000-input body before any decoder
+    /// builds it.
+    static let itemLimits = EmbeddingsRequest.itemLimits
+
+    var model: String
+    var stream: Bool?
+    var streamOptions: StreamOptions?
+    var n: Int?
+    var temperature: Double?
+    var seed: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case model, stream, n, temperature, seed
+        case streamOptions = "stream_options"
+    }
+
+    /// A chat request carrying only these fields, for the pass-through lane.
+    var chatRequest: ChatCompletionRequest {
+        var chat = ChatCompletionRequest(model: model, messages: [], stream: stream)
+        chat.streamOptions = streamOptions
+        chat.n = n
+        chat.temperature = temperature
+        chat.seed = seed
+        return chat
+    }
+}
+
+extension Gateway {
+    /// The probe of a body bound only for OpenAI-compatible upstreams, or nil when an upstream that translates
+    /// might serve it (then the typed, field-named validation applies).
+    func passThroughProbe(_ body: ByteBuffer, context: SluiceRequestContext) throws -> PassThroughProbe? {
+        guard upstreams.contains(where: { $0.endpoint.kind == .openai }) else { return nil }
+        // Still checked: JSON syntax, duplicate keys, number ranges, and the fields the gateway itself reads.
+        let probe = try RequestDecoding.decode(PassThroughProbe.self, from: body)
+        if probe.model.isEmpty { throw APIError.invalidValue("model", "must not be empty.") }
+        let model = aliasTarget(probe.model) ?? probe.model
+        guard let servers = try? servers(for: model, requested: probe.model, context: context, stream: probe.stream ?? false),
+            servers.allSatisfy({ upstreams[$0].endpoint.kind == .openai })
+        else { return nil }
+        return probe
+    }
+
+    /// A typed embeddings request; token-id input, which no translating upstream takes, gets a 400 that says so.
+    static func decodeEmbeddings(_ body: ByteBuffer) throws -> EmbeddingsRequest {
+        let result = Result { () throws(APIError) -> EmbeddingsRequest in try RequestDecoding.decodeValidated(EmbeddingsRequest.self, from: body) }
+        if case .failure(let error) = result, error.param?.hasPrefix("input") == true, hasTokenInput(body) {
+            throw APIError.invalidValue("input", "token arrays are not supported by Ollama upstreams; send the text.")
+        }
+        return try result.get()
+    }
+
+    /// Whether `input` is token ids (`[1, 2]` or `[[1, 2], [3]]`), which only OpenAI-compatible servers take.
+    static func hasTokenInput(_ body: ByteBuffer) -> Bool {
+        guard case .array(let items)? = (try? JSONDecoder().decode(JSONValue.self, from: body))?["input"], let first = items.first else {
+            return false
+        }
+        switch first {
+        case .int: return true
+        case .array(let inner): return inner.allSatisfy { if case .int = $0 { true } else { false } }
+        default: return false
+        }
+    }
+}
