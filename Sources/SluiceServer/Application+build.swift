@@ -206,12 +206,10 @@ func buildRouter(
     // Before anything else reads the path (limits, accounting, metrics): each must see the form the router matched,
     // never a second reading of the raw target. Access itself decides from the matched route.
     router.add(middleware: PathNormalizationMiddleware())
-    let knownPaths = OpenAIRoutes.paths.union(NativeRoutes.paths).union(OperationsRoutes.paths).union(AdminRoutes.paths)
-        .union(DashboardRoutes.paths)
     router.add(
         middleware: ObservabilityMiddleware(
             metrics: metrics, recorder: accounting, storeBodies: configuration.storeBodies,
-            logBodies: configuration.logBodies, knownRoutes: knownPaths, now: now))
+            logBodies: configuration.logBodies, now: now))
     if configuration.storeBodies || configuration.logBodies {
         router.add(middleware: BodyCaptureMiddleware())
     }
@@ -220,16 +218,12 @@ func buildRouter(
         router.add(middleware: CORSGate(origins: configuration.corsOrigins))
     }
     router.add(
-        middleware: ErrorMiddleware(
-            knownPaths: knownPaths,
-            knownPrefixes: ["/v1/models/", "/admin/keys/"],
-            maxBodyBytes: configuration.maxBodyBytes))
+        middleware: ErrorMiddleware(maxBodyBytes: configuration.maxBodyBytes))
     let sessions = DashboardSessions(masterKey: configuration.masterKey, store: store, now: now)
     router.add(
         middleware: AccessMiddleware(
             directory: directory, limiter: limiter, authMode: configuration.auth, metrics: metrics, sessions: sessions, now: now))
-    OpenAIRoutes(gateway: gateway).addRoutes(to: router.group("v1"))
-    NativeRoutes(gateway: gateway).addRoutes(to: router)
+    APIRoutes(gateway: gateway).addRoutes(to: router)
     OperationsRoutes(
         upstreams: upstreams, pool: gateway.pool, metrics: metrics, probeTimeout: .seconds(2),
         probeResults: probeResults ?? ProbeResults(maxAge: ProbeResults.maxAge(probeInterval: configuration.probeInterval)),

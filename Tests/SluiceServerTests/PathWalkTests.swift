@@ -50,6 +50,21 @@ struct PathWalkTests {
         return out
     }
 
+    /// ``Surfaces`` is the one table of routes: the router holds exactly its rows, each with its methods, so the
+    /// access area, error shape and metrics label the table gives can never miss a route.
+    @Test func theRouterHoldsExactlyTheSurfacesTable() {
+        let routed = Set(router().routes.map { "\($0.method) \($0.path.description)" })
+        let table = Set(Surfaces.all.flatMap { surface in surface.methods.map { "\($0) \(surface.path)" } })
+        #expect(routed == table, "routed but not in the table: \(routed.subtracting(table)); in the table but not routed: \(table.subtracting(routed))")
+        #expect(Surfaces.area(matched: "/v1/messages", path: "/v1/messages") == .api)
+        #expect(Surfaces.area(matched: nil, path: "/V1/unknown") == .api)
+        #expect(Surfaces.area(matched: "/admin/keys/{id}", path: "/admin/keys/k1") == .admin)
+        #expect(Surfaces.area(matched: "/healthz", path: "/healthz") == .open)
+        #expect(Surfaces.dialect(matched: "/v1/messages/count_tokens", path: "") == .anthropic)
+        #expect(Surfaces.dialect(matched: nil, path: "/api/nothing") == .ollama)
+        #expect(Surfaces.hasPath("/v1/responses/resp_1") && Surfaces.hasPath("/admin/keys/k1") && !Surfaces.hasPath("/v1/responses/"))
+    }
+
     @Test func everyGuardedRouteRefusesEveryPathVariantWithoutAKey() async throws {
         let router = router()
         let guarded = router.routes.map { (path: $0.path.description, method: $0.method) }.filter { route in

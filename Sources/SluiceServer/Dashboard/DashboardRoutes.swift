@@ -19,7 +19,6 @@ struct DashboardRoutes {
     let loginAttempts: RateLimiter
     let now: @Sendable () -> Double
 
-    static let paths: Set<String> = ["/dashboard", "/dashboard/login", "/dashboard/logout", "/dashboard/app.css", "/dashboard/app.js"]
 
     struct LoginForm: Decodable {
         var key: String?

@@ -30,40 +30,13 @@ public struct AccessMiddleware: RouterMiddleware {
         self.now = now
     }
 
-    enum Area {
-        case api
-        case admin
-    }
-
-    /// The area of a path in normal form (see ``PathNormalizationMiddleware``), by its first segment.
-    ///
-    /// The segment is compared without regard to case, so a router that ever matched case-insensitively could not
-    /// open a gap between what is routed and what is guarded.
-    static func area(of path: String) -> Area? {
-        let first = path.utf8.dropFirst().prefix { $0 != UInt8(ascii: "/") }
-        switch first.count {
-        case 2 where Self.equalsIgnoringCase(first, "v1"): return .api
-        case 3 where Self.equalsIgnoringCase(first, "api"): return .api
-        case 5 where Self.equalsIgnoringCase(first, "admin"): return .admin
-        default: return nil
-        }
-    }
-
-    private static func equalsIgnoringCase(_ bytes: Substring.UTF8View.SubSequence, _ lowercase: StaticString) -> Bool {
-        var index = 0
-        let target = lowercase.utf8Start
-        for byte in bytes {
-            let folded = (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
-            if folded != target[index] { return false }
-            index += 1
-        }
-        return true
-    }
+    typealias Area = Surface.Area
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         // The route that matched decides; a request that matched none is judged by its normalised path, so a path the
         // router would resolve differently than a prefix test can never reach a handler unguarded.
-        guard let area = Self.area(of: context.endpointPath ?? request.uri.path) else { return try await next(request, context) }
+        let area = Surfaces.area(matched: context.endpointPath, path: request.uri.path)
+        guard area != .open else { return try await next(request, context) }
         if area == .api {
             // Rejected requests are accounted too; the route handler replaces this with its canonical route.
             context.trace.update { $0.route = request.uri.path }

@@ -9,14 +9,9 @@ import SluiceCore
 /// Turns every error into OpenAI's error JSON with the right status, and logs it with the request ID.
 public struct ErrorMiddleware: RouterMiddleware {
     public typealias Context = SluiceRequestContext
-    /// Paths that exist, so a wrong method gets 405 instead of 404.
-    let knownPaths: Set<String>
-    let knownPrefixes: [String]
     let maxBodyBytes: Int
 
-    public init(knownPaths: Set<String>, knownPrefixes: [String], maxBodyBytes: Int) {
-        self.knownPaths = knownPaths
-        self.knownPrefixes = knownPrefixes
+    public init(maxBodyBytes: Int) {
         self.maxBodyBytes = maxBodyBytes
     }
 
@@ -41,7 +36,7 @@ public struct ErrorMiddleware: RouterMiddleware {
                         "reason": .string(apiError.message),
                     ])
             }
-            return apiError.response(dialect: ErrorDialect(path: request.uri.path))
+            return apiError.response(dialect: Surfaces.dialect(matched: context.endpointPath, path: request.uri.path))
         }
     }
 
@@ -52,11 +47,9 @@ public struct ErrorMiddleware: RouterMiddleware {
         case let httpError as any HTTPResponseError:
             switch httpError.status {
             case .notFound:
+                // A path that exists with another method gets 405 instead of 404.
                 let path = request.uri.path
-                if knownPaths.contains(path) || knownPrefixes.contains(where: { path.hasPrefix($0) }) {
-                    return .methodNotAllowed(request.method.rawValue, path)
-                }
-                return .notFound(path)
+                return Surfaces.hasPath(path) ? .methodNotAllowed(request.method.rawValue, path) : .notFound(path)
             case .contentTooLarge:
                 return .bodyTooLarge(limit: maxBodyBytes)
             case .methodNotAllowed:
@@ -86,8 +79,9 @@ public struct ErrorMiddleware: RouterMiddleware {
     }
 }
 
-/// Which error shape a route's clients expect.
-enum ErrorDialect {
+/// Which error shape a route's clients expect; each route answers errors as its own API does, whatever refused the
+/// request (a key, a limit, a body). ``Surfaces`` says which route has which.
+enum ErrorDialect: Sendable {
     /// `{"error":{"message","type","param","code"}}`
     case openAI
     /// `{"type":"error","error":{"type","message"}}`, with Anthropic's type per status.
@@ -95,17 +89,6 @@ enum ErrorDialect {
     /// `{"error":"…"}`, as Ollama answers.
     case ollama
 
-    /// Each route answers errors as its own API does, whatever refused the request (a key, a limit, a body): the
-    /// Anthropic Messages routes as Anthropic, Ollama's native routes as Ollama, the rest as OpenAI.
-    init(path: String) {
-        if path.hasPrefix("/v1/messages") {
-            self = .anthropic
-        } else if path.hasPrefix("/api/") {
-            self = .ollama
-        } else {
-            self = .openAI
-        }
-    }
 }
 
 extension APIError {

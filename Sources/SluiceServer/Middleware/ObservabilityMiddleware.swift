@@ -15,16 +15,13 @@ public struct ObservabilityMiddleware: RouterMiddleware {
     /// `store-bodies` and `log-bodies`: what to do with the samples ``BodyCaptureMiddleware`` took.
     let storeBodies: Bool
     let logBodies: Bool
-    /// The paths the gateway serves: the only route names a request that matched no route may give its metrics.
-    let knownRoutes: Set<String>
 
     public init(
         metrics: GatewayMetrics, recorder: any UsageRecorder, storeBodies: Bool = false, logBodies: Bool = false,
-        knownRoutes: Set<String> = [], now: @escaping @Sendable () -> Double
+        now: @escaping @Sendable () -> Double
     ) {
         self.metrics = metrics
         self.recorder = recorder
-        self.knownRoutes = knownRoutes
         self.storeBodies = storeBodies
         self.logBodies = logBodies
         self.now = now
@@ -45,13 +42,13 @@ public struct ObservabilityMiddleware: RouterMiddleware {
         let status = Int(response.status.code)
         let method = request.method.rawValue
         let path = request.uri.path
-        response.body = response.body.onCompletion { [metrics, recorder, storeBodies, logBodies, knownRoutes] in
+        response.body = response.body.onCompletion { [metrics, recorder, storeBodies, logBodies] in
             metrics.requestsInFlight.decrement()
             let elapsed = ContinuousClock.now - start
             let fields = context.trace.snapshot
-            // Every label value is a route the gateway serves: a scanner's made-up paths (refused before routing, or
+            // Every label value is a route of ``Surfaces``: a scanner's made-up paths (refused before routing, or
             // matching nothing) share "unmatched" instead of each adding series that live as long as the process.
-            let route = context.endpointPath ?? fields.route.flatMap { knownRoutes.contains($0) ? $0 : nil } ?? "unmatched"
+            let route = context.endpointPath ?? fields.route.flatMap { Surfaces.surface(matched: $0)?.path } ?? "unmatched"
             let recordedStatus = fields.clientDisconnected ? 499 : status
             let bodies = fields.bodies?.texts
             metrics.requestFinished(route: route, method: method, status: recordedStatus, nanoseconds: elapsed.nanoseconds)

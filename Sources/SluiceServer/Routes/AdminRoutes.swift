@@ -15,7 +15,6 @@ struct AdminRoutes {
     let keySync: KeyDirectorySync?
     let now: @Sendable () -> Double
 
-    static let paths: Set<String> = ["/admin/keys", "/admin/usage", "/admin/usage/recent", "/admin/config"]
 
     /// The body of `POST /admin/keys`.
     struct CreateKey: Decodable, HasIntegerFields {

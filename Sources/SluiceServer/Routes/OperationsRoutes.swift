@@ -18,7 +18,6 @@ struct OperationsRoutes {
     /// Not ready until the API keys have been loaded from the store.
     let directory: KeyDirectory
 
-    static let paths: Set<String> = ["/healthz", "/readyz", "/metrics"]
 
     /// One upstream's probe result.
     struct UpstreamStatus: Codable, Sendable {
