@@ -42,6 +42,13 @@ import Testing
             request.extensions == [
                 "include": ["reasoning.encrypted_content"], "prompt_cache_key": "k1", "reasoning.summary": "auto", "text.verbosity": "low",
             ])
+        // What Codex sends to steer serving is advisory; nothing in its request changes the answer unserved.
+        #expect(
+            OpenAIResponses.unservedFields(request)
+                == (advisory: ["include", "prompt_cache_key", "reasoning.summary", "text.verbosity"], refused: []))
+        var capped = request
+        capped.extensions["max_tool_calls"] = 2
+        #expect(OpenAIResponses.unservedFields(capped).refused == ["max_tool_calls"])
         #expect(request.messages.map(\.role) == [.system, .user, .assistant, .tool, .user])
         #expect(request.messages[0].content == [.text("Sandbox: workspace-write")])
         #expect(request.messages[1].content[1] == .image(.init(source: .base64(mediaType: "image/jpeg", data: "/9j/AAAA"), detail: "high")))

@@ -482,6 +482,9 @@ def test_the_coding_agent_routes_read_bodies_as_strictly_as_the_rest(kind_gatewa
     ({"conversation": "conv_1"}, "conversation"),
     ({"input": [{"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{not json"},
                 {"type": "function_call_output", "call_id": "c1", "output": "x"}]}, "arguments"),
+    # Fields that change the answer and that no translating upstream takes.
+    ({"max_tool_calls": 2}, "max_tool_calls"),
+    ({"top_logprobs": 3}, "top_logprobs"),
 ])
 def test_responses_fields_that_cannot_be_honoured_are_refused_by_name(kind_gateway, extra, param):
     if param == "arguments" and kind_gateway.kind != "ollama":
@@ -490,6 +493,23 @@ def test_responses_fields_that_cannot_be_honoured_are_refused_by_name(kind_gatew
     r = httpx.post(f"{kind_gateway.v1}/responses", json=body, timeout=30)
     assert r.status_code == 400, r.text
     assert param in r.json()["error"]["param"]
+
+
+def test_codex_advisory_fields_are_served_and_named_as_ignored(kind_gateway):
+    """Codex CLI sends `include`, `prompt_cache_key` and a reasoning summary style on every request. A translating
+    upstream has no such knobs: the call is answered, and the response says which fields were left out."""
+    r = httpx.post(
+        f"{kind_gateway.v1}/responses",
+        json={
+            "model": CHAT_MODEL, "input": f"codex {nonce()}", "include": ["reasoning.encrypted_content"],
+            "prompt_cache_key": "session-1", "reasoning": {"effort": "low", "summary": "auto"}, "store": False,
+        },
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-sluice-ignored"] == "include, prompt_cache_key, reasoning.summary"
+    sent = received(kind_gateway, {"ollama": "/api/chat", "openai": "/v1/chat/completions", "anthropic": "/v1/messages"}[kind_gateway.kind])
+    assert "prompt_cache_key" not in json.dumps(sent["body"])
 
 
 def test_responses_passed_through_stay_with_their_key(procs, tmp_path):

@@ -109,12 +109,20 @@ extension Gateway {
             }
         }
         let collects = (cache != nil && call.cacheable) || call.keepAnswer != nil
-        return try await serve(call, requestedModel: requested, request: request, context: context) { [generation, body, call] upstream, _ in
+        let unserved = OpenAIResponses.unservedFields(generation)
+        var response = try await serve(call, requestedModel: requested, request: request, context: context) {
+            [generation, body, call] upstream, _ in
             if let openAI = upstream as? OpenAIUpstream, openAI.endpoint.servesResponses {
                 // The gateway expands a stored conversation itself, so the upstream is asked not to keep its own copy.
                 let reply = try await openAI.responses(rawBody: Self.withoutUpstreamStore(body), streams: generation.stream, logger: context.logger)
                 if case .complete(let answer, _) = reply, let keep = call.keepResponse { await keep(answer) }
                 return reply
+            }
+            // Translated, a field the canonical model does not carry would be dropped: one that changes the answer
+            // is refused by name instead.
+            if let field = unserved.refused.first {
+                throw APIError.invalidValue(
+                    field, "is not supported by the upstream serving model '\(generation.model)'; only a Responses API upstream takes it.")
             }
             let reply = try await upstream.generation(generation, identity: identity, logger: context.logger)
             let encoded = encode(reply, for: .openAIResponses, model: generation.model, identity: identity, collectsAnswer: collects)
@@ -122,6 +130,13 @@ extension Gateway {
             if case .generated(_, let answer) = encoded, let keep = call.keepAnswer { await keep(answer) }
             return encoded
         }
+        // Advisory fields an upstream that translates left out are named, so leaving them out is never silent.
+        if !unserved.advisory.isEmpty, response.headers[.xCache] != "HIT",
+            let name = context.trace.snapshot.upstream, upstreams.first(where: { $0.endpoint.name == name })?.endpoint.servesResponses == false
+        {
+            response.headers[.xSluiceIgnored] = unserved.advisory.joined(separator: ", ")
+        }
+        return response
     }
 
     /// A Responses body with `store: false`, for an upstream whose stored copy nobody will ask for: the gateway keeps

@@ -176,4 +176,6 @@ extension Gateway {
 extension HTTPField.Name {
     static let xCache = Self("X-Cache")!
     static let xAccelBuffering = Self("X-Accel-Buffering")!
+    /// Request fields the answering upstream could not take and that Sluice left out as advisory, comma-separated.
+    static let xSluiceIgnored = Self("X-Sluice-Ignored")!
 }

@@ -10,6 +10,22 @@ extension OpenAIResponses {
         "top_p", "text", "reasoning", "metadata", "user", "store", "previous_response_id", "stream",
     ]
 
+    /// Responses fields that say how to serve a request, not what to answer: which extra outputs to return
+    /// (`include`), prompt-cache routing (`prompt_cache_key`), context truncation, tier, verbosity, the reasoning
+    /// summary's style. Codex CLI sends several on every request. An upstream the request is translated for has no
+    /// such knobs, so they are left out and named in the `x-sluice-ignored` response header rather than refused.
+    public static let advisoryFields: Set<String> = [
+        "include", "prompt_cache_key", "truncation", "service_tier", "safety_identifier", "stream_options", "text.verbosity",
+        "reasoning.summary", "reasoning.generate_summary",
+    ]
+
+    /// The top-level fields of `request` that a translating upstream does not serve: advisory ones (see
+    /// ``advisoryFields``), to name in a header, and the rest, which change the answer and must be refused by name.
+    public static func unservedFields(_ request: Generation.Request) -> (advisory: [String], refused: [String]) {
+        let names = request.extensions.keys.sorted()
+        return (names.filter(advisoryFields.contains), names.filter { !advisoryFields.contains($0) })
+    }
+
     /// Decodes and validates a `/v1/responses` body into a canonical request.
     ///
     /// `input` is a string (one user message) or a list of items: messages (`input_text`, `input_image`,
