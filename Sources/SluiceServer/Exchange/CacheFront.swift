@@ -39,13 +39,21 @@ extension Gateway {
         return replay(answer, call: call, identity: newIdentity(prefix: idPrefix), context: context)
     }
 
-    /// The cache key of a body; nil when it is not JSON.
+    /// The cache key of a body; nil when it is not JSON. A miss found before decoding keeps its key for the
+    /// exchange, which needs the same one unless an alias rewrote the body.
     func cacheKey(family: String, body: ByteBuffer, servers: [Int], context: SluiceRequestContext) -> CacheKey? {
+        if let known = context.trace.decisions.withLock({ $0.cacheKey }), known.family == family, known.upstreams == servers,
+            known.body == body
+        {
+            return known.key
+        }
         let scope = cacheScope == .key ? context.trace.snapshot.keyID : nil
         // Keyed by the set of upstreams that may answer, not the one picked: the pick varies per request,
         // the answer's source does not (a single upstream keeps its old key).
         let upstreamSet = servers.map { upstreams[$0].endpoint.name }.joined(separator: ",")
-        return try? CacheKey.make(family: family, upstream: upstreamSet, body: body, scope: scope)
+        guard let key = try? CacheKey.make(family: family, upstream: upstreamSet, body: body, scope: scope) else { return nil }
+        context.trace.decisions.withLock { $0.cacheKey = (family, servers, body, key) }
+        return key
     }
 
     func replay(_ answer: CachedAnswer, call: Call, identity: ResponseIdentity, context: SluiceRequestContext) -> Response {

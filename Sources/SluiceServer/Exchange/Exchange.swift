@@ -78,7 +78,8 @@ extension Gateway {
         !cacheDeterministicOnly || seed != nil || temperature == 0
     }
 
-    /// Checks the key may use `model` and returns the indices of the upstreams serving it.
+    /// Checks the key may use `model` and returns the indices of the upstreams serving it; taken once per request
+    /// and model, however many steps ask.
     ///
     /// `requested` is the name the client sent; a key allowed either it or the alias's target may use it.
     func servers(
@@ -89,13 +90,19 @@ extension Gateway {
             $0.model = model
             $0.stream = stream
         }
-        if case .key(let record) = context.identity, !record.allowedModels.isEmpty,
-            !record.allowedModels.contains(where: { Self.sameModel($0, model) || Self.sameModel($0, requested) })
-        {
-            throw APIError.modelNotAllowed(requested)
+        let servers: [Int]
+        if let route = context.trace.decisions.withLock({ $0.route }), route.model == model, route.requested == requested {
+            servers = route.servers
+        } else {
+            if case .key(let record) = context.identity, !record.allowedModels.isEmpty,
+                !record.allowedModels.contains(where: { Self.sameModel($0, model) || Self.sameModel($0, requested) })
+            {
+                throw APIError.modelNotAllowed(requested)
+            }
+            servers = pool.servers(of: model)
+            guard !servers.isEmpty else { throw APIError.modelNotFound(requested) }
+            context.trace.decisions.withLock { $0.route = (model, requested, servers) }
         }
-        let servers = pool.servers(of: model)
-        guard !servers.isEmpty else { throw APIError.modelNotFound(requested) }
         guard let kinds else { return servers }
         // Only upstreams that speak the route: Ollama's native API goes to Ollama servers, never to an OpenAI one
         // that would answer 404 for half the calls.

@@ -30,6 +30,17 @@ public final class RequestTrace: Sendable {
 
     private let fields = Mutex(Fields())
 
+    /// Decisions the exchange takes once per request and reads again at later steps (the cache front before
+    /// decoding, the pass-through probe, the exchange itself), instead of taking them again.
+    struct Decisions: Sendable {
+        /// The upstreams serving `model` for this key, the name the client sent being `requested`.
+        var route: (model: String, requested: String, servers: [Int])?
+        /// The cache key of `body` among `upstreams` in `family`.
+        var cacheKey: (family: String, upstreams: [Int], body: ByteBuffer, key: CacheKey)?
+    }
+
+    let decisions = Mutex(Decisions())
+
     public init() {}
 
     public func update(_ body: (inout Fields) -> Void) {
