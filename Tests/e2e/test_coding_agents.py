@@ -88,6 +88,50 @@ def test_messages_reach_each_upstream_in_its_own_dialect(kind_gateway):
         assert got["stop"] == ["END"]
 
 
+# A 1x1 PNG: what a screenshot Claude Code or Codex attaches looks like on the wire, only smaller.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+def _image_reached(gw, text: str) -> None:
+    """The newest upstream request carries the PNG as the upstream's own API takes images."""
+    if gw.kind == "ollama":
+        message = received(gw, "/api/chat")["body"]["messages"][-1]
+        assert message["images"] == [PNG] and text in message["content"]
+    elif gw.kind == "openai":
+        parts = received(gw, "/v1/chat/completions")["body"]["messages"][-1]["content"]
+        assert any(p["type"] == "image_url" and p["image_url"]["url"] == f"data:image/png;base64,{PNG}" for p in parts), parts
+        assert any(p.get("text") == text for p in parts)
+    else:
+        blocks = received(gw, "/v1/messages")["body"]["messages"][-1]["content"]
+        assert {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}} in blocks, blocks
+
+
+def test_messages_images_reach_each_upstream(kind_gateway):
+    text = f"what is in this image {nonce()}"
+    message = claude(kind_gateway).messages.create(
+        model=CHAT_MODEL, max_tokens=100,
+        messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+            {"type": "text", "text": text},
+        ]}],
+    )
+    assert message.content[0].type == "text"
+    _image_reached(kind_gateway, text)
+
+
+def test_responses_images_reach_each_upstream(kind_gateway):
+    text = f"describe the screenshot {nonce()}"
+    response = codex(kind_gateway).responses.create(
+        model=CHAT_MODEL, store=False,
+        input=[{"role": "user", "content": [
+            {"type": "input_text", "text": text},
+            {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}"},
+        ]}],
+    )
+    assert response.output_text
+    _image_reached(kind_gateway, text)
+
+
 def test_messages_stream(kind_gateway):
     prompt = f"stream to claude {nonce()}"
     with claude(kind_gateway).messages.stream(
