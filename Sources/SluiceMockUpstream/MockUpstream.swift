@@ -230,8 +230,9 @@ struct MockServer: Sendable {
         let promptTokens = MockBehaviour.tokenCount(body.messages.map(\.content))
         let isJSON = body.format != nil
         let text = isJSON ? MockBehaviour.jsonReply : MockBehaviour.replyText(to: lastUser)
-        // Any tools get a call (the mock's behaviour before `[[tool]]`, which tests rely on); the trigger changes nothing here.
-        let toolCall = MockBehaviour.toolCall(for: body.tools ?? [])
+        // Any tools get a call (the mock's behaviour before `[[tool]]`, which tests rely on), except right after a tool
+        // result: then the model answers, so an agent loop (Claude Code, Codex) ends its turn as with a real model.
+        let toolCall = body.messages.last?.role == "tool" ? nil : MockBehaviour.toolCall(for: body.tools ?? [])
         let pieces = toolCall == nil ? (isJSON ? [text] : MockBehaviour.pieces(of: text)) : []
         let thinking = triggers.think ? MockBehaviour.thinkingText(about: lastUser) : nil
         let thinkingPieces = thinking.map(MockBehaviour.pieces) ?? []
@@ -297,8 +298,8 @@ struct MockServer: Sendable {
         try await delayFirstByte()
         let isJSON = body.responseFormat.map { $0.type != "text" } ?? false
         let text = isJSON ? MockBehaviour.jsonReply : MockBehaviour.replyText(to: lastUser)
-        // Any tools get a call (the mock's behaviour before `[[tool]]`, which tests rely on); the trigger changes nothing here.
-        let toolCall = MockBehaviour.toolCall(for: body.tools ?? []).map {
+        // As on `/api/chat`: any tools get a call, except right after a tool result.
+        let toolCall = (body.messages.last?.role == "tool" ? nil : MockBehaviour.toolCall(for: body.tools ?? [])).map {
             ToolCall(id: "call_mock_0", name: $0.name, arguments: String(decoding: try! Self.encoder.encode($0.arguments), as: UTF8.self))
         }
         let pieces = toolCall == nil ? (isJSON ? [text] : MockBehaviour.pieces(of: text)) : []

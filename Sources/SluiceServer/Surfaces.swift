@@ -90,16 +90,18 @@ enum Surfaces {
         endpointPath.flatMap { byPath[$0] }
     }
 
-    /// Whether a request's path names a route the table has, with a method it lacks: such a request gets 405, not 404.
-    static func hasPath(_ path: String) -> Bool {
-        if byPath[path] != nil { return true }
+    /// The methods the table has for a request's path, parameters matching any non-empty segment; empty when no
+    /// route has the path. A request with another method gets 405 and these in `Allow`, not 404.
+    static func methods(ofPath path: String) -> [HTTPRequest.Method] {
         let segments = path.split(separator: "/", omittingEmptySubsequences: false)
-        return all.contains { surface in
+        return all.filter { surface in
             let pattern = surface.path.split(separator: "/", omittingEmptySubsequences: false)
             return pattern.count == segments.count
                 && zip(pattern, segments).allSatisfy { $0 == $1 || ($0.hasPrefix("{") && $0.hasSuffix("}") && !$1.isEmpty) }
-        }
+        }.flatMap(\.methods)
     }
+
+    static func hasPath(_ path: String) -> Bool { !methods(ofPath: path).isEmpty }
 
     /// The area of a request: its route's, or for a path no route matched, the area its first segment names, so an
     /// unknown `/v1/…` path is still refused without a key rather than telling a stranger which routes exist.

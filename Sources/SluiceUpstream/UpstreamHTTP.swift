@@ -178,6 +178,10 @@ struct UpstreamHTTP: Sendable {
             return APIError(status: 413, type: "invalid_request_error", code: "request_too_large", message: message ?? "The request is too large for the upstream.")
         case 429:
             return APIError(status: 429, type: "rate_limit_error", code: "upstream_rate_limited", message: "The upstream is rate limiting requests.", retryAfter: 1)
+        case 503, 529:
+            // Overloaded (Anthropic's 529, a server shedding load): worth another upstream, and to an Anthropic client
+            // an `overloaded_error` it knows to retry, not a generic failure.
+            return APIError(status: 503, type: "upstream_error", code: "upstream_error", message: "The upstream is overloaded; retry shortly.", retryAfter: 1)
         default:
             // 401/403 from the upstream mean the gateway's own credentials are wrong: the client must not
             // mistake that for its own key being refused.

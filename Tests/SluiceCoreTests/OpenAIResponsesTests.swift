@@ -43,12 +43,19 @@ import Testing
                 "include": ["reasoning.encrypted_content"], "prompt_cache_key": "k1", "reasoning.summary": "auto", "text.verbosity": "low",
             ])
         // What Codex sends to steer serving is advisory; nothing in its request changes the answer unserved.
-        #expect(
-            OpenAIResponses.unservedFields(request)
-                == (advisory: ["include", "prompt_cache_key", "reasoning.summary", "text.verbosity"], refused: []))
+        let unserved = OpenAIResponses.unservedFields(request)
+        #expect(unserved.advisory == ["include", "prompt_cache_key", "reasoning.summary", "text.verbosity"] && unserved.refused.isEmpty)
+        #expect(unserved.refusal(model: "m") == nil)
+        #expect(unserved.ignoredHeader == "include, prompt_cache_key, reasoning.summary, text.verbosity")
         var capped = request
         capped.extensions["max_tool_calls"] = 2
         #expect(OpenAIResponses.unservedFields(capped).refused == ["max_tool_calls"])
+        #expect(OpenAIResponses.unservedFields(capped).refusal(model: "m")?.param == "max_tool_calls")
+        // Chat bodies: members the chat request type does not decode, sorted into the two kinds.
+        let chat = ChatCompletionRequest.unservedFields(
+            in: buffer(#"{"model":"m","messages":[],"top_k":3,"store":true,"bogus":1,"prompt_cache_key":"k"}"#))
+        #expect(chat == UnservedFields(["bogus", "prompt_cache_key", "store"], advisory: ChatCompletionRequest.advisoryFields))
+        #expect(chat.refused == ["bogus"] && chat.advisory == ["prompt_cache_key", "store"])
         #expect(request.messages.map(\.role) == [.system, .user, .assistant, .tool, .user])
         #expect(request.messages[0].content == [.text("Sandbox: workspace-write")])
         #expect(request.messages[1].content[1] == .image(.init(source: .base64(mediaType: "image/jpeg", data: "/9j/AAAA"), detail: "high")))
@@ -73,13 +80,15 @@ import Testing
     @Test func stringInputAndJSONSchemaFormat() throws {
         let request = try OpenAIResponses.decodeRequest(
             buffer(
-                #"{"model":"m","input":"Hello","text":{"format":{"type":"json_schema","name":"out","schema":{"type":"object"},"strict":true}},"tool_choice":{"type":"function","name":"f"},"temperature":0.2}"#
+                #"{"model":"m","input":"Hello","text":{"format":{"type":"json_schema","name":"out","schema":{"type":"object"},"strict":true}},"tools":[{"type":"function","name":"f","parameters":{"type":"object"}}],"tool_choice":{"type":"function","name":"f"},"temperature":0.2}"#
             ))
         #expect(request.messages == [Generation.Message(role: .user, content: [.text("Hello")])])
         #expect(request.responseFormat == .jsonSchema(name: "out", schema: ["type": "object"], strict: true, description: nil))
         #expect(request.toolChoice == .tool(name: "f"))
         #expect(request.sampling.temperature == 0.2)
         #expect(!request.stream)
+        // A choice of a tool the request does not offer is refused here, whichever upstream would get it.
+        #expect(decodeError(#"{"model":"m","input":"Hello","tool_choice":{"type":"function","name":"f"}}"#)?.param == "tool_choice")
     }
 
     func decodeError(_ body: String) -> APIError? {

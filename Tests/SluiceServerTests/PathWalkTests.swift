@@ -63,6 +63,8 @@ struct PathWalkTests {
         #expect(Surfaces.dialect(matched: "/v1/messages/count_tokens", path: "") == .anthropic)
         #expect(Surfaces.dialect(matched: nil, path: "/api/nothing") == .ollama)
         #expect(Surfaces.hasPath("/v1/responses/resp_1") && Surfaces.hasPath("/admin/keys/k1") && !Surfaces.hasPath("/v1/responses/"))
+        #expect(Surfaces.methods(ofPath: "/v1/responses/resp_1") == [.get, .delete])
+        #expect(Surfaces.methods(ofPath: "/admin/keys") == [.get, .post])
     }
 
     @Test func everyGuardedRouteRefusesEveryPathVariantWithoutAKey() async throws {

@@ -392,19 +392,35 @@ def test_an_upstream_dying_mid_stream_ends_each_protocol_with_its_error_event(ki
 
 
 @pytest.mark.parametrize("route", ["/v1/messages", "/v1/responses"])
-def test_a_client_leaving_mid_stream_cancels_the_upstream_call(procs, route):
+def test_a_client_leaving_mid_stream_cancels_the_upstream_call(procs, tmp_path, route):
+    """The upstream call is cancelled, and what the client received is still charged: an estimate, flagged."""
     mock = procs.start_mock()
-    gw = procs.start_gateway(upstream=mock.url)
+    database = tmp_path / "sluice.db"
+    gw = procs.start_gateway(upstream=mock.url, args=["--database", f"sqlite:{database}"])
     words = " ".join(["word"] * 100)
     body = {"model": CHAT_MODEL, "stream": True}
     if route == "/v1/messages":
         body |= {"max_tokens": 500, "messages": [{"role": "user", "content": f"[[slow]] {words} {nonce()}"}]}
     else:
         body |= {"input": f"[[slow]] {words} {nonce()}"}
+    delta = "text_delta" if route == "/v1/messages" else "response.output_text.delta"
     with httpx.stream("POST", f"{gw.url}{route}", json=body, timeout=30) as r:
-        lines = r.iter_lines()
-        next(lines)  # the stream has started
+        request_id = r.headers["x-request-id"]
+        seen = 0
+        for line in r.iter_lines():
+            seen += delta in line
+            if seen >= 3:
+                break  # some of the answer has arrived
     wait_until(lambda: mock.stats()["streams_cancelled"] >= 1, "the upstream stream to be cancelled")
+
+    def record():
+        with sqlite3.connect(database) as db:
+            return db.execute(
+                "SELECT status, completion_tokens, tokens_estimated FROM usage_records WHERE request_id = ?", (request_id,)
+            ).fetchone()
+
+    status, completion, estimated = wait_until(record, "the cut-short call's record")
+    assert status == 499 and completion >= 3 and estimated == 1, (status, completion, estimated)
 
 
 # --- The cache replays each protocol --------------------------------------------------------------
@@ -448,6 +464,14 @@ def test_responses_cache_hit_replays_as_a_stream(cached_gateway):
     assert events[-1].type == "response.completed"
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == expected_reply(prompt)
     assert events[-1].response.id != first.parse().id
+
+
+def test_ignored_advisory_fields_are_named_on_cache_hits_too(cached_gateway):
+    body = {"model": CHAT_MODEL, "input": f"advisory {nonce()}", "store": False, "prompt_cache_key": "s1"}
+    first = httpx.post(f"{cached_gateway.v1}/responses", json=body, timeout=30)
+    again = httpx.post(f"{cached_gateway.v1}/responses", json=body, timeout=30)
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == ("MISS", "HIT")
+    assert first.headers["x-sluice-ignored"] == again.headers["x-sluice-ignored"] == "prompt_cache_key"
 
 
 # --- Stored conversations: previous_response_id across instances ------------------------------------
@@ -537,6 +561,64 @@ def test_responses_fields_that_cannot_be_honoured_are_refused_by_name(kind_gatew
     r = httpx.post(f"{kind_gateway.v1}/responses", json=body, timeout=30)
     assert r.status_code == 400, r.text
     assert param in r.json()["error"]["param"]
+
+
+def test_an_overloaded_upstream_is_an_overloaded_error_to_claude(procs):
+    """Anthropic's 529 (or a 503) from the upstream reaches Claude Code as `overloaded_error`, which it retries."""
+    mock = procs.start_mock("--fail-status", "529")
+    gw = procs.start_gateway(upstream=mock.url, args=["--upstream-kind", "anthropic"])
+    r = httpx.post(
+        f"{gw.url}/v1/messages", json={"model": CHAT_MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}, timeout=30
+    )
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["type"] == "overloaded_error"
+    assert r.headers.get("retry-after")
+
+
+def test_unknown_fields_are_refused_or_named_when_translated(kind_gateway):
+    """A member the canonical model does not carry is a 400 naming it when the request is translated, and an
+    advisory one is named in X-Sluice-Ignored; an upstream of the client's own dialect gets both as sent."""
+    chat = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": f"fields {nonce()}"}]}
+    r = httpx.post(f"{kind_gateway.v1}/chat/completions", json=chat | {"bogus": 1}, timeout=30)
+    if kind_gateway.kind == "openai":
+        assert r.status_code == 200 and received(kind_gateway, "/v1/chat/completions")["body"]["bogus"] == 1
+    else:
+        assert r.status_code == 400 and r.json()["error"]["param"] == "bogus", r.text
+    r = httpx.post(f"{kind_gateway.v1}/chat/completions", json=chat | {"prompt_cache_key": "k", "top_k": 5}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers.get("x-sluice-ignored") == (None if kind_gateway.kind == "openai" else "prompt_cache_key")
+    if kind_gateway.kind == "ollama":
+        assert received(kind_gateway, "/api/chat")["body"]["options"]["top_k"] == 5
+    messages = {"model": CHAT_MODEL, "max_tokens": 20, "messages": [{"role": "user", "content": f"fields {nonce()}"}]}
+    r = httpx.post(f"{kind_gateway.url}/v1/messages", json=messages | {"mcp_servers": []}, timeout=30)
+    if kind_gateway.kind == "anthropic":
+        assert r.status_code == 200 and received(kind_gateway, "/v1/messages")["body"]["mcp_servers"] == []
+    else:
+        assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", r.text
+        assert "mcp_servers" in r.json()["error"]["message"]
+    r = httpx.post(f"{kind_gateway.url}/v1/messages", json=messages | {"service_tier": "auto"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers.get("x-sluice-ignored") == (None if kind_gateway.kind == "anthropic" else "service_tier")
+
+
+def test_a_tool_choice_naming_a_missing_tool_is_refused_on_every_upstream(kind_gateway):
+    tools = [{"name": "a", "input_schema": {"type": "object"}}]
+    r = httpx.post(
+        f"{kind_gateway.url}/v1/messages",
+        json={"model": CHAT_MODEL, "max_tokens": 20, "tools": tools, "tool_choice": {"type": "tool", "name": "b"},
+              "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    if kind_gateway.kind == "anthropic":
+        pytest.skip("an Anthropic upstream gets the body as sent and judges it itself")
+    assert r.status_code == 400 and "tool_choice" in r.json()["error"]["message"], r.text
+    r = httpx.post(
+        f"{kind_gateway.v1}/responses",
+        json={"model": CHAT_MODEL, "input": "hi", "tools": [{"type": "function", "name": "a", "parameters": {"type": "object"}}],
+              "tool_choice": {"type": "function", "name": "b"}},
+        timeout=30,
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tool_choice", r.text
 
 
 def test_codex_advisory_fields_are_served_and_named_as_ignored(kind_gateway):

@@ -70,6 +70,9 @@ def test_unknown_route_is_404(http):
 def test_wrong_method_is_405(http):
     r = http.get("/v1/chat/completions")
     assert_openai_error(r, 405)
+    assert r.headers["allow"] == "POST"
+    r = http.post("/v1/responses/resp_1", json={})
+    assert r.status_code == 405 and r.headers["allow"] == "GET, DELETE"
 
 
 def test_request_id_is_echoed(http):

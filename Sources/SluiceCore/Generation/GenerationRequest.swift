@@ -200,3 +200,12 @@ extension Generation {
         }
     }
 }
+
+extension Generation.Request {
+    /// A 400 naming `field` when the tool choice names a tool the request does not offer: every upstream refuses
+    /// it, so the refusal does not depend on which one the request reaches.
+    public func checkToolChoice(field: String) throws(APIError) {
+        guard case .tool(let name)? = toolChoice, !tools.contains(where: { $0.name == name }) else { return }
+        throw .invalidValue(field, "names '\(name)', which is not in tools.")
+    }
+}

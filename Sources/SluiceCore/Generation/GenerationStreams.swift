@@ -36,6 +36,10 @@ public struct CanonicalStreamTranslator<Decoder: GenerationStreamDecoder, Encode
     private var deltas: [Generation.Delta] = []
     /// Present only when the answer is wanted for the cache: building it copies every delta's text.
     private var builder: Generation.AnswerBuilder?
+    /// Deltas of generated content so far (text, reasoning, tool arguments), about one token each as upstreams
+    /// stream them; what a stream that ends early is charged when the upstream never said.
+    private var generated = 0
+    private var finished = false
 
     public init(decoder: Decoder, encoder: Encoder, collectsAnswer: Bool = false) {
         self.decoder = decoder
@@ -44,6 +48,10 @@ public struct CanonicalStreamTranslator<Decoder: GenerationStreamDecoder, Encode
     }
 
     public var canonicalAnswer: Generation.Answer? { builder?.answer }
+
+    /// Nil once the answer finished with the upstream's own counts; otherwise the content deltas seen so far, so a
+    /// client that leaves mid-stream, or an upstream that dies, still pays for what was generated.
+    public var estimatedCompletionTokens: Int? { finished && usage != nil ? nil : generated }
 
     public mutating func translate(_ input: ByteBuffer, into output: inout ByteBuffer) throws(APIError) {
         deltas.removeAll(keepingCapacity: true)
@@ -67,10 +75,15 @@ public struct CanonicalStreamTranslator<Decoder: GenerationStreamDecoder, Encode
     private mutating func relay(into output: inout ByteBuffer) throws(APIError) {
         for delta in deltas {
             switch delta {
-            case .messageStart(_, _, let counts?), .finish(_, _, let counts?):
+            case .messageStart(_, _, let counts?):
                 usage = counts.openAI
+            case .finish(_, _, let counts):
+                finished = true
+                if let counts { usage = counts.openAI }
             case .error(let error):
                 throw error
+            case .text, .reasoning, .toolCallArguments:
+                generated += 1
             default:
                 break
             }

@@ -32,6 +32,8 @@ public struct ChatCompletionRequest: Codable, Sendable, Equatable {
     public var keepAlive: JSONValue?
     /// Ollama `options` (`num_ctx`, …) sent through `extra_body`; the OpenAI sampling fields win where both are given.
     public var options: [String: JSONValue]?
+    /// Top-k sampling, which vLLM, llama.cpp and Ollama clients send (OpenAI's SDK through `extra_body`).
+    public var topK: Int?
 
     public init(model: String, messages: [ChatMessage], stream: Bool? = nil) {
         self.model = model
@@ -39,8 +41,9 @@ public struct ChatCompletionRequest: Codable, Sendable, Equatable {
         self.stream = stream
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case model, messages, stream, temperature, n, stop, seed, tools, user
+        case topK = "top_k"
         case streamOptions = "stream_options"
         case topP = "top_p"
         case maxTokens = "max_tokens"

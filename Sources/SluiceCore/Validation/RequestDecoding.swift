@@ -198,7 +198,7 @@ enum SamplingChecks {
 }
 
 extension ChatCompletionRequest: ValidatedRequest, HasIntegerFields {
-    public static let integerFields = ["max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs"]
+    public static let integerFields = ["max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs", "top_k"]
     static let partTypes: Set<String> = ["text", "image_url", "input_audio", "file", "refusal"]
     static let toolChoiceExpected = "'none', 'auto', 'required' or {\"type\": \"function\", \"function\": {\"name\": …}}"
     static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool", "function"]
@@ -218,6 +218,7 @@ extension ChatCompletionRequest: ValidatedRequest, HasIntegerFields {
                 temperature: temperature, topP: topP, maxTokens: maxCompletionTokens, maxTokensField: "max_completion_tokens",
                 n: n, presencePenalty: presencePenalty, frequencyPenalty: frequencyPenalty, stop: stop)
         }
+        if let topK, topK < 1 { throw .invalidValue("top_k", "must be at least 1.") }
         if let effort = reasoningEffort, !["none", "minimal", "low", "medium", "high"].contains(effort) {
             throw .invalidValue("reasoning_effort", "must be one of none, minimal, low, medium, high.")
         }

@@ -119,7 +119,23 @@ extension Gateway {
     /// Rewrites an aliased model name, in the decoded request and in the body forwarded as is.
     /// The model an alias names, if `model` is one (`llama3.2` and `llama3.2:latest` alike).
     func aliasTarget(_ model: String) -> String? {
-        aliases[model] ?? aliases.first(where: { Self.sameModel($0.key, model) })?.value
+        if let target = aliases[model] ?? aliases.first(where: { Self.sameModel($0.key, model) })?.value { return target }
+        // Claude Code and the OpenAI SDKs send dated snapshots (`claude-haiku-4-5-20251001`, `gpt-4o-2024-08-06`):
+        // an alias for the undated name covers them.
+        guard let undated = Self.undatedName(model) else { return nil }
+        return aliases[undated]
+    }
+
+    /// `name` without a trailing snapshot date (`-20251001`, `-2024-08-06`); nil when it has none.
+    static func undatedName(_ name: String) -> String? {
+        for (suffixLength, pattern) in [(9, "-dddddddd"), (11, "-dddd-dd-dd")] where name.utf8.count > suffixLength {
+            let suffix = name.utf8.suffix(suffixLength)
+            let matches = zip(suffix, pattern.utf8).allSatisfy { byte, shape in
+                shape == UInt8(ascii: "d") ? (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) : byte == shape
+            }
+            if matches { return String(name.utf8.dropLast(suffixLength)) }
+        }
+        return nil
     }
 
     func applyAlias(to model: inout String, body: inout ByteBuffer) throws {

@@ -28,7 +28,7 @@ extension Gateway {
     func messages(_ request: Request, context: SluiceRequestContext) async throws -> Response {
         context.trace.update { $0.route = "/v1/messages" }
         var body = try await collectBody(request)
-        var generation = try AnthropicMessages.decodeRequest(body)
+        var generation = try anthropicPassThroughProbe(body, context: context)?.generationRequest ?? AnthropicMessages.decodeRequest(body)
         let requested = generation.model
         try applyAlias(to: &generation.model, body: &body)
         let call = Call(
@@ -37,15 +37,36 @@ extension Gateway {
             surface: .anthropicMessages)
         let headers = Self.anthropicHeaders(request.headers)
         let collects = cache != nil && call.cacheable
-        return try await serve(call, requestedModel: requested, request: request, context: context) { [generation, body] upstream, _ in
+        let unserved = AnthropicMessages.unservedFields(generation)
+        var response = try await serve(call, requestedModel: requested, request: request, context: context) { [generation, body] upstream, _ in
             if let anthropic = upstream as? AnthropicUpstream {
                 return try await anthropic.messages(
                     rawBody: body, streams: generation.stream, headers: headers, collectsAnswer: collects, logger: context.logger)
             }
+            if let refusal = unserved.refusal(model: generation.model) { throw refusal }
             let identity = surfaceIdentity(.anthropicMessages)
             let reply = try await upstream.generation(generation, identity: identity, logger: context.logger)
             return encode(reply, for: .anthropicMessages, model: generation.model, identity: identity, collectsAnswer: collects)
         }
+        nameIgnored(unserved, in: &response, passesThrough: { $0.kind == .anthropic }, context: context)
+        return response
+    }
+
+    /// Names advisory fields an upstream that translates left out in `X-Sluice-Ignored`, so leaving them out is
+    /// never silent. The upstream that answered says whether it translated; a cache hit's answer was translated
+    /// unless some upstream of the model takes the client's API itself.
+    func nameIgnored(
+        _ unserved: UnservedFields, in response: inout Response, passesThrough: (UpstreamEndpoint) -> Bool, context: SluiceRequestContext
+    ) {
+        guard let header = unserved.ignoredHeader else { return }
+        let translated: Bool
+        if let name = context.trace.snapshot.upstream, let upstream = upstreams.first(where: { $0.endpoint.name == name }) {
+            translated = !passesThrough(upstream.endpoint)
+        } else {
+            let servers = context.trace.decisions.withLock { $0.route?.servers } ?? []
+            translated = !servers.contains { passesThrough(upstreams[$0].endpoint) }
+        }
+        if translated { response.headers[.xSluiceIgnored] = header }
     }
 
     /// `POST /v1/messages/count_tokens`: the upstream's count where it is Anthropic, else an estimate of four bytes
@@ -53,7 +74,7 @@ extension Gateway {
     func countTokens(_ request: Request, context: SluiceRequestContext) async throws -> Response {
         context.trace.update { $0.route = "/v1/messages/count_tokens" }
         var body = try await collectBody(request)
-        var generation = try AnthropicMessages.decodeCountTokensRequest(body)
+        var generation = try anthropicPassThroughProbe(body, context: context)?.generationRequest ?? AnthropicMessages.decodeCountTokensRequest(body)
         let requested = generation.model
         try applyAlias(to: &generation.model, body: &body)
         let servers = try self.servers(for: generation.model, requested: requested, context: context, stream: false)
@@ -120,22 +141,14 @@ extension Gateway {
             }
             // Translated, a field the canonical model does not carry would be dropped: one that changes the answer
             // is refused by name instead.
-            if let field = unserved.refused.first {
-                throw APIError.invalidValue(
-                    field, "is not supported by the upstream serving model '\(generation.model)'; only a Responses API upstream takes it.")
-            }
+            if let refusal = unserved.refusal(model: generation.model) { throw refusal }
             let reply = try await upstream.generation(generation, identity: identity, logger: context.logger)
             let encoded = encode(reply, for: .openAIResponses, model: generation.model, identity: identity, collectsAnswer: collects)
             // Kept before the client can see the id, so its next request can already continue from it.
             if case .generated(_, let answer) = encoded, let keep = call.keepAnswer { await keep(answer) }
             return encoded
         }
-        // Advisory fields an upstream that translates left out are named, so leaving them out is never silent.
-        if !unserved.advisory.isEmpty, response.headers[.xCache] != "HIT",
-            let name = context.trace.snapshot.upstream, upstreams.first(where: { $0.endpoint.name == name })?.endpoint.servesResponses == false
-        {
-            response.headers[.xSluiceIgnored] = unserved.advisory.joined(separator: ", ")
-        }
+        nameIgnored(unserved, in: &response, passesThrough: { $0.servesResponses }, context: context)
         return response
     }
 

@@ -18,17 +18,22 @@ extension Gateway {
         if let hit = earlyCacheHit(body, route: "/v1/chat/completions", family: "chat", format: .openAIChat, idPrefix: "chatcmpl", request: request, context: context) {
             return hit
         }
-        var chat = try passThroughProbe(body, context: context)?.chatRequest
-            ?? RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: body)
+        let probe = try passThroughProbe(body, context: context)
+        var chat = try probe?.chatRequest ?? RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: body)
+        // Members the chat type does not decode reach an OpenAI upstream in the bytes; translated, they would be lost.
+        let unserved = probe == nil ? ChatCompletionRequest.unservedFields(in: body) : UnservedFields([], advisory: [])
         let requested = chat.model
         try applyAlias(to: &chat.model, body: &body)
         let call = Call(
             route: "/v1/chat/completions", cacheFamily: "chat", format: .openAIChat, body: body, model: chat.model,
             streaming: chat.isStreaming, includeUsage: chat.includeUsage,
             cacheable: (chat.n ?? 1) == 1 && deterministicEnough(temperature: chat.temperature, seed: chat.seed), idPrefix: "chatcmpl")
-        return try await serve(call, requestedModel: requested, request: request, context: context) { [chat, body] upstream, identity in
-            try await upstream.chatCompletions(chat, rawBody: body, identity: identity, logger: context.logger)
+        var response = try await serve(call, requestedModel: requested, request: request, context: context) { [chat, body] upstream, identity in
+            if upstream.endpoint.kind != .openai, let refusal = unserved.refusal(model: chat.model) { throw refusal }
+            return try await upstream.chatCompletions(chat, rawBody: body, identity: identity, logger: context.logger)
         }
+        nameIgnored(unserved, in: &response, passesThrough: { $0.kind == .openai }, context: context)
+        return response
     }
 
     func completions(_ request: Request, context: SluiceRequestContext) async throws -> Response {

@@ -79,3 +79,36 @@ extension Gateway {
         }
     }
 }
+
+/// What a pass-through needs of an Anthropic Messages request when every upstream that could serve it is an
+/// Anthropic one: the body goes there byte for byte, so block types Sluice's canonical model does not carry
+/// (`document`, `search_result`, server tool results) reach the API that understands them instead of a 400.
+struct AnthropicPassThroughProbe: Decodable {
+    var model: String
+    var stream: Bool?
+    var temperature: Double?
+
+    /// The request as the gateway's exchange reads it: model, delivery and what the cache policy looks at.
+    var generationRequest: Generation.Request {
+        var request = Generation.Request(model: model, messages: [], origin: .anthropicMessages)
+        request.stream = stream ?? false
+        request.sampling.temperature = temperature
+        return request
+    }
+}
+
+extension Gateway {
+    /// The probe of a Messages body bound only for Anthropic upstreams, or nil when an upstream that translates
+    /// might serve it (then the canonical decoder's field-named validation applies).
+    func anthropicPassThroughProbe(_ body: ByteBuffer, context: SluiceRequestContext) throws -> AnthropicPassThroughProbe? {
+        guard upstreams.contains(where: { $0.endpoint.kind == .anthropic }) else { return nil }
+        // Still checked: JSON syntax, duplicate keys, number ranges, and the fields the gateway itself reads.
+        let probe = try RequestDecoding.decode(AnthropicPassThroughProbe.self, from: body)
+        if probe.model.isEmpty { throw APIError.invalidValue("model", "must not be empty.") }
+        let model = aliasTarget(probe.model) ?? probe.model
+        guard let servers = try? servers(for: model, requested: probe.model, context: context, stream: probe.stream ?? false),
+            servers.allSatisfy({ upstreams[$0].endpoint.kind == .anthropic })
+        else { return nil }
+        return probe
+    }
+}

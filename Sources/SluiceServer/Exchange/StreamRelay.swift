@@ -64,6 +64,20 @@ extension Gateway {
         keepResponse: (@Sendable (ByteBuffer) async -> Void)? = nil,
         context: SluiceRequestContext, writer: inout any ResponseBodyWriter
     ) async throws {
+        // What the upstream reported, or where it reported nothing (no usage chunk asked for, a stream that ended
+        // early, a client that left) an estimate of what was generated, flagged as such, rather than zero. About
+        // four bytes of request JSON per prompt token when the prompt was not counted either.
+        func account(_ translator: some StreamTranslator) {
+            let reported = translator.usage
+            guard let estimate = translator.estimatedCompletionTokens, estimate > (reported?.completionTokens ?? -1) else {
+                context.trace.update { $0.usage = reported }
+                return
+            }
+            context.trace.update {
+                $0.usage = Usage(promptTokens: reported?.promptTokens ?? promptBytes / 4, completionTokens: estimate)
+                $0.tokensEstimated = true
+            }
+        }
         var kept = keep == nil && keepResponse == nil
         metrics.streamsInFlight.increment()
         defer { metrics.streamsInFlight.decrement() }
@@ -123,9 +137,9 @@ extension Gateway {
                         try await writer.write(output)
                     } catch {
                         // The client went away. Dropping the iterator cancels the upstream request.
+                        account(translator)
                         context.trace.update {
                             $0.clientDisconnected = true
-                            $0.usage = translator.usage
                             $0.errorCode = "client_disconnected"
                         }
                         context.logger.info("client disconnected mid-stream; upstream request cancelled")
@@ -137,15 +151,7 @@ extension Gateway {
         } onGracefulShutdown: { [drain] in
             drain?.begin()
         }
-        context.trace.update { $0.usage = translator.usage }
-        if translator.usage == nil, let completion = translator.estimatedCompletionTokens {
-            // No usage chunk (the client did not ask for one, or the stream ended early): account an estimate of
-            // what was generated, flagged as such, rather than zero. About four bytes of request JSON per prompt token.
-            context.trace.update {
-                $0.usage = Usage(promptTokens: promptBytes / 4, completionTokens: completion)
-                $0.tokensEstimated = true
-            }
-        }
+        account(translator)
         if let failure {
             context.trace.update {
                 $0.streamFailed = true

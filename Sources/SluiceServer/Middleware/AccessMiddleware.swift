@@ -32,14 +32,20 @@ public struct AccessMiddleware: RouterMiddleware {
 
     typealias Area = Surface.Area
 
+    /// Bytes of an unmatched path kept in its usage record.
+    static let maxRecordedPath = 128
+
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         // The route that matched decides; a request that matched none is judged by its normalised path, so a path the
         // router would resolve differently than a prefix test can never reach a handler unguarded.
         let area = Surfaces.area(matched: context.endpointPath, path: request.uri.path)
         guard area != .open else { return try await next(request, context) }
         if area == .api {
-            // Rejected requests are accounted too; the route handler replaces this with its canonical route.
-            context.trace.update { $0.route = request.uri.path }
+            // Rejected requests are accounted too, under the route that matched (`/v1/responses/{id}`, never the id
+            // in it); a path no route matched is recorded as sent, cut short, so a stranger's made-up paths cannot
+            // fill the usage table with long text. The handler replaces this with its canonical route.
+            let route = context.endpointPath ?? String(request.uri.path.utf8.prefix(Self.maxRecordedPath)) ?? "unmatched"
+            context.trace.update { $0.route = route }
         }
         let now = self.now()
         let identity =

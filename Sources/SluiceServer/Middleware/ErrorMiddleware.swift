@@ -47,9 +47,13 @@ public struct ErrorMiddleware: RouterMiddleware {
         case let httpError as any HTTPResponseError:
             switch httpError.status {
             case .notFound:
-                // A path that exists with another method gets 405 instead of 404.
+                // A path that exists with another method gets 405 instead of 404, with the methods it has (RFC 9110).
                 let path = request.uri.path
-                return Surfaces.hasPath(path) ? .methodNotAllowed(request.method.rawValue, path) : .notFound(path)
+                let methods = Surfaces.methods(ofPath: path)
+                guard !methods.isEmpty else { return .notFound(path) }
+                var error = APIError.methodNotAllowed(request.method.rawValue, path)
+                error.headers.append((name: "Allow", value: methods.map(\.rawValue).joined(separator: ", ")))
+                return error
             case .contentTooLarge:
                 return .bodyTooLarge(limit: maxBodyBytes)
             case .methodNotAllowed:

@@ -99,6 +99,7 @@ extension AnthropicMessages {
             nested.merge(thinking.unknown(["type", "budget_tokens"], prefix: "thinking")) { a, _ in a }
         }
         request.extensions = root.unknown(knownRequestFields).merging(nested) { a, _ in a }
+        try request.checkToolChoice(field: "tool_choice.name")
         return request
     }
 

@@ -89,8 +89,8 @@ extension OllamaChat {
 
     /// A canonical request as an `/api/chat` request for an Ollama upstream.
     ///
-    /// Reasoning requests become `think` (`false`, or `true` for any effort or budget, which every thinking model
-    /// takes). Images must be base64: Ollama does not fetch URLs, so a URL image is a 400 naming it.
+    /// Reasoning requests become `think`: `false`; an OpenAI effort as its level (`low`, `medium`, `high`); `true`
+    /// for Anthropic budgets and Ollama's own `think: true`. Images must be base64: Ollama does not fetch URLs, so a URL image is a 400 naming it.
     public static func ollamaRequest(_ request: Generation.Request, model: String? = nil) throws(APIError) -> Ollama.ChatRequest {
         var messages: [Ollama.Message] = []
         if let system = request.systemText { messages.append(Ollama.Message(role: "system", content: system)) }
@@ -163,8 +163,10 @@ extension OllamaChat {
         switch request.reasoning {
         case nil: break
         case .off?: out.think = false
-        // Chat's `reasoning_effort` keeps its level (gpt-oss reads it); the other dialects only switch thinking on.
-        case .effort(let effort)? where request.origin == .openAIChat: out.think = .string(effort == .minimal ? "low" : effort.rawValue)
+        // An effort keeps its level (gpt-oss reads it), from chat's `reasoning_effort` and Responses'
+        // `reasoning.effort` alike; Anthropic's budgets and adaptive thinking only switch thinking on.
+        case .effort(let effort)? where request.origin == .openAIChat || request.origin == .openAIResponses:
+            out.think = .string(effort == .minimal ? "low" : effort.rawValue)
         case .effort?, .budget?: out.think = true
         }
         if request.origin == .ollamaChat || request.origin == .openAIChat { out.keepAlive = request.extensions["keep_alive"] }

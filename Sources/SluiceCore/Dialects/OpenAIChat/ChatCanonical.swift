@@ -47,6 +47,7 @@ extension OpenAIChat {
         out.system = system
         out.sampling.temperature = request.temperature
         out.sampling.topP = request.topP
+        out.sampling.topK = request.topK
         out.sampling.maxTokens = request.tokenLimit
         out.sampling.stopSequences = request.stop?.values ?? []
         out.sampling.seed = request.seed
@@ -56,6 +57,7 @@ extension OpenAIChat {
             Generation.Tool(name: tool.function.name, description: tool.function.description, parameters: tool.function.parameters, strict: tool.function.strict)
         }
         out.toolChoice = try toolChoice(request.toolChoice)
+        try out.checkToolChoice(field: "tool_choice")
         switch request.responseFormat?.type {
         case "json_object": out.responseFormat = .jsonObject
         case "json_schema":
@@ -123,7 +125,8 @@ extension OpenAIChat {
 
     /// A canonical request as a chat request for an OpenAI-compatible upstream.
     ///
-    /// Reasoning parts and the reasoning request are dropped (chat has no standard field for them), as is `topK`;
+    /// The reasoning request becomes `reasoning_effort` (a token budget the nearest effort); reasoning parts of
+    /// earlier turns are dropped (chat has no standard field for them in the history), as is `topK`;
     /// streamed requests ask for usage. Throws a 400 for another dialect's server tool.
     public static func chatRequest(_ request: Generation.Request, model: String? = nil) throws(APIError) -> ChatCompletionRequest {
         var messages: [ChatMessage] = []
@@ -185,6 +188,14 @@ extension OpenAIChat {
         }
         out.user = request.user
         if request.origin == .openAIChat, case .int(let n)? = request.extensions["n"] { out.n = n }
+        // Codex sends parallel_tool_calls: false, Claude Code disable_parallel_tool_use; only meaningful with tools.
+        if let parallel = request.parallelToolCalls, !request.tools.isEmpty { out.parallelToolCalls = parallel }
+        switch request.reasoning {
+        case nil, .off?: break
+        case .effort(let effort)?: out.reasoningEffort = effort.rawValue
+        // Anthropic's budgets as the nearest effort: about what each effort spends on OpenAI's reasoning models.
+        case .budget(let tokens)?: out.reasoningEffort = tokens <= 2_048 ? "low" : tokens <= 8_192 ? "medium" : "high"
+        }
         return out
     }
 

@@ -19,11 +19,9 @@ extension OpenAIResponses {
         "reasoning.summary", "reasoning.generate_summary",
     ]
 
-    /// The top-level fields of `request` that a translating upstream does not serve: advisory ones (see
-    /// ``advisoryFields``), to name in a header, and the rest, which change the answer and must be refused by name.
-    public static func unservedFields(_ request: Generation.Request) -> (advisory: [String], refused: [String]) {
-        let names = request.extensions.keys.sorted()
-        return (names.filter(advisoryFields.contains), names.filter { !advisoryFields.contains($0) })
+    /// The fields of a decoded Responses request the canonical model does not carry.
+    public static func unservedFields(_ request: Generation.Request) -> UnservedFields {
+        UnservedFields(request.extensions.keys, advisory: advisoryFields)
     }
 
     /// Decodes and validates a `/v1/responses` body into a canonical request.
@@ -101,6 +99,7 @@ extension OpenAIResponses {
         request.previousResponseID = try root.string("previous_response_id")
         request.stream = try root.bool("stream") ?? false
         request.extensions = extensions
+        try request.checkToolChoice(field: "tool_choice")
         return request
     }
 
