@@ -113,10 +113,14 @@ public func buildApplication(
     let pool = UpstreamPool(upstreams: upstreams, metrics: dependencies.metrics, limits: configuration.upstreamLimits, now: dependencies.now)
     // Last in, so it stops first: no probe runs against an HTTP client that is shutting down.
     let probeResults = ProbeResults(maxAge: ProbeResults.maxAge(probeInterval: configuration.probeInterval))
-    services.append(UpstreamProber(pool: pool, results: probeResults, interval: configuration.probeInterval, logger: logger))
+    let residency = ModelResidency(pool: pool, logger: logger)
+    services.append(residency)
+    services.append(
+        UpstreamProber(pool: pool, results: probeResults, residency: residency, interval: configuration.probeInterval, logger: logger))
+    let scheduler = Scheduler(pool: pool, residency: residency, settings: configuration.schedulerSettings, now: dependencies.now)
     let router = buildRouter(
         configuration: configuration, pool: pool, probeResults: probeResults, directory: directory, store: store, keySync: sync,
-        recorder: recorder, dependencies: dependencies)
+        recorder: recorder, dependencies: dependencies, scheduler: scheduler)
     let writeTimeoutClosed = dependencies.metrics.clientConnectionClosedCounter(reason: "write_timeout")
     let writeTimeout = TimeAmount.nanoseconds(configuration.clientWriteTimeout.nanoseconds)
     let http1 = HTTPServerBuilder.guardedHTTP1(
@@ -170,7 +174,8 @@ func buildRouter(
     store: (any GatewayStore)?,
     keySync: KeyDirectorySync? = nil,
     recorder: any UsageRecorder,
-    dependencies: ApplicationDependencies
+    dependencies: ApplicationDependencies,
+    scheduler: Scheduler? = nil
 ) -> Router<SluiceRequestContext> {
     let upstreams = pool.upstreams
     let metrics = dependencies.metrics
@@ -181,10 +186,11 @@ func buildRouter(
         : nil
     let gateway = Gateway(
         pool: pool, maxBodyBytes: configuration.maxBodyBytes, cache: cache, cacheScope: configuration.cacheScope,
-        cacheDeterministicOnly: configuration.cacheDeterministicOnly, aliases: configuration.aliases,
+        cacheDeterministicOnly: configuration.cacheDeterministicOnly, aliases: configuration.modelNames,
         bufferBudget: AnswerBufferBudget(limit: configuration.maxBufferedBytes), coalesceWait: configuration.cacheCoalesceWait,
         drain: ShutdownDrain(grace: configuration.shutdownGrace), responseStore: store,
-        responseRetention: configuration.responseRetention, now: now)
+        responseRetention: configuration.responseRetention,
+        scheduler: scheduler ?? Scheduler(pool: pool, residency: nil, settings: configuration.schedulerSettings, now: now), now: now)
     let limiter = RateLimiter(
         globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
         now: now())

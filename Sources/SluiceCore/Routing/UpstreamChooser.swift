@@ -8,12 +8,21 @@ public enum UpstreamChooser {
         public var inFlight: Int
         /// False when its breaker refuses traffic.
         public var admitted: Bool
+        /// The models it holds in memory, as its last `/api/ps` said; nil when unknown (not an Ollama server, or
+        /// not asked yet).
+        public var loaded: [String]?
 
-        public init(models: [String], weight: Int = 1, inFlight: Int = 0, admitted: Bool = true) {
+        public init(models: [String], weight: Int = 1, inFlight: Int = 0, admitted: Bool = true, loaded: [String]? = nil) {
             self.models = models
             self.weight = weight
             self.inFlight = inFlight
             self.admitted = admitted
+            self.loaded = loaded
+        }
+
+        /// Whether it has `model` in memory, so a request for it pays no load.
+        public func hasLoaded(_ model: String) -> Bool {
+            loaded?.contains { UpstreamChooser.sameModel($0, model) } ?? false
         }
     }
 
@@ -36,14 +45,20 @@ public enum UpstreamChooser {
 
     /// The index of the upstream to try next, or nil when none is left.
     ///
-    /// Among untried servers of the model whose breaker admits traffic, the least loaded per unit of weight
-    /// (`inFlight / weight`) are kept, and one of them is drawn at random in proportion to its weight: idle
-    /// upstreams share traffic by weight, busy ones shed it to idle ones.
+    /// Among untried servers of the model whose breaker admits traffic:
+    /// 1. `preferred` (the upstream that served the conversation's last turn, whose prompt cache holds it) wins;
+    /// 2. else those that have the model loaded are kept, since a cold load costs seconds; where none has it, those
+    ///    with the fewest models loaded (the most room for it);
+    /// 3. of those, the least busy per unit of weight (`inFlight / weight`) are kept, and one of them is drawn at
+    ///    random in proportion to its weight: idle upstreams share traffic by weight, busy ones shed it to idle ones.
     public static func choose(
-        model: String, candidates: [Candidate], excluding tried: Set<Int>, using rng: inout some RandomNumberGenerator
+        model: String, candidates: [Candidate], excluding tried: Set<Int>, preferring preferred: Int? = nil,
+        using rng: inout some RandomNumberGenerator
     ) -> Int? {
-        let open = servers(of: model, in: candidates).filter { !tried.contains($0) && candidates[$0].admitted }
+        var open = servers(of: model, in: candidates).filter { !tried.contains($0) && candidates[$0].admitted }
         guard !open.isEmpty else { return nil }
+        if let preferred, open.contains(preferred) { return preferred }
+        open = placed(model: model, among: open, candidates: candidates)
         func weight(_ i: Int) -> Int { max(1, candidates[i].weight) }
         // Compared by cross-multiplication: a / wa < b / wb without floating point.
         func lessLoaded(_ a: Int, _ b: Int) -> Bool { candidates[a].inFlight * weight(b) < candidates[b].inFlight * weight(a) }
@@ -58,6 +73,17 @@ public enum UpstreamChooser {
             draw -= weight(i)
         }
         return tied.last
+    }
+
+    /// The upstreams of `open` that have `model` loaded; when none has, those with the fewest models loaded.
+    /// Upstreams whose residency is unknown count as holding nothing.
+    static func placed(model: String, among open: [Int], candidates: [Candidate]) -> [Int] {
+        guard open.count > 1, open.contains(where: { candidates[$0].loaded != nil }) else { return open }
+        let warm = open.filter { candidates[$0].hasLoaded(model) }
+        if !warm.isEmpty { return warm }
+        func count(_ i: Int) -> Int { candidates[i].loaded?.count ?? 0 }
+        let fewest = open.map(count).min()!
+        return open.filter { count($0) == fewest }
     }
 }
 
@@ -77,9 +103,11 @@ extension UpstreamChooser {
     /// A full upstream is skipped rather than refused: the request waits only when every upstream that would
     /// take it is full. With `failOpen`, upstreams whose breaker refuses are used when none admits, as `choose`
     /// documents; but a request waits for a full healthy upstream rather than fall back on an unhealthy one.
+    ///
+    /// `preferred` is only taken while it admits traffic and has room: a conversation moves rather than wait.
     public static func decide(
         model: String, candidates: [Candidate], excluding tried: Set<Int>, failOpen: Bool, maxInFlight: Int,
-        using rng: inout some RandomNumberGenerator
+        preferring preferred: Int? = nil, using rng: inout some RandomNumberGenerator
     ) -> Decision {
         func hasRoom(_ i: Int) -> Bool { maxInFlight <= 0 || candidates[i].inFlight < maxInFlight }
         let untried = servers(of: model, in: candidates).filter { !tried.contains($0) }
@@ -92,7 +120,7 @@ extension UpstreamChooser {
         guard !eligible.isEmpty else { return .none }
         // Full upstreams are hidden from the draw by marking them refused; the draw itself is `choose`'s.
         for i in pool.indices where !hasRoom(i) { pool[i].admitted = false }
-        if let pick = choose(model: model, candidates: pool, excluding: tried, using: &rng) { return .send(pick) }
+        if let pick = choose(model: model, candidates: pool, excluding: tried, preferring: preferred, using: &rng) { return .send(pick) }
         return .wait
     }
 }

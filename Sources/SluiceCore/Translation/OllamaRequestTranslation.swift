@@ -61,7 +61,7 @@ public enum OllamaRequestTranslation {
         var out = Ollama.ChatRequest(model: request.model, messages: messages, stream: request.isStreaming)
         out.tools = try tools(request.tools, choice: request.toolChoice)
         out.format = format(request.responseFormat)
-        out.think = think(request.reasoningEffort)
+        out.think = request.think ?? think(request.reasoningEffort)
         out.keepAlive = request.keepAlive
         var options = options(
             temperature: request.temperature, topP: request.topP, seed: request.seed, stop: request.stop,

@@ -32,6 +32,8 @@ public struct Gateway: Sendable {
     let responseStore: (any GatewayStore)?
     /// How long a kept response can be continued.
     let responseRetention: Duration
+    /// Conversation affinity and model residency: where each attempt would best go.
+    let scheduler: Scheduler
     let now: @Sendable () -> Double
 
     public init(
@@ -49,7 +51,7 @@ public struct Gateway: Sendable {
         pool: UpstreamPool, maxBodyBytes: Int, cache: ResponseCache?, cacheScope: GatewayConfiguration.CacheScope,
         cacheDeterministicOnly: Bool, aliases: [String: String], bufferBudget: AnswerBufferBudget? = nil,
         coalesceWait: Duration = .seconds(30), drain: ShutdownDrain? = nil, responseStore: (any GatewayStore)? = nil,
-        responseRetention: Duration = .seconds(30 * 86_400), now: @escaping @Sendable () -> Double
+        responseRetention: Duration = .seconds(30 * 86_400), scheduler: Scheduler? = nil, now: @escaping @Sendable () -> Double
     ) {
         let upstreams = pool.upstreams
         let metrics = pool.metrics
@@ -67,6 +69,7 @@ public struct Gateway: Sendable {
         self.drain = drain
         self.responseStore = responseStore
         self.responseRetention = responseRetention
+        self.scheduler = scheduler ?? Scheduler(pool: pool, residency: nil, now: now)
         self.now = now
     }
 
@@ -102,9 +105,10 @@ public struct Gateway: Sendable {
         if let hit = earlyCacheHit(body, route: "/v1/chat/completions", family: "chat", format: .openAIChat, idPrefix: "chatcmpl", request: request, context: context) {
             return hit
         }
+        let virtual = try schedule(&body, shape: .openAIChat, context: context)
         var chat = try passThroughProbe(body, context: context)?.chatRequest
             ?? RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: body)
-        let requested = chat.model
+        let requested = virtual ?? chat.model
         try applyAlias(to: &chat.model, body: &body)
         let call = Call(
             route: "/v1/chat/completions", cacheFamily: "chat", format: .openAIChat, body: body, model: chat.model,
@@ -121,8 +125,9 @@ public struct Gateway: Sendable {
         if let hit = earlyCacheHit(body, route: "/v1/completions", family: "completion", format: .openAICompletion, idPrefix: "cmpl", request: request, context: context) {
             return hit
         }
+        let virtual = try schedule(&body, shape: .openAICompletion, context: context)
         var completion = try RequestDecoding.decodeValidated(CompletionRequest.self, from: body)
-        let requested = completion.model
+        let requested = virtual ?? completion.model
         try applyAlias(to: &completion.model, body: &body)
         let call = Call(
             route: "/v1/completions", cacheFamily: "completion", format: .openAICompletion, body: body, model: completion.model,
@@ -159,7 +164,7 @@ public struct Gateway: Sendable {
         let models = try await mergedModels(from: upstreams, context: context, name: \.id) { upstream in
             try await upstream.models(created: created, logger: context.logger).data
         }
-        return ModelList(data: models)
+        return ModelList(data: virtualModelList(created: created, context: context, before: models))
     }
 
     /// `GET /api/tags` and `/api/ps` over every Ollama upstream, as `/v1/models` does over all upstreams: one list,
@@ -263,10 +268,11 @@ public struct Gateway: Sendable {
             return relay(reply, call: nil, upstream: upstream, lease: nil, ticket: nil, context: context)
         }
         var body = try await collectBody(request)
+        let virtual = try path == "/api/embed" ? nil : schedule(&body, shape: path == "/api/chat" ? .ollamaChat : .ollamaGenerate, context: context)
         let probe: NativeProbe = try RequestDecoding.decode(NativeProbe.self, from: body)
         let streams = streamsByDefault && (probe.stream ?? true)
-        guard let requested = probe.model, !requested.isEmpty else { throw APIError.missingField("model") }
-        var model = requested
+        guard let requested = virtual ?? probe.model, !requested.isEmpty else { throw APIError.missingField("model") }
+        var model = probe.model ?? requested
         try applyAlias(to: &model, body: &body)
         let format = Self.nativeFormats[path]
         let call = Call(
@@ -315,7 +321,10 @@ public struct Gateway: Sendable {
         do {
             let buffered = bufferBudget.map { AnswerBufferLease(budget: $0) }
             let (reply, upstream, lease) = try await AnswerBufferLease.$current.withValue(buffered) {
-                try await fetchWithRetries(call, servers: servers, context: context) { try await fetch($0, identity) }
+                try await fetchWithRetries(
+                    call, servers: servers, plan: scheduler.plan(model: call.model, body: call.body, headers: request.headers, servers: servers),
+                    context: context
+                ) { try await fetch($0, identity) }
             }
             var response = relay(reply, call: call, upstream: upstream, lease: lease, ticket: ticket, context: context)
             if cache != nil { response.headers[.xCache] = "MISS" }
@@ -467,7 +476,7 @@ public struct Gateway: Sendable {
     /// The returned lease holds the upstream's slot: a complete reply's is already ended, a stream's ends with
     /// the stream. When every upstream is full the call waits for a slot, or fails with `upstream_overloaded`.
     func fetchWithRetries(
-        _ call: Call, servers: [Int], context: SluiceRequestContext,
+        _ call: Call, servers: [Int], plan: SchedulingPlan = .none, context: SluiceRequestContext,
         _ fetch: (any UpstreamProvider) async throws -> UpstreamReply
     ) async throws -> (UpstreamReply, any UpstreamProvider, UpstreamLease) {
         let attempts = min(servers.count, 3)
@@ -481,7 +490,10 @@ public struct Gateway: Sendable {
                 // before the slot, so a pausing request holds none.
                 try await Task.sleep(for: .milliseconds(Int.random(in: 10...50)))
             }
-            guard let index = try await pool.acquire(model: call.model, excluding: tried.union(unfit), failOpen: tried.isEmpty) else { break }
+            guard
+                let index = try await pool.acquire(
+                    model: call.model, excluding: tried.union(unfit), failOpen: tried.isEmpty, preferring: tried.isEmpty ? plan.preferred : nil)
+            else { break }
             let lease = UpstreamLease(pool: pool, index: index)
             tried.insert(index)
             let upstream = upstreams[index]
@@ -492,6 +504,7 @@ public struct Gateway: Sendable {
                 case .complete, .generated: lease.end(.success)
                 case .stream: break
                 }
+                scheduler.served(plan, model: call.model, by: index)
                 return (reply, upstream, lease)
             } catch let error as APIError where Self.retryableCodes.contains(error.code) {
                 lease.end(.failure)

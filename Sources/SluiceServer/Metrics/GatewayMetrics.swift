@@ -80,6 +80,11 @@ public final class GatewayMetrics: Sendable {
         Gauge(label: "sluice_upstream_in_flight", dimensions: [("upstream", upstream)], factory: factory)
     }
 
+    /// 1 while the upstream has the model in memory, 0 once it reported it unloaded.
+    func upstreamModelLoadedGauge(upstream: String, model: String) -> CoreMetrics.Gauge {
+        Gauge(label: "sluice_upstream_model_loaded", dimensions: [("upstream", upstream), ("model", model)], factory: factory)
+    }
+
     /// Requests waiting for an upstream slot, all upstreams together.
     func upstreamQueueDepthGauge() -> CoreMetrics.Gauge {
         Gauge(label: "sluice_upstream_queue_depth", dimensions: [], factory: factory)

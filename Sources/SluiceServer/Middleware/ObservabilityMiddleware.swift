@@ -42,6 +42,8 @@ public struct ObservabilityMiddleware: RouterMiddleware {
             metrics.requestsInFlight.decrement()
             throw error
         }
+        // A scheduling warning (a prompt over the model's context) reaches the client with its answer.
+        if let warning = context.trace.snapshot.warning { response.headers[.xSluiceWarning] = warning }
         let status = Int(response.status.code)
         let method = request.method.rawValue
         let path = request.uri.path

@@ -28,6 +28,13 @@ struct OperationsRoutes {
         var error: String?
         /// The circuit breaker: `closed`, `half_open` or `open`.
         var state: String
+        /// The models an Ollama upstream has in memory, from its `/api/ps`; absent when unknown.
+        var loadedModels: [String]?
+
+        enum CodingKeys: String, CodingKey {
+            case name, kind, ok, error, state
+            case loadedModels = "loaded_models"
+        }
     }
 
     struct Readiness: Codable, Sendable {
@@ -68,7 +75,7 @@ struct OperationsRoutes {
             let result = results[index]
             return UpstreamStatus(
                 name: upstream.endpoint.name, kind: upstream.endpoint.kind.rawValue, ok: result?.ok ?? false,
-                error: result?.error, state: pool.state(of: index).name)
+                error: result?.error, state: pool.state(of: index).name, loadedModels: pool.loaded(of: index)?.map(\.name))
         }
     }
 }

@@ -42,6 +42,10 @@ final class UpstreamPool: Sendable {
     private struct Entry {
         var breaker: CircuitBreaker
         var inFlight = 0
+        /// What it has loaded, from its last `/api/ps` and the answers since; nil when unknown.
+        var loaded: [LoadedModel]?
+        /// Every model ever reported loaded here: its `sluice_upstream_model_loaded` series drops to 0 on unload.
+        var seenModels: Set<String> = []
     }
 
     /// A request waiting for a slot, and what it would accept.
@@ -49,6 +53,7 @@ final class UpstreamPool: Sendable {
         var model: String
         var tried: Set<Int>
         var failOpen: Bool
+        var preferred: Int?
         var continuation: CheckedContinuation<Int?, any Error>
     }
 
@@ -106,11 +111,14 @@ final class UpstreamPool: Sendable {
     /// that has nowhere else to go is better sent to a maybe-dead upstream than refused outright.
     /// When every upstream that would take the request is at its cap, it waits in line for a slot; a full line
     /// or a wait past `queueTimeout` throws `upstreamOverloaded`, a cancelled wait `CancellationError`.
-    func acquire(model: String, excluding tried: Set<Int>, failOpen: Bool) async throws -> Int? {
+    ///
+    /// `preferred` (the upstream a conversation's last turn went to) is taken when it has room; the model's
+    /// residency, as `/api/ps` reported it, steers the rest.
+    func acquire(model: String, excluding tried: Set<Int>, failOpen: Bool, preferring preferred: Int? = nil) async throws -> Int? {
         let time = now()
         enum First { case chosen(Int?), shed, wait }
         let first: First = state.withLock { state in
-            switch decide(&state, model: model, tried: tried, failOpen: failOpen, at: time) {
+            switch decide(&state, model: model, tried: tried, failOpen: failOpen, preferred: preferred, at: time) {
             case .send(let index): return .chosen(index)
             case .none: return .chosen(nil)
             case .wait: return state.queue.isFull ? .shed : .wait
@@ -124,7 +132,7 @@ final class UpstreamPool: Sendable {
             metrics.upstreamShed(reason: "queue_full")
             throw APIError.upstreamOverloaded()
         case .wait:
-            return try await waitForSlot(model: model, tried: tried, failOpen: failOpen)
+            return try await waitForSlot(model: model, tried: tried, failOpen: failOpen, preferred: preferred)
         }
     }
 
@@ -180,6 +188,52 @@ final class UpstreamPool: Sendable {
         state.withLock { $0.queue.count }
     }
 
+    // MARK: Loaded models
+
+    /// What `index` has loaded, as last reported; nil when unknown.
+    func loaded(of index: Int) -> [LoadedModel]? {
+        state.withLock { $0.entries[index].loaded }
+    }
+
+    /// Replaces what `index` has loaded with its `/api/ps` answer, and sets `sluice_upstream_model_loaded`.
+    func setLoaded(_ index: Int, _ models: [LoadedModel]) {
+        let (names, seen) = state.withLock { state in
+            state.entries[index].loaded = models
+            state.entries[index].seenModels.formUnion(models.map(\.name))
+            return (Set(models.map(\.name)), state.entries[index].seenModels)
+        }
+        let upstream = upstreams[index].endpoint.name
+        for model in seen { metrics.upstreamModelLoadedGauge(upstream: upstream, model: model).record(names.contains(model) ? 1 : 0) }
+    }
+
+    /// Whether any upstream reported the context length of a loaded model.
+    var knowsContextLengths: Bool {
+        state.withLock { $0.entries.contains { $0.loaded?.contains { $0.contextLength != nil } ?? false } }
+    }
+
+    /// The smallest context length the upstreams in `servers` report for `model`, loaded; nil when none does.
+    func contextLength(of model: String, on servers: [Int]) -> Int? {
+        state.withLock { state in
+            servers.compactMap { i in
+                state.entries[i].loaded?.first { UpstreamChooser.sameModel($0.name, model) }?.contextLength
+            }.min()
+        }
+    }
+
+    /// Notes that `index` just answered for `model`, which it therefore has loaded now, ahead of the next `/api/ps`.
+    func noteAnswered(_ index: Int, model: String) {
+        let added = state.withLock { state -> Bool in
+            guard var loaded = state.entries[index].loaded, !loaded.contains(where: { UpstreamChooser.sameModel($0.name, model) }) else {
+                return false
+            }
+            loaded.append(LoadedModel(name: model))
+            state.entries[index].loaded = loaded
+            state.entries[index].seenModels.insert(model)
+            return true
+        }
+        if added { metrics.upstreamModelLoadedGauge(upstream: upstreams[index].endpoint.name, model: model).record(1) }
+    }
+
     /// Sets the per-upstream gauges; open turns half-open by time alone, so readers call this too.
     func refreshGauges() {
         let time = now()
@@ -195,7 +249,7 @@ final class UpstreamPool: Sendable {
 
     // MARK: Waiting for a slot
 
-    private func waitForSlot(model: String, tried: Set<Int>, failOpen: Bool) async throws -> Int? {
+    private func waitForSlot(model: String, tried: Set<Int>, failOpen: Bool, preferred: Int?) async throws -> Int? {
         let id = state.withLock { state in
             state.lastWaiterID &+= 1
             state.openWaits.insert(state.lastWaiterID)
@@ -211,7 +265,7 @@ final class UpstreamPool: Sendable {
             }
             defer { group.cancelAll() }
             do {
-                return .success(try await enqueueAndWait(id: id, model: model, tried: tried, failOpen: failOpen))
+                return .success(try await enqueueAndWait(id: id, model: model, tried: tried, failOpen: failOpen, preferred: preferred))
             } catch {
                 return .failure(error)
             }
@@ -220,7 +274,7 @@ final class UpstreamPool: Sendable {
         return try outcome.get()
     }
 
-    private func enqueueAndWait(id: UInt64, model: String, tried: Set<Int>, failOpen: Bool) async throws -> Int? {
+    private func enqueueAndWait(id: UInt64, model: String, tried: Set<Int>, failOpen: Bool, preferred: Int?) async throws -> Int? {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int?, any Error>) in
                 let time = now()
@@ -229,7 +283,7 @@ final class UpstreamPool: Sendable {
                     // Checked under the lock: a cancellation handler that ran before this found nothing to remove.
                     if Task.isCancelled { return .failure(CancellationError()) }
                     // Decided again: a slot may have been freed since the first look, with nobody in line to take it.
-                    switch decide(&state, model: model, tried: tried, failOpen: failOpen, at: time) {
+                    switch decide(&state, model: model, tried: tried, failOpen: failOpen, preferred: preferred, at: time) {
                     case .send(let index): return .success(index)
                     case .none: return .success(nil)
                     case .wait:
@@ -237,7 +291,7 @@ final class UpstreamPool: Sendable {
                             shed = "queue_timeout"
                             return .failure(APIError.upstreamOverloaded())
                         }
-                        let waiter = Waiter(model: model, tried: tried, failOpen: failOpen, continuation: continuation)
+                        let waiter = Waiter(model: model, tried: tried, failOpen: failOpen, preferred: preferred, continuation: continuation)
                         guard state.queue.enqueue(id: id, waiter) else {
                             shed = "queue_full"
                             return .failure(APIError.upstreamOverloaded())
@@ -272,15 +326,18 @@ final class UpstreamPool: Sendable {
     // MARK: Under the lock
 
     /// Decides an attempt and, when it may go, claims the slot (and a half-open breaker's trial).
-    private func decide(_ state: inout State, model: String, tried: Set<Int>, failOpen: Bool, at time: Double) -> UpstreamChooser.Decision {
+    private func decide(
+        _ state: inout State, model: String, tried: Set<Int>, failOpen: Bool, preferred: Int? = nil, at time: Double
+    ) -> UpstreamChooser.Decision {
         var rng = SystemRandomNumberGenerator()
         let candidates = upstreams.indices.map { i in
             UpstreamChooser.Candidate(
                 models: upstreams[i].endpoint.models, weight: upstreams[i].endpoint.weight, inFlight: state.entries[i].inFlight,
-                admitted: state.entries[i].breaker.admits(at: time))
+                admitted: state.entries[i].breaker.admits(at: time), loaded: state.entries[i].loaded?.map(\.name))
         }
         let decision = UpstreamChooser.decide(
-            model: model, candidates: candidates, excluding: tried, failOpen: failOpen, maxInFlight: limits.maxInFlight, using: &rng)
+            model: model, candidates: candidates, excluding: tried, failOpen: failOpen, maxInFlight: limits.maxInFlight,
+            preferring: preferred, using: &rng)
         if case .send(let index) = decision {
             _ = state.entries[index].breaker.admit(at: time)
             state.entries[index].inFlight += 1
@@ -296,7 +353,7 @@ final class UpstreamPool: Sendable {
         // Emptied while served, so the line is not copied on write.
         state.queue = AdmissionQueue(capacity: 0)
         let served = queue.serve { waiter -> Grant? in
-            switch decide(&state, model: waiter.model, tried: waiter.tried, failOpen: waiter.failOpen, at: time) {
+            switch decide(&state, model: waiter.model, tried: waiter.tried, failOpen: waiter.failOpen, preferred: waiter.preferred, at: time) {
             case .send(let index): .slot(index)
             case .none: .nothingLeft
             case .wait: nil

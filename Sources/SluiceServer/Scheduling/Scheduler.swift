@@ -1,0 +1,84 @@
+import Foundation
+import HTTPTypes
+import NIOCore
+import NIOFoundationCompat
+import SluiceCore
+import Synchronization
+
+/// What the scheduler decided for one request before its first attempt.
+struct SchedulingPlan: Sendable {
+    /// The conversation the request continues, when it has one.
+    var conversation: ConversationKey?
+    /// The upstream that served the conversation's previous turn, to try first.
+    var preferred: Int?
+
+    static let none = SchedulingPlan()
+}
+
+/// The stateful part of local-first scheduling: which upstream each conversation is on, and what the upstreams
+/// have loaded (kept fresh by ``ModelResidency``).
+final class Scheduler: Sendable {
+    /// How many conversations the affinity table remembers, and how long after their last turn.
+    struct Settings: Sendable {
+        var affinityCapacity = 10_000
+        var affinityTTL = Duration.seconds(1_800)
+        /// The `models:` section, by the name clients send.
+        var virtualModels: [String: VirtualModel] = [:]
+        var contextPolicy = ContextPolicy.warn
+        /// The largest `num_ctx` the `raise` policy sets.
+        var contextMax = 131_072
+    }
+
+    let pool: UpstreamPool
+    let residency: ModelResidency?
+    let now: @Sendable () -> Double
+    let settings: Settings
+    private let affinity: Mutex<ConversationAffinity>
+
+    init(pool: UpstreamPool, residency: ModelResidency?, settings: Settings = .init(), now: @escaping @Sendable () -> Double) {
+        self.pool = pool
+        self.residency = residency
+        self.now = now
+        self.settings = settings
+        let ttl = Double(settings.affinityTTL.components.seconds) + Double(settings.affinityTTL.components.attoseconds) / 1e18
+        self.affinity = Mutex(ConversationAffinity(capacity: settings.affinityCapacity, ttl: ttl))
+    }
+
+    static let sessionHeader = HTTPField.Name("x-session-id")!
+
+    /// The virtual model a client's name stands for (`coder` and `coder:latest` alike).
+    func virtualModel(named name: String) -> VirtualModel? {
+        settings.virtualModels[name] ?? settings.virtualModels.first { UpstreamChooser.sameModel($0.key, name) }?.value
+    }
+
+    /// Whether request bodies need reading before they are decoded: to apply a virtual model, or to check a prompt
+    /// against a context length some upstream reported.
+    var inspectsBodies: Bool {
+        !settings.virtualModels.isEmpty || pool.knowsContextLengths
+    }
+
+    /// The plan of a request for `model` that `servers` could serve: with one server there is nothing to choose.
+    func plan(model: String, body: ByteBuffer, headers: HTTPFields, servers: [Int]) -> SchedulingPlan {
+        guard servers.count > 1 else { return .none }
+        let session = headers[Self.sessionHeader].map { String($0.prefix(256)) }
+        // Parsed only when there is a choice to make and no header names the conversation.
+        let json = session == nil ? try? JSONDecoder().decode(JSONValue.self, from: body) : nil
+        guard let key = ConversationKey.of(sessionID: session, model: model, body: json) else { return .none }
+        let time = now()
+        let name = affinity.withLock { $0.upstream(for: key, now: time) }
+        let preferred = name.flatMap { name in servers.first { pool.upstreams[$0].endpoint.name == name } }
+        return SchedulingPlan(conversation: key, preferred: preferred)
+    }
+
+    /// An upstream answered (or began to stream) a request for `model`: it has the model loaded, and the
+    /// conversation's next turn should find its prompt cache there.
+    func served(_ plan: SchedulingPlan, model: String, by index: Int) {
+        if let key = plan.conversation {
+            let time = now()
+            let name = pool.upstreams[index].endpoint.name
+            affinity.withLock { $0.record(key, upstream: name, now: time) }
+        }
+        pool.noteAnswered(index, model: model)
+        residency?.refreshSoon(index)
+    }
+}
