@@ -195,7 +195,12 @@ func buildRouter(
         globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
         now: now())
     let localUpstreams = Set(upstreams.filter { $0.endpoint.kind == .ollama }.map(\.endpoint.name))
-    let calculator = CostCalculator(prices: PriceTable(overrides: configuration.prices), referenceModel: configuration.referenceModel)
+    var costs = CostCalculator(prices: PriceTable(overrides: configuration.prices), referenceModel: configuration.referenceModel)
+    let overflowPrices = upstreams.compactMap { upstream in upstream.endpoint.price.map { (upstream.endpoint.name, $0) } }
+    costs.upstreamPrices = Dictionary(overflowPrices, uniquingKeysWith: { first, _ in first })
+    // Local answers save what the hosted overflow would have charged for them.
+    costs.localComparisonPrice = upstreams.first { $0.endpoint.overflow && $0.endpoint.price != nil }?.endpoint.price
+    let calculator = costs
     let accounting = AccountingRecorder(
         next: recorder, limiter: limiter, directory: directory,
         pricer: { record in

@@ -25,6 +25,10 @@ public struct UpstreamEndpoint: Sendable, Equatable {
     /// An `openai` upstream that serves the Responses API itself (`responses: true`): `/v1/responses` passes through
     /// to it unchanged, stored conversations included, instead of going through chat completions.
     public var servesResponses = false
+    /// A hosted upstream used only when no local one can take a request within `overflow-after` (`overflow: true`).
+    public var overflow = false
+    /// What an overflow upstream charges, USD per million tokens; nil prices by model as any hosted call.
+    public var price: ModelPrice?
 
     public init(name: String, baseURL: String, kind: UpstreamKind, apiKey: String? = nil, models: [String] = [], weight: Int = 1) {
         self.name = name

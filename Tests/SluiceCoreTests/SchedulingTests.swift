@@ -114,3 +114,49 @@ import Testing
         #expect(LoadedModel.list(fromPS: ["error": "x"]) == nil)
     }
 }
+
+@Suite struct ResidencyUnknownTests {
+    @Test func anUpstreamNotYetAskedIsNotAvoided() {
+        var rng = SeededGenerator(state: 9)
+        // 0 never reported; 1 has the model; 2 is known to lack it.
+        let candidates = [
+            UpstreamChooser.Candidate(models: []), UpstreamChooser.Candidate(models: [], loaded: ["m"]),
+            UpstreamChooser.Candidate(models: [], loaded: []),
+        ]
+        var seen = Set<Int>()
+        for _ in 0..<50 { seen.insert(UpstreamChooser.choose(model: "m", candidates: candidates, excluding: [], using: &rng)!) }
+        #expect(seen == [0, 1])
+    }
+}
+
+@Suite struct OverflowDecisionTests {
+    let candidates = [
+        UpstreamChooser.Candidate(models: [], inFlight: 1),
+        UpstreamChooser.Candidate(models: ["llama3.2"], overflow: true),
+    ]
+
+    @Test func overflowUpstreamsAreLeftOutUnlessAsked() {
+        var rng = SeededGenerator(state: 10)
+        // The local catch-all is not hidden by the hosted one listing the model.
+        #expect(UpstreamChooser.servers(of: "llama3.2", in: candidates) == [0, 1])
+        #expect(UpstreamChooser.decide(model: "llama3.2", candidates: candidates, excluding: [], failOpen: true, maxInFlight: 1, using: &rng) == .wait)
+        #expect(
+            UpstreamChooser.decide(
+                model: "llama3.2", candidates: candidates, excluding: [], failOpen: true, maxInFlight: 1, overflow: .only, using: &rng) == .send(1))
+        // A free local upstream is never passed over for the overflow.
+        #expect(UpstreamChooser.decide(model: "llama3.2", candidates: candidates, excluding: [], failOpen: true, maxInFlight: 2, using: &rng) == .send(0))
+    }
+
+    @Test func overflowCostsItsPriceAndLocalSavesAgainstIt() {
+        var costs = CostCalculator()
+        costs.upstreamPrices = ["hosted": ModelPrice(inputPerMillion: 1, outputPerMillion: 2)]
+        costs.localComparisonPrice = ModelPrice(inputPerMillion: 1, outputPerMillion: 2)
+        let hosted = UsageRecord(
+            id: "1", time: 0, requestID: "r", route: "/v1/chat/completions", model: "llama3.2", upstream: "hosted", status: 200,
+            promptTokens: 1_000_000, completionTokens: 1_000_000, latencyMs: 1, overflowed: true)
+        #expect(costs.outcome(for: hosted, isLocalUpstream: false) == .init(costUSD: 3, savedUSD: 0))
+        var local = hosted
+        local.upstream = "gpu"
+        #expect(costs.outcome(for: local, isLocalUpstream: true) == .init(costUSD: 0, savedUSD: 3))
+    }
+}

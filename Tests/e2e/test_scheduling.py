@@ -246,3 +246,70 @@ def test_context_policy_raise_sets_num_ctx_up_to_the_maximum(procs, tmp_path):
         r = client.post("/v1/chat/completions", json=chat_body(long_prompt(5000), model="small"))
         assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded", r.text
         assert "4096" in r.json()["error"]["message"]
+
+
+MASTER = "master-" + "s" * 32
+
+
+def test_overflow_after_the_threshold_only_for_keys_allowed_to_and_it_is_recorded(procs, tmp_path):
+    """One slow local GPU at its in-flight cap and a hosted overflow: a key allowed to overflow goes hosted once it
+    has waited `overflow-after`; another key waits for the local slot. The usage records and the savings report
+    show which calls overflowed and what they cost."""
+    local = procs.start_mock("--loaded", MODEL, "--latency-ms", "2500")
+    hosted = procs.start_mock()
+    path = tmp_path / "sluice.yaml"
+    path.write_text(
+        "upstreams:\n"
+        f"  - {{name: gpu, url: {local.url}, kind: ollama}}\n"
+        f"  - {{name: hosted, url: {hosted.url}, kind: openai, overflow: true, models: [llama3.2], price: {{input: 100, output: 200}}}}\n"
+    )
+    database = f"sqlite:{tmp_path / 'usage.db'}"
+    gw = procs.start_gateway(args=[
+        "--config", str(path), "--database", database, "--master-key", MASTER, "--upstream-max-inflight", "1",
+        "--overflow-after", "300ms", "--cache-ttl", "0",
+    ])
+    admin = {"authorization": f"Bearer {MASTER}"}
+
+    def key(name, **terms):
+        r = httpx.post(f"{gw.url}/admin/keys", json={"name": name, **terms}, headers=admin, timeout=10)
+        assert r.status_code in (200, 201), r.text
+        assert r.json()["allow_overflow"] is terms.get("allow_overflow", False)
+        return {"authorization": f"Bearer {r.json()['key']}"}
+
+    allowed, local_only = key("may-overflow", allow_overflow=True), key("local-only")
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(headers):
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=chat_body(f"hi {nonce()}"), headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        return r
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        # The local slot is taken...
+        first = pool.submit(ask, local_only)
+        wait_until(lambda: local.stats()["requests"].get("/api/chat", 0) == 1, "the first call to reach the GPU")
+        # ...so the allowed key's call overflows after its wait, and the other key's waits for the GPU.
+        overflowing = pool.submit(ask, allowed)
+        waiting = pool.submit(ask, local_only)
+        for f in (first, overflowing, waiting):
+            f.result()
+    assert hosted.stats()["requests"].get("/v1/chat/completions", 0) == 1
+    assert local.stats()["requests"].get("/api/chat", 0) == 2
+
+    def records():
+        data = httpx.get(f"{gw.url}/admin/usage/recent", params={"limit": 10}, headers=admin, timeout=10).json()["data"]
+        calls = [r for r in data if r["route"] == "/v1/chat/completions"]
+        return calls if len(calls) == 3 else None
+
+    calls = wait_until(records, "the three usage records")
+    overflowed = [r for r in calls if r["overflowed"]]
+    assert len(overflowed) == 1 and overflowed[0]["upstream"] == "hosted" and overflowed[0]["cost_usd"] > 0
+    assert all(r["upstream"] == "gpu" and r["cost_usd"] == 0 and r["saved_usd"] > 0 for r in calls if not r["overflowed"])
+
+    report = httpx.get(f"{gw.url}/admin/usage", headers=admin, timeout=10).json()["totals"]
+    assert report["overflow_requests"] == 1
+    assert report["overflow_cost_usd"] == overflowed[0]["cost_usd"]
+    assert report["saved_usd"] > 0
+    table = procs.run_sluice("usage", "--since", "1h", "--database", database)
+    assert table.returncode == 0, table.stderr
+    assert "overflow" in table.stdout

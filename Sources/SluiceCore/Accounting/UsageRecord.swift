@@ -23,6 +23,8 @@ public struct UsageRecord: Sendable, Equatable, Codable {
     public var costUSD: Double
     /// Cost avoided: by a cache hit, or by running locally instead of on the reference model.
     public var savedUSD: Double
+    /// True when no local upstream could take the request in time and a hosted `overflow` upstream served it.
+    public var overflowed = false
     /// The request and response bodies (see ``BodySample``), only with `store-bodies`.
     public var requestBody: String?
     public var responseBody: String?
@@ -44,6 +46,7 @@ public struct UsageRecord: Sendable, Equatable, Codable {
         case timeToFirstTokenMs = "time_to_first_token_ms"
         case costUSD = "cost_usd"
         case savedUSD = "saved_usd"
+        case overflowed
         case requestBody = "request_body"
         case responseBody = "response_body"
     }
@@ -52,7 +55,7 @@ public struct UsageRecord: Sendable, Equatable, Codable {
         id: String, time: Double, requestID: String, keyID: String? = nil, clientIP: String? = nil, route: String,
         model: String? = nil, upstream: String? = nil, status: Int, errorCode: String? = nil, stream: Bool = false,
         cacheHit: Bool = false, promptTokens: Int = 0, completionTokens: Int = 0, tokensEstimated: Bool = false,
-        latencyMs: Double, timeToFirstTokenMs: Double? = nil, costUSD: Double = 0, savedUSD: Double = 0,
+        latencyMs: Double, timeToFirstTokenMs: Double? = nil, costUSD: Double = 0, savedUSD: Double = 0, overflowed: Bool = false,
         requestBody: String? = nil, responseBody: String? = nil
     ) {
         self.id = id
@@ -74,6 +77,7 @@ public struct UsageRecord: Sendable, Equatable, Codable {
         self.timeToFirstTokenMs = timeToFirstTokenMs
         self.costUSD = costUSD
         self.savedUSD = savedUSD
+        self.overflowed = overflowed
         self.requestBody = requestBody
         self.responseBody = responseBody
     }

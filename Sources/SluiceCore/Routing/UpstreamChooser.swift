@@ -11,13 +11,18 @@ public enum UpstreamChooser {
         /// The models it holds in memory, as its last `/api/ps` said; nil when unknown (not an Ollama server, or
         /// not asked yet).
         public var loaded: [String]?
+        /// A hosted upstream used only when no local one can take a request in time.
+        public var overflow: Bool
 
-        public init(models: [String], weight: Int = 1, inFlight: Int = 0, admitted: Bool = true, loaded: [String]? = nil) {
+        public init(
+            models: [String], weight: Int = 1, inFlight: Int = 0, admitted: Bool = true, loaded: [String]? = nil, overflow: Bool = false
+        ) {
             self.models = models
             self.weight = weight
             self.inFlight = inFlight
             self.admitted = admitted
             self.loaded = loaded
+            self.overflow = overflow
         }
 
         /// Whether it has `model` in memory, so a request for it pays no load.
@@ -37,10 +42,15 @@ public enum UpstreamChooser {
 
     /// Indices of the upstreams that serve `model`: those listing it, else those listing nothing.
     ///
-    /// An explicit listing wins over a catch-all, so a model pinned to one upstream never lands elsewhere.
+    /// An explicit listing wins over a catch-all, so a model pinned to one upstream never lands elsewhere. Local and
+    /// overflow upstreams are matched apart: a hosted overflow listing the model does not hide the local catch-alls.
     public static func servers(of model: String, in candidates: [Candidate]) -> [Int] {
-        let listing = candidates.indices.filter { candidates[$0].models.contains { sameModel($0, model) } }
-        return listing.isEmpty ? candidates.indices.filter { candidates[$0].models.isEmpty } : listing
+        func tier(overflow: Bool) -> [Int] {
+            let pool = candidates.indices.filter { candidates[$0].overflow == overflow }
+            let listing = pool.filter { candidates[$0].models.contains { sameModel($0, model) } }
+            return listing.isEmpty ? pool.filter { candidates[$0].models.isEmpty } : listing
+        }
+        return tier(overflow: false) + tier(overflow: true)
     }
 
     /// The index of the upstream to try next, or nil when none is left.
@@ -75,11 +85,12 @@ public enum UpstreamChooser {
         return tied.last
     }
 
-    /// The upstreams of `open` that have `model` loaded; when none has, those with the fewest models loaded.
-    /// Upstreams whose residency is unknown count as holding nothing.
+    /// The upstreams of `open` that may have `model` loaded: those that reported it, and those whose residency is
+    /// unknown (never asked, or not Ollama), which are not known to lack it. When every one is known to lack it,
+    /// those with the fewest models loaded.
     static func placed(model: String, among open: [Int], candidates: [Candidate]) -> [Int] {
         guard open.count > 1, open.contains(where: { candidates[$0].loaded != nil }) else { return open }
-        let warm = open.filter { candidates[$0].hasLoaded(model) }
+        let warm = open.filter { candidates[$0].loaded == nil || candidates[$0].hasLoaded(model) }
         if !warm.isEmpty { return warm }
         func count(_ i: Int) -> Int { candidates[i].loaded?.count ?? 0 }
         let fewest = open.map(count).min()!
@@ -88,6 +99,11 @@ public enum UpstreamChooser {
 }
 
 extension UpstreamChooser {
+    /// Whether a decision is among local upstreams or among the hosted overflow ones.
+    public enum OverflowUse: Sendable {
+        case none, only
+    }
+
     /// What a request should do about its next attempt.
     public enum Decision: Sendable, Equatable {
         /// Send it to this upstream now.
@@ -96,6 +112,10 @@ extension UpstreamChooser {
         case wait
         /// No upstream is left to try.
         case none
+
+        public var sends: Bool {
+            if case .send = self { true } else { false }
+        }
     }
 
     /// Decides the next attempt under a per-upstream in-flight cap (`maxInFlight` 0 means no cap).
@@ -105,10 +125,16 @@ extension UpstreamChooser {
     /// documents; but a request waits for a full healthy upstream rather than fall back on an unhealthy one.
     ///
     /// `preferred` is only taken while it admits traffic and has room: a conversation moves rather than wait.
+    /// Overflow upstreams are left out, unless `overflow` is `.only`: then only they are considered (for a request
+    /// that waited its time for a local slot).
     public static func decide(
-        model: String, candidates: [Candidate], excluding tried: Set<Int>, failOpen: Bool, maxInFlight: Int,
-        preferring preferred: Int? = nil, using rng: inout some RandomNumberGenerator
+        model: String, candidates: [Candidate], excluding excluded: Set<Int>, failOpen: Bool, maxInFlight: Int,
+        preferring preferred: Int? = nil, overflow: OverflowUse = .none, using rng: inout some RandomNumberGenerator
     ) -> Decision {
+        var tried = excluded
+        for i in candidates.indices {
+            if candidates[i].overflow != (overflow == .only) { tried.insert(i) }
+        }
         func hasRoom(_ i: Int) -> Bool { maxInFlight <= 0 || candidates[i].inFlight < maxInFlight }
         let untried = servers(of: model, in: candidates).filter { !tried.contains($0) }
         var eligible = untried.filter { candidates[$0].admitted }

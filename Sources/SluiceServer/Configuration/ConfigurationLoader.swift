@@ -35,7 +35,7 @@ public struct ConfigurationLoader: Sendable {
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
         "client-header-timeout", "client-body-timeout", "client-idle-timeout", "max-connections",
         "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes", "affinity-ttl", "affinity-max",
-        "context-policy", "context-max",
+        "context-policy", "context-max", "overflow-after",
     ]
     /// Keys only a config file can hold.
     static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases", "models"]
@@ -285,6 +285,13 @@ public struct ConfigurationLoader: Sendable {
                 }
                 endpoint.servesResponses = serves
             }
+            if let value = item["overflow"] {
+                guard let overflow = value as? Bool else { throw ConfigurationError("upstreams[\(i)].overflow in \(path) must be true or false") }
+                endpoint.overflow = overflow
+            }
+            if let value = item["price"] {
+                endpoint.price = try parsePrices(["upstreams[\(i)].price": value], path: path).values.first
+            }
             out.append(endpoint)
         }
         return out
@@ -398,6 +405,7 @@ public struct ConfigurationLoader: Sendable {
             c.contextPolicy = policy
         }
         if let v = try int("context-max", 256...10_000_000) { c.contextMax = v }
+        if let v = try duration("overflow-after") { c.overflowAfter = v }
         return c
     }
 
@@ -452,6 +460,7 @@ extension GatewayConfiguration {
                     .object([
                         "name": .string($0.name), "url": .string(CredentialMasking.redacted($0.baseURL)), "kind": .string($0.kind.rawValue),
                         "api_key": mask($0.apiKey), "models": .array($0.models.map { .string($0) }), "weight": .int($0.weight),
+                        "overflow": .bool($0.overflow),
                     ])
                 }),
             "database": .string(CredentialMasking.redacted(database)), "master_key": mask(masterKey), "auth": .string(auth.rawValue),
@@ -475,6 +484,7 @@ extension GatewayConfiguration {
             "client_write_timeout": .string("\(clientWriteTimeout)"), "cache_coalesce_wait": .string("\(cacheCoalesceWait)"),
             "max_buffered_bytes": .int(maxBufferedBytes), "affinity_ttl": .string("\(affinityTTL)"), "affinity_max": .int(affinityMax),
             "context_policy": .string(contextPolicy.rawValue), "context_max": .int(contextMax),
+            "overflow_after": .string("\(overflowAfter)"),
             "models": .object(virtualModels.mapValues(\.summary)),
             "aliases": .object(aliases.mapValues { .string($0) }),
             "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),

@@ -79,6 +79,8 @@ public struct GatewayConfiguration: Sendable {
     public var upstreamQueue = 512
     /// How long a request waits for a slot before it gets 503.
     public var upstreamQueueTimeout = Duration.seconds(10)
+    /// How long a request that may overflow waits for a local upstream before a hosted overflow one may take it.
+    public var overflowAfter = Duration.seconds(2)
     /// Price overrides from the config file, by model name.
     public var prices: [String: ModelPrice] = [:]
     /// Model names clients may use for another model (`gpt-4o-mini: llama3.2`), from the config file.
@@ -109,6 +111,7 @@ public struct GatewayConfiguration: Sendable {
         limits.maxInFlight = upstreamMaxInflight
         limits.queueCapacity = upstreamQueue
         limits.queueTimeout = upstreamQueueTimeout
+        limits.overflowAfter = overflowAfter
         return limits
     }
 

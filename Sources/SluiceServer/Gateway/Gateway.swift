@@ -492,7 +492,8 @@ public struct Gateway: Sendable {
             }
             guard
                 let index = try await pool.acquire(
-                    model: call.model, excluding: tried.union(unfit), failOpen: tried.isEmpty, preferring: tried.isEmpty ? plan.preferred : nil)
+                    model: call.model, excluding: tried.union(unfit), failOpen: tried.isEmpty, preferring: tried.isEmpty ? plan.preferred : nil,
+                    mayOverflow: scheduler.mayOverflow(context.identity))
             else { break }
             let lease = UpstreamLease(pool: pool, index: index)
             tried.insert(index)
@@ -504,7 +505,7 @@ public struct Gateway: Sendable {
                 case .complete, .generated: lease.end(.success)
                 case .stream: break
                 }
-                scheduler.served(plan, model: call.model, by: index)
+                scheduler.served(plan, model: call.model, by: index, trace: context.trace)
                 return (reply, upstream, lease)
             } catch let error as APIError where Self.retryableCodes.contains(error.code) {
                 lease.end(.failure)

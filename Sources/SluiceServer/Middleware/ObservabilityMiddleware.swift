@@ -91,7 +91,7 @@ public struct ObservabilityMiddleware: RouterMiddleware {
                     promptTokens: fields.usage?.promptTokens ?? 0, completionTokens: fields.usage?.completionTokens ?? 0,
                     tokensEstimated: fields.tokensEstimated,
                     latencyMs: elapsed.milliseconds, timeToFirstTokenMs: fields.firstByteAt.map { ($0 - start).milliseconds },
-                    requestBody: storeBodies ? bodies?.request : nil, responseBody: storeBodies ? bodies?.response : nil))
+                    overflowed: fields.overflowed, requestBody: storeBodies ? bodies?.request : nil, responseBody: storeBodies ? bodies?.response : nil))
         }
         return response
     }

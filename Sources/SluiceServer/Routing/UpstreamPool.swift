@@ -15,6 +15,8 @@ public struct UpstreamLimits: Sendable, Equatable {
     public var queueCapacity = 512
     /// How long a request waits for a slot before it is answered 503.
     public var queueTimeout = Duration.seconds(10)
+    /// How long a request that may overflow waits for a local slot before a hosted overflow upstream may take it.
+    public var overflowAfter = Duration.seconds(2)
 
     public init() {}
 
@@ -54,7 +56,12 @@ final class UpstreamPool: Sendable {
         var tried: Set<Int>
         var failOpen: Bool
         var preferred: Int?
-        var continuation: CheckedContinuation<Int?, any Error>
+        /// May go to an overflow upstream once `overflowAfter` has passed.
+        var mayOverflow: Bool
+        /// It has waited long enough (or no local upstream can serve it): overflow upstreams may take it.
+        var overflowNow: Bool
+        /// Set once it is in line.
+        var continuation: CheckedContinuation<Int?, any Error>?
     }
 
     /// What a freed slot or a recovered breaker gives a waiter.
@@ -102,8 +109,11 @@ final class UpstreamPool: Sendable {
 
     /// Indices of the upstreams serving `model`, whatever their state.
     func servers(of model: String) -> [Int] {
-        UpstreamChooser.servers(of: model, in: upstreams.map { UpstreamChooser.Candidate(models: $0.endpoint.models) })
+        UpstreamChooser.servers(of: model, in: upstreams.map { UpstreamChooser.Candidate(models: $0.endpoint.models, overflow: $0.endpoint.overflow) })
     }
+
+    /// Whether any upstream is a hosted overflow.
+    var hasOverflow: Bool { upstreams.contains { $0.endpoint.overflow } }
 
     /// Picks an upstream for the next attempt and counts it in flight; nil when none is left.
     ///
@@ -114,14 +124,26 @@ final class UpstreamPool: Sendable {
     ///
     /// `preferred` (the upstream a conversation's last turn went to) is taken when it has room; the model's
     /// residency, as `/api/ps` reported it, steers the rest.
-    func acquire(model: String, excluding tried: Set<Int>, failOpen: Bool, preferring preferred: Int? = nil) async throws -> Int? {
+    ///
+    /// With `mayOverflow`, a request no local upstream takes within `overflowAfter` (or none can serve at all) may go
+    /// to a hosted overflow upstream.
+    func acquire(
+        model: String, excluding tried: Set<Int>, failOpen: Bool, preferring preferred: Int? = nil, mayOverflow: Bool = false
+    ) async throws -> Int? {
         let time = now()
-        enum First { case chosen(Int?), shed, wait }
+        enum First { case chosen(Int?), shed, wait(overflowNow: Bool) }
         let first: First = state.withLock { state in
             switch decide(&state, model: model, tried: tried, failOpen: failOpen, preferred: preferred, at: time) {
             case .send(let index): return .chosen(index)
-            case .none: return .chosen(nil)
-            case .wait: return state.queue.isFull ? .shed : .wait
+            case .none:
+                // No local upstream can ever serve it: the overflow may, at once.
+                guard mayOverflow else { return .chosen(nil) }
+                switch decide(&state, model: model, tried: tried, failOpen: failOpen, overflowNow: true, at: time) {
+                case .send(let index): return .chosen(index)
+                case .none: return .chosen(nil)
+                case .wait: return state.queue.isFull ? .shed : .wait(overflowNow: true)
+                }
+            case .wait: return state.queue.isFull ? .shed : .wait(overflowNow: false)
             }
         }
         switch first {
@@ -131,8 +153,11 @@ final class UpstreamPool: Sendable {
         case .shed:
             metrics.upstreamShed(reason: "queue_full")
             throw APIError.upstreamOverloaded()
-        case .wait:
-            return try await waitForSlot(model: model, tried: tried, failOpen: failOpen, preferred: preferred)
+        case .wait(let overflowNow):
+            let waiter = Waiter(
+                model: model, tried: tried, failOpen: failOpen, preferred: preferred, mayOverflow: mayOverflow, overflowNow: overflowNow,
+                continuation: nil)
+            return try await waitForSlot(waiter)
         }
     }
 
@@ -249,7 +274,7 @@ final class UpstreamPool: Sendable {
 
     // MARK: Waiting for a slot
 
-    private func waitForSlot(model: String, tried: Set<Int>, failOpen: Bool, preferred: Int?) async throws -> Int? {
+    private func waitForSlot(_ waiter: Waiter) async throws -> Int? {
         let id = state.withLock { state in
             state.lastWaiterID &+= 1
             state.openWaits.insert(state.lastWaiterID)
@@ -257,15 +282,22 @@ final class UpstreamPool: Sendable {
         }
         defer { state.withLock { _ = $0.openWaits.remove(id) } }
         let timeout = limits.queueTimeout
+        let overflowAfter = limits.overflowAfter
         let outcome: Result<Int?, any Error> = await withTaskGroup(of: Void.self) { group in
-            // The timer is a child, so it ends with the wait whichever way the wait ends.
+            // The timers are children, so they end with the wait whichever way the wait ends.
             group.addTask {
                 guard (try? await Task.sleep(for: timeout)) != nil else { return }
                 self.expire(id)
             }
+            if waiter.mayOverflow, !waiter.overflowNow, overflowAfter < timeout {
+                group.addTask {
+                    guard (try? await Task.sleep(for: overflowAfter)) != nil else { return }
+                    self.overflow(id)
+                }
+            }
             defer { group.cancelAll() }
             do {
-                return .success(try await enqueueAndWait(id: id, model: model, tried: tried, failOpen: failOpen, preferred: preferred))
+                return .success(try await enqueueAndWait(id: id, waiter))
             } catch {
                 return .failure(error)
             }
@@ -274,7 +306,7 @@ final class UpstreamPool: Sendable {
         return try outcome.get()
     }
 
-    private func enqueueAndWait(id: UInt64, model: String, tried: Set<Int>, failOpen: Bool, preferred: Int?) async throws -> Int? {
+    private func enqueueAndWait(id: UInt64, _ waiter: Waiter) async throws -> Int? {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int?, any Error>) in
                 let time = now()
@@ -283,7 +315,7 @@ final class UpstreamPool: Sendable {
                     // Checked under the lock: a cancellation handler that ran before this found nothing to remove.
                     if Task.isCancelled { return .failure(CancellationError()) }
                     // Decided again: a slot may have been freed since the first look, with nobody in line to take it.
-                    switch decide(&state, model: model, tried: tried, failOpen: failOpen, preferred: preferred, at: time) {
+                    switch decide(&state, waiter, at: time) {
                     case .send(let index): return .success(index)
                     case .none: return .success(nil)
                     case .wait:
@@ -291,7 +323,8 @@ final class UpstreamPool: Sendable {
                             shed = "queue_timeout"
                             return .failure(APIError.upstreamOverloaded())
                         }
-                        let waiter = Waiter(model: model, tried: tried, failOpen: failOpen, preferred: preferred, continuation: continuation)
+                        var waiter = waiter
+                        waiter.continuation = continuation
                         guard state.queue.enqueue(id: id, waiter) else {
                             shed = "queue_full"
                             return .failure(APIError.upstreamOverloaded())
@@ -308,7 +341,7 @@ final class UpstreamPool: Sendable {
             }
         } onCancel: {
             let waiter = state.withLock { $0.queue.remove(id: id) }
-            waiter?.continuation.resume(throwing: CancellationError())
+            waiter?.continuation?.resume(throwing: CancellationError())
         }
     }
 
@@ -320,24 +353,61 @@ final class UpstreamPool: Sendable {
         }
         guard let waiter else { return }
         metrics.upstreamShed(reason: "queue_timeout")
-        waiter.continuation.resume(throwing: APIError.upstreamOverloaded(retryAfter: 1))
+        waiter.continuation?.resume(throwing: APIError.upstreamOverloaded(retryAfter: 1))
+    }
+
+    /// The wait of `id` has lasted `overflowAfter`: from now on an overflow upstream may take it, at once if one has room.
+    private func overflow(_ id: UInt64) {
+        let time = now()
+        let granted: (CheckedContinuation<Int?, any Error>, Int)? = state.withLock { state in
+            guard let waiter = state.queue.update(id: id, { waiter -> Waiter in
+                waiter.overflowNow = true
+                return waiter
+            }) else { return nil }
+            guard case .send(let index) = decide(&state, waiter, at: time), let continuation = waiter.continuation else { return nil }
+            _ = state.queue.remove(id: id)
+            return (continuation, index)
+        }
+        if let (continuation, index) = granted {
+            continuation.resume(returning: index)
+            refreshGauges()
+        }
     }
 
     // MARK: Under the lock
 
     /// Decides an attempt and, when it may go, claims the slot (and a half-open breaker's trial).
+    private func decide(_ state: inout State, _ waiter: Waiter, at time: Double) -> UpstreamChooser.Decision {
+        decide(
+            &state, model: waiter.model, tried: waiter.tried, failOpen: waiter.failOpen, preferred: waiter.preferred,
+            overflowNow: waiter.overflowNow, at: time)
+    }
+
+    /// With `overflowNow`, a local upstream is still preferred, and an overflow one is taken when no local one has room.
     private func decide(
-        _ state: inout State, model: String, tried: Set<Int>, failOpen: Bool, preferred: Int? = nil, at time: Double
+        _ state: inout State, model: String, tried: Set<Int>, failOpen: Bool, preferred: Int? = nil, overflowNow: Bool = false,
+        at time: Double
     ) -> UpstreamChooser.Decision {
         var rng = SystemRandomNumberGenerator()
         let candidates = upstreams.indices.map { i in
             UpstreamChooser.Candidate(
                 models: upstreams[i].endpoint.models, weight: upstreams[i].endpoint.weight, inFlight: state.entries[i].inFlight,
-                admitted: state.entries[i].breaker.admits(at: time), loaded: state.entries[i].loaded?.map(\.name))
+                admitted: state.entries[i].breaker.admits(at: time), loaded: state.entries[i].loaded?.map(\.name),
+                overflow: upstreams[i].endpoint.overflow)
         }
-        let decision = UpstreamChooser.decide(
+        var decision = UpstreamChooser.decide(
             model: model, candidates: candidates, excluding: tried, failOpen: failOpen, maxInFlight: limits.maxInFlight,
             preferring: preferred, using: &rng)
+        if overflowNow, !decision.sends {
+            let hosted = UpstreamChooser.decide(
+                model: model, candidates: candidates, excluding: tried, failOpen: failOpen, maxInFlight: limits.maxInFlight,
+                overflow: .only, using: &rng)
+            switch (decision, hosted) {
+            case (_, .send): decision = hosted
+            case (.none, .wait): decision = .wait
+            default: break
+            }
+        }
         if case .send(let index) = decision {
             _ = state.entries[index].breaker.admit(at: time)
             state.entries[index].inFlight += 1
@@ -353,17 +423,18 @@ final class UpstreamPool: Sendable {
         // Emptied while served, so the line is not copied on write.
         state.queue = AdmissionQueue(capacity: 0)
         let served = queue.serve { waiter -> Grant? in
-            switch decide(&state, model: waiter.model, tried: waiter.tried, failOpen: waiter.failOpen, preferred: waiter.preferred, at: time) {
+            switch decide(&state, waiter, at: time) {
             case .send(let index): .slot(index)
             case .none: .nothingLeft
             case .wait: nil
             }
         }
         state.queue = queue
-        return served.map { served in
+        return served.compactMap { served in
+            guard let continuation = served.waiter.continuation else { return nil }
             switch served.grant {
-            case .slot(let index): (served.waiter.continuation, index)
-            case .nothingLeft: (served.waiter.continuation, nil)
+            case .slot(let index): return (continuation, index)
+            case .nothingLeft: return (continuation, nil)
             }
         }
     }

@@ -70,9 +70,22 @@ final class Scheduler: Sendable {
         return SchedulingPlan(conversation: key, preferred: preferred)
     }
 
+    /// Whether a caller's requests may overflow to hosted upstreams: keys only with `allow_overflow`; the master
+    /// key and, with auth off, everyone.
+    func mayOverflow(_ identity: ClientIdentity) -> Bool {
+        guard pool.hasOverflow else { return false }
+        if case .key(let record) = identity { return record.allowOverflow }
+        return true
+    }
+
     /// An upstream answered (or began to stream) a request for `model`: it has the model loaded, and the
-    /// conversation's next turn should find its prompt cache there.
-    func served(_ plan: SchedulingPlan, model: String, by index: Int) {
+    /// conversation's next turn should find its prompt cache there. A hosted overflow upstream is marked on the
+    /// trace (and so the usage record), and never becomes a conversation's home: the next turn tries local first.
+    func served(_ plan: SchedulingPlan, model: String, by index: Int, trace: RequestTrace) {
+        if pool.upstreams[index].endpoint.overflow {
+            trace.update { $0.overflowed = true }
+            return
+        }
         if let key = plan.conversation {
             let time = now()
             let name = pool.upstreams[index].endpoint.name

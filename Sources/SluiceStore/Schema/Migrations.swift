@@ -212,6 +212,25 @@ extension Migration {
                 "CREATE INDEX stored_responses_expires_at ON stored_responses (expires_at)",
             ]
         ),
+        // 7 to 11 are taken by work that lands alongside this; versions need not be contiguous.
+        Migration(
+            version: 12,
+            name: "keys that may overflow to hosted upstreams, and their priority class",
+            sqlite: [
+                "ALTER TABLE api_keys ADD COLUMN allow_overflow INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE api_keys ADD COLUMN priority TEXT NOT NULL DEFAULT 'interactive'",
+            ],
+            postgres: [
+                "ALTER TABLE api_keys ADD COLUMN allow_overflow BOOLEAN NOT NULL DEFAULT FALSE",
+                "ALTER TABLE api_keys ADD COLUMN priority TEXT NOT NULL DEFAULT 'interactive'",
+            ]
+        ),
+        Migration(
+            version: 13,
+            name: "usage records say whether the call overflowed to a hosted upstream",
+            sqlite: ["ALTER TABLE usage_records ADD COLUMN overflowed INTEGER NOT NULL DEFAULT 0"],
+            postgres: ["ALTER TABLE usage_records ADD COLUMN overflowed BOOLEAN NOT NULL DEFAULT FALSE"]
+        ),
     ]
 }
 
