@@ -55,6 +55,7 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("context-policy"), help: "A prompt longer than its model's context: warn, reject or raise (default warn).") var contextPolicy: String?
     @Option(name: .customLong("context-max"), help: "The largest num_ctx the raise context policy sets (default 131072).") var contextMax: String?
     @Option(name: .customLong("overflow-after"), help: "How long a request waits for a local upstream before a hosted overflow one may take it (default 2s).") var overflowAfter: String?
+    @Option(name: .customLong("batch-share"), help: "Share of an upstream's in-flight slots batch keys may hold at once (default 0.5).") var batchShare: String?
     @Option(name: .customLong("affinity-max"), help: "Conversations remembered for affinity, least recently used out first (default 10000).") var affinityMax: String?
 
     /// The flags that were given, by option name.
@@ -78,7 +79,7 @@ struct ConfigOptions: ParsableArguments {
             ("client-idle-timeout", clientIdleTimeout), ("max-connections", maxConnections),
             ("client-write-timeout", clientWriteTimeout), ("cache-coalesce-wait", cacheCoalesceWait), ("max-buffered-bytes", maxBufferedBytes),
             ("affinity-ttl", affinityTTL), ("affinity-max", affinityMax), ("context-policy", contextPolicy), ("context-max", contextMax),
-            ("overflow-after", overflowAfter),
+            ("overflow-after", overflowAfter), ("batch-share", batchShare),
         ]
         for (name, value) in pairs { if let value { out[name] = value } }
         if allowInsecure { out["allow-insecure"] = "true" }

@@ -160,3 +160,13 @@ import Testing
         #expect(costs.outcome(for: local, isLocalUpstream: true) == .init(costUSD: 0, savedUSD: 3))
     }
 }
+
+@Suite struct BatchShareTests {
+    @Test func aBatchRequestNeedsRoomInTheBatchShare() {
+        var rng = SeededGenerator(state: 11)
+        var busy = UpstreamChooser.Candidate(models: [], inFlight: 2)
+        busy.batchInFlight = 2
+        #expect(UpstreamChooser.decide(model: "m", candidates: [busy], excluding: [], failOpen: true, maxInFlight: 4, batchLimit: 2, using: &rng) == .wait)
+        #expect(UpstreamChooser.decide(model: "m", candidates: [busy], excluding: [], failOpen: true, maxInFlight: 4, using: &rng) == .send(0))
+    }
+}

@@ -313,3 +313,42 @@ def test_overflow_after_the_threshold_only_for_keys_allowed_to_and_it_is_recorde
     table = procs.run_sluice("usage", "--since", "1h", "--database", database)
     assert table.returncode == 0, table.stderr
     assert "overflow" in table.stdout
+
+
+def metric(gw, name: str) -> float:
+    for line in httpx.get(f"{gw.url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_interactive_requests_overtake_queued_batch_requests(procs, tmp_path):
+    local = procs.start_mock("--loaded", MODEL, "--latency-ms", "1500")
+    gw = procs.start_gateway(upstream=local.url, args=[
+        "--database", f"sqlite:{tmp_path / 'usage.db'}", "--master-key", MASTER, "--upstream-max-inflight", "1", "--cache-ttl", "0",
+    ])
+    admin = {"authorization": f"Bearer {MASTER}"}
+
+    def key(name, priority):
+        r = httpx.post(f"{gw.url}/admin/keys", json={"name": name, "priority": priority}, headers=admin, timeout=10)
+        assert r.status_code in (200, 201) and r.json()["priority"] == priority, r.text
+        return {"authorization": f"Bearer {r.json()['key']}"}
+
+    batch, interactive = key("nightly-job", "batch"), key("editor", "interactive")
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(headers, prompt):
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json=chat_body(prompt), headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(ask, batch, "batch-running")]
+        wait_until(lambda: local.stats()["requests"].get("/api/chat", 0) == 1, "the first batch call to reach the upstream")
+        for depth, (headers, prompt) in enumerate([(batch, "batch-1"), (batch, "batch-2"), (interactive, "interactive")], start=1):
+            futures.append(pool.submit(ask, headers, prompt))
+            wait_until(lambda: metric(gw, "sluice_upstream_queue_depth") == depth, f"{depth} requests to queue")
+        for f in futures:
+            f.result()
+    sent = [e["body"]["messages"][-1]["content"] for e in httpx.get(f"{local.url}/mock/requests", timeout=10).json()
+            if e["path"] == "/api/chat"]
+    assert sent == ["batch-running", "interactive", "batch-1", "batch-2"]

@@ -13,6 +13,8 @@ public enum UpstreamChooser {
         public var loaded: [String]?
         /// A hosted upstream used only when no local one can take a request in time.
         public var overflow: Bool
+        /// Of `inFlight`, the requests of `batch` keys.
+        public var batchInFlight = 0
 
         public init(
             models: [String], weight: Int = 1, inFlight: Int = 0, admitted: Bool = true, loaded: [String]? = nil, overflow: Bool = false
@@ -125,17 +127,22 @@ extension UpstreamChooser {
     /// documents; but a request waits for a full healthy upstream rather than fall back on an unhealthy one.
     ///
     /// `preferred` is only taken while it admits traffic and has room: a conversation moves rather than wait.
+    /// `batchLimit`, for a batch request, is how many batch requests an upstream may hold at once.
     /// Overflow upstreams are left out, unless `overflow` is `.only`: then only they are considered (for a request
     /// that waited its time for a local slot).
     public static func decide(
         model: String, candidates: [Candidate], excluding excluded: Set<Int>, failOpen: Bool, maxInFlight: Int,
-        preferring preferred: Int? = nil, overflow: OverflowUse = .none, using rng: inout some RandomNumberGenerator
+        preferring preferred: Int? = nil, overflow: OverflowUse = .none, batchLimit: Int? = nil,
+        using rng: inout some RandomNumberGenerator
     ) -> Decision {
         var tried = excluded
         for i in candidates.indices {
             if candidates[i].overflow != (overflow == .only) { tried.insert(i) }
         }
-        func hasRoom(_ i: Int) -> Bool { maxInFlight <= 0 || candidates[i].inFlight < maxInFlight }
+        // A batch request (`batchLimit` set) also needs room in the batch share of the upstream's slots.
+        func hasRoom(_ i: Int) -> Bool {
+            (maxInFlight <= 0 || candidates[i].inFlight < maxInFlight) && batchLimit.map { candidates[i].batchInFlight < $0 } ?? true
+        }
         let untried = servers(of: model, in: candidates).filter { !tried.contains($0) }
         var eligible = untried.filter { candidates[$0].admitted }
         var pool = candidates

@@ -35,7 +35,7 @@ public struct ConfigurationLoader: Sendable {
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
         "client-header-timeout", "client-body-timeout", "client-idle-timeout", "max-connections",
         "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes", "affinity-ttl", "affinity-max",
-        "context-policy", "context-max", "overflow-after",
+        "context-policy", "context-max", "overflow-after", "batch-share",
     ]
     /// Keys only a config file can hold.
     static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases", "models"]
@@ -406,6 +406,12 @@ public struct ConfigurationLoader: Sendable {
         }
         if let v = try int("context-max", 256...10_000_000) { c.contextMax = v }
         if let v = try duration("overflow-after") { c.overflowAfter = v }
+        if let r = value("batch-share") {
+            guard let v = Double(r.value.trimmingCharacters(in: .whitespaces)), v > 0, v <= 1 else {
+                throw fail("batch-share", "a fraction above 0 and at most 1, like 0.5")
+            }
+            c.batchShare = v
+        }
         return c
     }
 
@@ -484,7 +490,7 @@ extension GatewayConfiguration {
             "client_write_timeout": .string("\(clientWriteTimeout)"), "cache_coalesce_wait": .string("\(cacheCoalesceWait)"),
             "max_buffered_bytes": .int(maxBufferedBytes), "affinity_ttl": .string("\(affinityTTL)"), "affinity_max": .int(affinityMax),
             "context_policy": .string(contextPolicy.rawValue), "context_max": .int(contextMax),
-            "overflow_after": .string("\(overflowAfter)"),
+            "overflow_after": .string("\(overflowAfter)"), "batch_share": .double(batchShare),
             "models": .object(virtualModels.mapValues(\.summary)),
             "aliases": .object(aliases.mapValues { .string($0) }),
             "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),

@@ -81,6 +81,8 @@ public struct GatewayConfiguration: Sendable {
     public var upstreamQueueTimeout = Duration.seconds(10)
     /// How long a request that may overflow waits for a local upstream before a hosted overflow one may take it.
     public var overflowAfter = Duration.seconds(2)
+    /// The share of an upstream's in-flight slots batch keys may hold at once (`batch-share`).
+    public var batchShare = 0.5
     /// Price overrides from the config file, by model name.
     public var prices: [String: ModelPrice] = [:]
     /// Model names clients may use for another model (`gpt-4o-mini: llama3.2`), from the config file.
@@ -112,6 +114,7 @@ public struct GatewayConfiguration: Sendable {
         limits.queueCapacity = upstreamQueue
         limits.queueTimeout = upstreamQueueTimeout
         limits.overflowAfter = overflowAfter
+        limits.batchShare = batchShare
         return limits
     }
 

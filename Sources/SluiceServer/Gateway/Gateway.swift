@@ -493,9 +493,9 @@ public struct Gateway: Sendable {
             guard
                 let index = try await pool.acquire(
                     model: call.model, excluding: tried.union(unfit), failOpen: tried.isEmpty, preferring: tried.isEmpty ? plan.preferred : nil,
-                    mayOverflow: scheduler.mayOverflow(context.identity))
+                    mayOverflow: scheduler.mayOverflow(context.identity), priority: scheduler.priority(context.identity))
             else { break }
-            let lease = UpstreamLease(pool: pool, index: index)
+            let lease = UpstreamLease(pool: pool, index: index, priority: scheduler.priority(context.identity))
             tried.insert(index)
             let upstream = upstreams[index]
             context.trace.update { $0.upstream = upstream.endpoint.name }

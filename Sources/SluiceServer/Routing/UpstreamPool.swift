@@ -17,6 +17,13 @@ public struct UpstreamLimits: Sendable, Equatable {
     public var queueTimeout = Duration.seconds(10)
     /// How long a request that may overflow waits for a local slot before a hosted overflow upstream may take it.
     public var overflowAfter = Duration.seconds(2)
+    /// The share of an upstream's slots batch requests may hold at once (at least one); 1 puts no limit on them.
+    public var batchShare = 0.5
+
+    /// Slots of an upstream batch requests may hold at once; nil when there is no cap to take a share of.
+    var batchSlots: Int? {
+        maxInFlight > 0 && batchShare < 1 ? max(1, Int((Double(maxInFlight) * batchShare).rounded(.down))) : nil
+    }
 
     public init() {}
 
@@ -44,6 +51,8 @@ final class UpstreamPool: Sendable {
     private struct Entry {
         var breaker: CircuitBreaker
         var inFlight = 0
+        /// Of `inFlight`, the slots held by batch requests.
+        var batchInFlight = 0
         /// What it has loaded, from its last `/api/ps` and the answers since; nil when unknown.
         var loaded: [LoadedModel]?
         /// Every model ever reported loaded here: its `sluice_upstream_model_loaded` series drops to 0 on unload.
@@ -60,6 +69,7 @@ final class UpstreamPool: Sendable {
         var mayOverflow: Bool
         /// It has waited long enough (or no local upstream can serve it): overflow upstreams may take it.
         var overflowNow: Bool
+        var priority: PriorityClass
         /// Set once it is in line.
         var continuation: CheckedContinuation<Int?, any Error>?
     }
@@ -128,17 +138,18 @@ final class UpstreamPool: Sendable {
     /// With `mayOverflow`, a request no local upstream takes within `overflowAfter` (or none can serve at all) may go
     /// to a hosted overflow upstream.
     func acquire(
-        model: String, excluding tried: Set<Int>, failOpen: Bool, preferring preferred: Int? = nil, mayOverflow: Bool = false
+        model: String, excluding tried: Set<Int>, failOpen: Bool, preferring preferred: Int? = nil, mayOverflow: Bool = false,
+        priority: PriorityClass = .interactive
     ) async throws -> Int? {
         let time = now()
         enum First { case chosen(Int?), shed, wait(overflowNow: Bool) }
         let first: First = state.withLock { state in
-            switch decide(&state, model: model, tried: tried, failOpen: failOpen, preferred: preferred, at: time) {
+            switch decide(&state, model: model, tried: tried, failOpen: failOpen, preferred: preferred, priority: priority, at: time) {
             case .send(let index): return .chosen(index)
             case .none:
                 // No local upstream can ever serve it: the overflow may, at once.
                 guard mayOverflow else { return .chosen(nil) }
-                switch decide(&state, model: model, tried: tried, failOpen: failOpen, overflowNow: true, at: time) {
+                switch decide(&state, model: model, tried: tried, failOpen: failOpen, overflowNow: true, priority: priority, at: time) {
                 case .send(let index): return .chosen(index)
                 case .none: return .chosen(nil)
                 case .wait: return state.queue.isFull ? .shed : .wait(overflowNow: true)
@@ -156,16 +167,17 @@ final class UpstreamPool: Sendable {
         case .wait(let overflowNow):
             let waiter = Waiter(
                 model: model, tried: tried, failOpen: failOpen, preferred: preferred, mayOverflow: mayOverflow, overflowNow: overflowNow,
-                continuation: nil)
+                priority: priority, continuation: nil)
             return try await waitForSlot(waiter)
         }
     }
 
     /// Ends an attempt started by `acquire`, feeding its outcome to the breaker, and hands the slot on.
-    func release(_ index: Int, outcome: Outcome) {
+    func release(_ index: Int, outcome: Outcome, priority: PriorityClass = .interactive) {
         let time = now()
         let granted = state.withLock { state in
             state.entries[index].inFlight -= 1
+            if priority == .batch { state.entries[index].batchInFlight -= 1 }
             switch outcome {
             case .success: state.entries[index].breaker.recordSuccess()
             case .failure: state.entries[index].breaker.recordFailure(at: time)
@@ -380,28 +392,31 @@ final class UpstreamPool: Sendable {
     private func decide(_ state: inout State, _ waiter: Waiter, at time: Double) -> UpstreamChooser.Decision {
         decide(
             &state, model: waiter.model, tried: waiter.tried, failOpen: waiter.failOpen, preferred: waiter.preferred,
-            overflowNow: waiter.overflowNow, at: time)
+            overflowNow: waiter.overflowNow, priority: waiter.priority, at: time)
     }
 
     /// With `overflowNow`, a local upstream is still preferred, and an overflow one is taken when no local one has room.
     private func decide(
         _ state: inout State, model: String, tried: Set<Int>, failOpen: Bool, preferred: Int? = nil, overflowNow: Bool = false,
-        at time: Double
+        priority: PriorityClass = .interactive, at time: Double
     ) -> UpstreamChooser.Decision {
         var rng = SystemRandomNumberGenerator()
         let candidates = upstreams.indices.map { i in
-            UpstreamChooser.Candidate(
+            var candidate = UpstreamChooser.Candidate(
                 models: upstreams[i].endpoint.models, weight: upstreams[i].endpoint.weight, inFlight: state.entries[i].inFlight,
                 admitted: state.entries[i].breaker.admits(at: time), loaded: state.entries[i].loaded?.map(\.name),
                 overflow: upstreams[i].endpoint.overflow)
+            candidate.batchInFlight = state.entries[i].batchInFlight
+            return candidate
         }
+        let batchLimit = priority == .batch ? limits.batchSlots : nil
         var decision = UpstreamChooser.decide(
             model: model, candidates: candidates, excluding: tried, failOpen: failOpen, maxInFlight: limits.maxInFlight,
-            preferring: preferred, using: &rng)
+            preferring: preferred, batchLimit: batchLimit, using: &rng)
         if overflowNow, !decision.sends {
             let hosted = UpstreamChooser.decide(
                 model: model, candidates: candidates, excluding: tried, failOpen: failOpen, maxInFlight: limits.maxInFlight,
-                overflow: .only, using: &rng)
+                overflow: .only, batchLimit: batchLimit, using: &rng)
             switch (decision, hosted) {
             case (_, .send): decision = hosted
             case (.none, .wait): decision = .wait
@@ -411,22 +426,27 @@ final class UpstreamPool: Sendable {
         if case .send(let index) = decision {
             _ = state.entries[index].breaker.admit(at: time)
             state.entries[index].inFlight += 1
+            if priority == .batch { state.entries[index].batchInFlight += 1 }
         }
         return decision
     }
 
-    /// Gives free slots to waiters, first come first served; their continuations are resumed by the caller,
-    /// outside the lock.
+    /// Gives free slots to waiters, interactive ones first, then batch ones, each first come first served; their
+    /// continuations are resumed by the caller, outside the lock.
     private func serveWaiters(_ state: inout State, at time: Double) -> [(CheckedContinuation<Int?, any Error>, Int?)] {
         guard state.queue.count > 0 else { return [] }
         var queue = state.queue
         // Emptied while served, so the line is not copied on write.
         state.queue = AdmissionQueue(capacity: 0)
-        let served = queue.serve { waiter -> Grant? in
-            switch decide(&state, waiter, at: time) {
-            case .send(let index): .slot(index)
-            case .none: .nothingLeft
-            case .wait: nil
+        var served: [(waiter: Waiter, grant: Grant)] = []
+        for round in [PriorityClass.interactive, .batch] {
+            served += queue.serve { waiter -> Grant? in
+                guard waiter.priority == round else { return nil }
+                switch decide(&state, waiter, at: time) {
+                case .send(let index): return .slot(index)
+                case .none: return .nothingLeft
+                case .wait: return nil
+                }
             }
         }
         state.queue = queue
@@ -451,16 +471,19 @@ final class UpstreamPool: Sendable {
 final class UpstreamLease: Sendable {
     let index: Int
     private let pool: UpstreamPool
+    /// A batch request's slot also counts against the upstream's batch share.
+    private let priority: PriorityClass
     private let ended = Atomic(false)
 
-    init(pool: UpstreamPool, index: Int) {
+    init(pool: UpstreamPool, index: Int, priority: PriorityClass = .interactive) {
         self.pool = pool
         self.index = index
+        self.priority = priority
     }
 
     func end(_ outcome: UpstreamPool.Outcome) {
         guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        pool.release(index, outcome: outcome)
+        pool.release(index, outcome: outcome, priority: priority)
     }
 
     deinit {

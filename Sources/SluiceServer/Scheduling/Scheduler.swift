@@ -78,6 +78,12 @@ final class Scheduler: Sendable {
         return true
     }
 
+    /// The priority class of a caller's requests: a key's own; the master key and anonymous callers are interactive.
+    func priority(_ identity: ClientIdentity) -> PriorityClass {
+        if case .key(let record) = identity { return record.priority }
+        return .interactive
+    }
+
     /// An upstream answered (or began to stream) a request for `model`: it has the model loaded, and the
     /// conversation's next turn should find its prompt cache there. A hosted overflow upstream is marked on the
     /// trace (and so the usage record), and never becomes a conversation's home: the next turn tries local first.
