@@ -118,6 +118,10 @@ public func buildApplication(
     services.append(
         UpstreamProber(pool: pool, results: probeResults, residency: residency, interval: configuration.probeInterval, logger: logger))
     let scheduler = Scheduler(pool: pool, residency: residency, settings: configuration.schedulerSettings, now: dependencies.now)
+    services.append(
+        ModelWarmer(
+            scheduler: scheduler, residency: residency, interval: configuration.probeInterval > .zero ? configuration.probeInterval : .seconds(10),
+            logger: logger))
     let router = buildRouter(
         configuration: configuration, pool: pool, probeResults: probeResults, directory: directory, store: store, keySync: sync,
         recorder: recorder, dependencies: dependencies, scheduler: scheduler)
@@ -244,7 +248,7 @@ func buildRouter(
     OperationsRoutes(
         upstreams: upstreams, pool: gateway.pool, metrics: metrics, probeTimeout: .seconds(2),
         probeResults: probeResults ?? ProbeResults(maxAge: ProbeResults.maxAge(probeInterval: configuration.probeInterval)),
-        directory: directory
+        directory: directory, scheduler: gateway.scheduler
     ).addRoutes(to: router)
     AdminRoutes(directory: directory, store: store, configuration: configuration, keySync: keySync, now: now).addRoutes(to: router.group("admin"))
     DashboardRoutes(

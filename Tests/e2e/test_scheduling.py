@@ -352,3 +352,19 @@ def test_interactive_requests_overtake_queued_batch_requests(procs, tmp_path):
     sent = [e["body"]["messages"][-1]["content"] for e in httpx.get(f"{local.url}/mock/requests", timeout=10).json()
             if e["path"] == "/api/chat"]
     assert sent == ["batch-running", "interactive", "batch-1", "batch-2"]
+
+
+def test_warm_up_gates_readiness(procs, tmp_path):
+    slow = procs.start_mock("--load-ms", "5000")
+    config = write_config(tmp_path, [("gpu", slow.url)], "models:\n  coder:\n    model: llama3.2:latest\n    warm: true\n    keep_alive: 1h\n")
+    gw = procs.start_gateway(args=["--config", config, "--probe-interval", "500ms"])
+    # Up and answering probes, but the warm model is still loading: not ready.
+    r = httpx.get(f"{gw.url}/readyz", timeout=10)
+    assert r.status_code == 503, r.text
+    assert r.json()["upstreams"][0]["error"].startswith("warming")
+    ready = wait_until(lambda: httpx.get(f"{gw.url}/readyz", timeout=10).status_code == 200, "the warm model to load")
+    assert ready
+    assert loaded_on(gw, "gpu") == [MODEL]
+    warm = last_sent(slow, "/api/generate")
+    assert warm["model"] == MODEL and warm["keep_alive"] == "1h"
+    assert slow.stats()["loads"] == 1

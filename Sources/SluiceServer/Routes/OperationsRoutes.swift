@@ -17,6 +17,8 @@ struct OperationsRoutes {
     let probeResults: ProbeResults
     /// Not ready until the API keys have been loaded from the store.
     let directory: KeyDirectory
+    /// Knows the warm models: an upstream is not ready until it has them loaded.
+    var scheduler: Scheduler? = nil
 
     static let paths: Set<String> = ["/healthz", "/readyz", "/metrics"]
 
@@ -73,9 +75,14 @@ struct OperationsRoutes {
         let results = await probeResults.current(pool: pool, timeout: probeTimeout, logger: logger)
         return upstreams.enumerated().map { index, upstream in
             let result = results[index]
-            return UpstreamStatus(
+            var status = UpstreamStatus(
                 name: upstream.endpoint.name, kind: upstream.endpoint.kind.rawValue, ok: result?.ok ?? false,
                 error: result?.error, state: pool.state(of: index).name, loadedModels: pool.loaded(of: index)?.map(\.name))
+            if status.ok, let warming = scheduler?.unwarmed(index), !warming.isEmpty {
+                status.ok = false
+                status.error = "warming: " + warming.map(\.model).joined(separator: ", ")
+            }
+            return status
         }
     }
 }

@@ -78,6 +78,22 @@ final class Scheduler: Sendable {
         return true
     }
 
+    /// The virtual models marked `warm: true`.
+    var warmModels: [VirtualModel] {
+        settings.virtualModels.values.filter(\.warm).sorted { $0.name < $1.name }
+    }
+
+    /// The warm models `index` serves and has not loaded (or not said it has): while any is left, it is not ready.
+    func unwarmed(_ index: Int) -> [VirtualModel] {
+        guard pool.upstreams[index].endpoint.kind == .ollama else { return [] }
+        let warm = warmModels
+        guard !warm.isEmpty else { return [] }
+        let loaded = pool.loaded(of: index) ?? []
+        return warm.filter { model in
+            pool.servers(of: model.model).contains(index) && !loaded.contains { UpstreamChooser.sameModel($0.name, model.model) }
+        }
+    }
+
     /// The priority class of a caller's requests: a key's own; the master key and anonymous callers are interactive.
     func priority(_ identity: ClientIdentity) -> PriorityClass {
         if case .key(let record) = identity { return record.priority }
