@@ -31,6 +31,8 @@ public struct MockUpstreamOptions: Sendable {
     public var contextLength = 0
     /// Time to process each earlier chat message not in the prompt cache.
     public var promptCacheMissMs = 0
+    /// Answer `/api/ps` 404, as a server that does not say what it has loaded (benchmark baselines).
+    public var hideLoaded = false
 
     public init() {}
 }
@@ -191,7 +193,10 @@ struct MockServer: Sendable {
                         Ollama.ModelTag(name: $0, modifiedAt: "2026-01-01T00:00:00Z", size: 1_000_000, digest: String(repeating: "0", count: 64))
                     }))
         }
-        router.get("api/ps") { _, _ in try json(residency.psJSON) }
+        router.get("api/ps") { _, _ in
+            guard !options.hideLoaded else { throw HTTPError(.notFound) }
+            return try json(residency.psJSON)
+        }
         router.post("api/show") { request, context in
             let body = try await request.decode(as: JSONValue.self, context: context)
             guard let model = body["model"]?.stringValue ?? body["name"]?.stringValue, let name = resolve(model) else {

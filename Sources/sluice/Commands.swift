@@ -83,6 +83,7 @@ struct MockUpstream: AsyncParsableCommand {
     @Option(name: .customLong("max-loaded"), help: "Models held at once; loading another unloads the least recently used (0 = no bound).") var maxLoaded = 0
     @Option(name: .customLong("context-length"), help: "Context length reported by /api/ps and /api/show (0 = none).") var contextLength = 0
     @Option(name: .customLong("prompt-cache-miss-ms"), help: "Time per earlier chat message not in the prompt cache (default 0).") var promptCacheMissMs = 0
+    @Flag(name: .customLong("hide-loaded"), help: "Answer /api/ps with 404, as a server that does not report loaded models.") var hideLoaded = false
 
     /// Bounds checked here because the mock turns them into a pause (`Int64(1e6 / rate)`) and an HTTP status, which trap
     /// on values they cannot hold.
@@ -113,6 +114,7 @@ struct MockUpstream: AsyncParsableCommand {
         options.maxLoaded = maxLoaded
         options.contextLength = contextLength
         options.promptCacheMissMs = promptCacheMissMs
+        options.hideLoaded = hideLoaded
         let app = buildMockUpstream(options: options, logger: Logger(label: "sluice-mock-upstream"))
         try await app.runService()
     }
