@@ -170,3 +170,69 @@ import Testing
         #expect(UpstreamChooser.decide(model: "m", candidates: [busy], excluding: [], failOpen: true, maxInFlight: 4, using: &rng) == .send(0))
     }
 }
+
+@Suite struct VirtualModelTests {
+    var coder: VirtualModel {
+        var model = VirtualModel(name: "coder", model: "qwen3-coder:30b")
+        model.numCtx = 32768
+        model.keepAlive = "30m"
+        model.think = false
+        model.temperature = 0.2
+        model.maxTokens = 512
+        model.systemPrefix = "Be terse."
+        return model
+    }
+
+    @Test func defaultsFillWhatTheClientLeftOut() {
+        var body: [String: JSONValue] = ["model": "coder", "temperature": 0.9, "messages": [["role": "user", "content": "hi"]]]
+        coder.apply(to: &body, shape: .openAIChat, ollama: true)
+        #expect(body["model"] == "qwen3-coder:30b")
+        #expect(body["temperature"] == 0.9)
+        #expect(body["max_tokens"] == 512)
+        #expect(body["options"]?["num_ctx"] == 32768)
+        #expect(body["keep_alive"] == "30m" && body["think"] == false)
+        #expect(body["messages"]?.arrayValue?.first == ["role": "system", "content": "Be terse."])
+    }
+
+    @Test func pinnedDefaultsReplaceTheClients() {
+        var pinned = coder
+        pinned.overridable = false
+        var body: [String: JSONValue] = ["model": "coder", "options": ["temperature": 0.9, "num_ctx": 2048], "prompt": "hi", "system": "Be kind."]
+        pinned.apply(to: &body, shape: .ollamaGenerate, ollama: true)
+        #expect(body["options"]?["temperature"] == 0.2 && body["options"]?["num_ctx"] == 32768 && body["options"]?["num_predict"] == 512)
+        #expect(body["system"] == "Be terse.\n\nBe kind.")
+    }
+
+    @Test func ollamaFieldsStayAwayFromOtherUpstreams() {
+        var body: [String: JSONValue] = ["model": "coder", "messages": []]
+        coder.apply(to: &body, shape: .openAIChat, ollama: false)
+        #expect(body["options"] == nil && body["keep_alive"] == nil && body["think"] == nil)
+        #expect(body["temperature"] == 0.2)
+    }
+}
+
+@Suite struct ContextGuardTests {
+    @Test func theEstimateCountsTextNotImages() {
+        let body: [String: JSONValue] = [
+            "system": .string(String(repeating: "a", count: 400)),
+            "messages": [["role": "user", "content": [["type": "text", "text": .string(String(repeating: "b", count: 400))], ["type": "image_url", "image_url": ["url": .string(String(repeating: "c", count: 100_000))]]]]],
+        ]
+        // 800 bytes of text and a few of roles and types: about 200 tokens and 4 for the message; the image's
+        // 100,000 bytes of base64 are not counted.
+        #expect((204...215).contains(ContextGuard.estimatedTokens(body)))
+    }
+
+    @Test func eachPolicyDecides() {
+        func decide(_ policy: ContextPolicy, estimate: Int = 5000, canRaise: Bool = true) -> ContextGuard.Verdict {
+            ContextGuard.decide(estimate: estimate, limit: 4096, model: "m", policy: policy, answerReserve: 1000, canRaise: canRaise, maximum: 8192)
+        }
+        #expect(decide(.warn, estimate: 4096) == .fits)
+        guard case .warn(let message) = decide(.warn) else { Issue.record("expected a warning"); return }
+        #expect(message.contains("5000") && message.contains("4096"))
+        guard case .reject(let refusal) = decide(.reject) else { Issue.record("expected a refusal"); return }
+        #expect(ContextGuard.error(refusal).code == "context_length_exceeded")
+        #expect(decide(.raise) == .raise(6144))
+        guard case .reject = decide(.raise, estimate: 7500) else { Issue.record("past the maximum, raise refuses"); return }
+        guard case .warn = decide(.raise, canRaise: false) else { Issue.record("where num_ctx cannot be sent, raise warns"); return }
+    }
+}
