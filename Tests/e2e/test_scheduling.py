@@ -196,6 +196,14 @@ def test_virtual_model_defaults_reach_the_upstream_and_client_values_override_th
         sent = last_sent(m, "/api/chat")
         assert sent["model"] == MODEL and sent["options"]["num_ctx"] == 8192 and sent["keep_alive"] == "30m"
 
+        # So does Anthropic's Messages API (what Claude Code speaks), translated for the Ollama upstream.
+        r = client.post("/v1/messages", json={"model": "coder", "max_tokens": 20, "messages": [{"role": "user", "content": f"hi {nonce()}"}]})
+        assert r.status_code == 200, r.text
+        sent = last_sent(m, "/api/chat")
+        assert sent["model"] == MODEL and sent["options"]["num_ctx"] == 8192 and sent["options"]["temperature"] == 0.3
+        assert sent["keep_alive"] == "30m" and sent["think"] is False
+        assert sent["messages"][0] == {"role": "system", "content": "You are terse."}
+
 
 def long_prompt(words: int) -> str:
     return " ".join(f"word{i}" for i in range(words)) + " " + nonce()
@@ -246,6 +254,10 @@ def test_context_policy_raise_sets_num_ctx_up_to_the_maximum(procs, tmp_path):
         r = client.post("/v1/chat/completions", json=chat_body(long_prompt(5000), model="small"))
         assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded", r.text
         assert "4096" in r.json()["error"]["message"]
+        # A Messages API request has no num_ctx of its own: the raised one goes with its translation to Ollama.
+        r = client.post("/v1/messages", json={"model": "small", "max_tokens": 100, "messages": [{"role": "user", "content": long_prompt(400)}]})
+        assert r.status_code == 200, r.text
+        assert 256 < last_sent(m, "/api/chat")["options"]["num_ctx"] <= 4096
 
 
 MASTER = "master-" + "s" * 32

@@ -81,6 +81,16 @@ extension VirtualModel {
         body = editor.body
     }
 
+    /// Its Ollama settings (`options.num_ctx`, `keep_alive`, `think`) as Ollama's own fields, for a request whose
+    /// dialect cannot carry them (``Generation/Request/ollama``).
+    public var ollamaSettings: [String: JSONValue] {
+        var out: [String: JSONValue] = [:]
+        if let numCtx { out["options"] = ["num_ctx": .int(numCtx)] }
+        if let keepAlive { out["keep_alive"] = keepAlive }
+        if let think { out["think"] = think }
+        return out
+    }
+
     /// Puts `prefix` before the system prompt, wherever the shape keeps it.
     static func prefixSystem(_ body: inout [String: JSONValue], with prefix: String, shape: RequestShape) {
         func joined(_ existing: JSONValue?) -> JSONValue {

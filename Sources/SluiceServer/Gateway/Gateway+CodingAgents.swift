@@ -28,9 +28,10 @@ extension Gateway {
     func messages(_ request: Request, context: SluiceRequestContext) async throws -> Response {
         context.trace.update { $0.route = "/v1/messages" }
         var body = try await collectBody(request)
-        let virtual = try schedule(&body, shape: .anthropicMessages, context: context)
+        let scheduled = try schedule(&body, shape: .anthropicMessages, context: context)
         var generation = try AnthropicMessages.decodeRequest(body)
-        let requested = virtual ?? generation.model
+        generation.ollama = scheduled.ollama
+        let requested = scheduled.requested ?? generation.model
         try applyAlias(to: &generation.model, body: &body)
         let call = Call(
             route: "/v1/messages", cacheFamily: "messages", format: nil, body: body, model: generation.model,

@@ -105,10 +105,10 @@ public struct Gateway: Sendable {
         if let hit = earlyCacheHit(body, route: "/v1/chat/completions", family: "chat", format: .openAIChat, idPrefix: "chatcmpl", request: request, context: context) {
             return hit
         }
-        let virtual = try schedule(&body, shape: .openAIChat, context: context)
+        let scheduled = try schedule(&body, shape: .openAIChat, context: context)
         var chat = try passThroughProbe(body, context: context)?.chatRequest
             ?? RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: body)
-        let requested = virtual ?? chat.model
+        let requested = scheduled.requested ?? chat.model
         try applyAlias(to: &chat.model, body: &body)
         let call = Call(
             route: "/v1/chat/completions", cacheFamily: "chat", format: .openAIChat, body: body, model: chat.model,
@@ -125,9 +125,9 @@ public struct Gateway: Sendable {
         if let hit = earlyCacheHit(body, route: "/v1/completions", family: "completion", format: .openAICompletion, idPrefix: "cmpl", request: request, context: context) {
             return hit
         }
-        let virtual = try schedule(&body, shape: .openAICompletion, context: context)
+        let scheduled = try schedule(&body, shape: .openAICompletion, context: context)
         var completion = try RequestDecoding.decodeValidated(CompletionRequest.self, from: body)
-        let requested = virtual ?? completion.model
+        let requested = scheduled.requested ?? completion.model
         try applyAlias(to: &completion.model, body: &body)
         let call = Call(
             route: "/v1/completions", cacheFamily: "completion", format: .openAICompletion, body: body, model: completion.model,
@@ -268,10 +268,10 @@ public struct Gateway: Sendable {
             return relay(reply, call: nil, upstream: upstream, lease: nil, ticket: nil, context: context)
         }
         var body = try await collectBody(request)
-        let virtual = try path == "/api/embed" ? nil : schedule(&body, shape: path == "/api/chat" ? .ollamaChat : .ollamaGenerate, context: context)
+        let scheduled = try path == "/api/embed" ? .unchanged : schedule(&body, shape: path == "/api/chat" ? .ollamaChat : .ollamaGenerate, context: context)
         let probe: NativeProbe = try RequestDecoding.decode(NativeProbe.self, from: body)
         let streams = streamsByDefault && (probe.stream ?? true)
-        guard let requested = virtual ?? probe.model, !requested.isEmpty else { throw APIError.missingField("model") }
+        guard let requested = scheduled.requested ?? probe.model, !requested.isEmpty else { throw APIError.missingField("model") }
         var model = probe.model ?? requested
         try applyAlias(to: &model, body: &body)
         let format = Self.nativeFormats[path]
