@@ -307,6 +307,7 @@ def test_overflow_after_the_threshold_only_for_keys_allowed_to_and_it_is_recorde
             f.result()
     assert hosted.stats()["requests"].get("/v1/chat/completions", 0) == 1
     assert local.stats()["requests"].get("/api/chat", 0) == 2
+    assert metric(gw, "sluice_overflow_total") == 1
 
     def records():
         data = httpx.get(f"{gw.url}/admin/usage/recent", params={"limit": 10}, headers=admin, timeout=10).json()["data"]

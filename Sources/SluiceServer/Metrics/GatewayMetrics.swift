@@ -100,6 +100,11 @@ public final class GatewayMetrics: Sendable {
         Counter(label: "sluice_upstream_shed_total", dimensions: [("reason", reason)], factory: factory).increment()
     }
 
+    /// A call a hosted overflow upstream took because no local one could in time.
+    func overflowed(upstream: String) {
+        Counter(label: "sluice_overflow_total", dimensions: [("upstream", upstream)], factory: factory).increment()
+    }
+
     /// One background probe of an upstream: `ok` or `failed`.
     func upstreamProbe(upstream: String, ok: Bool) {
         Counter(label: "sluice_upstream_probes_total", dimensions: [("upstream", upstream), ("result", ok ? "ok" : "failed")], factory: factory)

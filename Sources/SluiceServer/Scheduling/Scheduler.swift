@@ -106,6 +106,7 @@ final class Scheduler: Sendable {
     func served(_ plan: SchedulingPlan, model: String, by index: Int, trace: RequestTrace) {
         if pool.upstreams[index].endpoint.overflow {
             trace.update { $0.overflowed = true }
+            pool.metrics.overflowed(upstream: pool.upstreams[index].endpoint.name)
             return
         }
         if let key = plan.conversation {
