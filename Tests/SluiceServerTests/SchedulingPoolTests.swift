@@ -60,11 +60,13 @@ struct SchedulingPoolTests {
         #expect(try await third.value == 0)
     }
 
-    @Test func aKeyThatMayOverflowGoesHostedAfterItsWaitAndOthersKeepWaiting() async throws {
+    /// With no wait at all, the overflow timer may fire before the waiter is in line: it must not be lost.
+    @Test(arguments: [Duration.zero, .milliseconds(1)])
+    func aKeyThatMayOverflowGoesHostedAfterItsWaitAndOthersKeepWaiting(overflowAfter: Duration) async throws {
         var hosted = FakeUpstream(.answer("hosted"))
         hosted.endpoint = UpstreamEndpoint(name: "hosted", baseURL: "http://hosted.invalid", kind: .openai)
         hosted.endpoint.overflow = true
-        let pool = pool([FakeUpstream(.answer("local")), hosted], overflowAfter: .milliseconds(1))
+        let pool = pool([FakeUpstream(.answer("local")), hosted], overflowAfter: overflowAfter)
         #expect(try await pool.acquire(model: "m", excluding: [], failOpen: true, mayOverflow: true) == 0)
         // Without permission the overflow is never used, however long the wait.
         let patient = Task { try await pool.acquire(model: "m", excluding: [], failOpen: true) }

@@ -87,6 +87,8 @@ final class UpstreamPool: Sendable {
         var lastWaiterID: UInt64 = 0
         /// Waits begun and not yet over; a timer that fires before its waiter is in line takes it out of here.
         var openWaits: Set<UInt64> = []
+        /// Waits past `overflowAfter`; a timer that fires before its waiter is in line leaves the mark here.
+        var overflowDue: Set<UInt64> = []
     }
 
     // Breakers, counts and the line share one lock: a slot freed and handed to a waiter is one step, so no
@@ -292,7 +294,12 @@ final class UpstreamPool: Sendable {
             state.openWaits.insert(state.lastWaiterID)
             return state.lastWaiterID
         }
-        defer { state.withLock { _ = $0.openWaits.remove(id) } }
+        defer {
+            state.withLock { state in
+                state.openWaits.remove(id)
+                state.overflowDue.remove(id)
+            }
+        }
         let timeout = limits.queueTimeout
         let overflowAfter = limits.overflowAfter
         let outcome: Result<Int?, any Error> = await withTaskGroup(of: Void.self) { group in
@@ -326,6 +333,8 @@ final class UpstreamPool: Sendable {
                 let immediate: Result<Int?, any Error>? = state.withLock { state in
                     // Checked under the lock: a cancellation handler that ran before this found nothing to remove.
                     if Task.isCancelled { return .failure(CancellationError()) }
+                    var waiter = waiter
+                    if state.overflowDue.contains(id) { waiter.overflowNow = true }
                     // Decided again: a slot may have been freed since the first look, with nobody in line to take it.
                     switch decide(&state, waiter, at: time) {
                     case .send(let index): return .success(index)
@@ -335,7 +344,6 @@ final class UpstreamPool: Sendable {
                             shed = "queue_timeout"
                             return .failure(APIError.upstreamOverloaded())
                         }
-                        var waiter = waiter
                         waiter.continuation = continuation
                         guard state.queue.enqueue(id: id, waiter) else {
                             shed = "queue_full"
@@ -372,6 +380,8 @@ final class UpstreamPool: Sendable {
     private func overflow(_ id: UInt64) {
         let time = now()
         let granted: (CheckedContinuation<Int?, any Error>, Int)? = state.withLock { state in
+            guard state.openWaits.contains(id) else { return nil }
+            state.overflowDue.insert(id)
             guard let waiter = state.queue.update(id: id, { waiter -> Waiter in
                 waiter.overflowNow = true
                 return waiter
