@@ -204,6 +204,13 @@ def test_virtual_model_defaults_reach_the_upstream_and_client_values_override_th
         assert sent["keep_alive"] == "30m" and sent["think"] is False
         assert sent["messages"][0] == {"role": "system", "content": "You are terse."}
 
+        # And the Responses API (what Codex CLI speaks).
+        r = client.post("/v1/responses", json={"model": "coder", "input": f"hi {nonce()}", "instructions": "Use French."})
+        assert r.status_code == 200, r.text
+        sent = last_sent(m, "/api/chat")
+        assert sent["model"] == MODEL and sent["options"]["num_ctx"] == 8192 and sent["options"]["num_predict"] == 64
+        assert sent["messages"][0] == {"role": "system", "content": "You are terse.\n\nUse French."}
+
 
 def long_prompt(words: int) -> str:
     return " ".join(f"word{i}" for i in range(words)) + " " + nonce()

@@ -91,7 +91,12 @@ extension Gateway {
         if stores, input == nil {
             input = Self.inputItems((try? JSONDecoder().decode(JSONValue.self, from: body))?["input"])
         }
-        let requested = generation.model
+        let scheduled = try schedule(&body, shape: .openAIResponses, context: context)
+        if scheduled.requested != nil || !scheduled.ollama.isEmpty {
+            generation = try OpenAIResponses.decodeRequest(body)
+            generation.ollama = scheduled.ollama
+        }
+        let requested = scheduled.requested ?? generation.model
         try applyAlias(to: &generation.model, body: &body)
         let identity = surfaceIdentity(.openAIResponses)
         var call = Call(

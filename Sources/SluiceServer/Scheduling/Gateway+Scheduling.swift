@@ -8,7 +8,7 @@ import SluiceCore
 struct ScheduledRequest {
     /// The name the client sent, when it named a virtual model (the key check and errors use it).
     var requested: String?
-    /// Ollama settings the body's dialect cannot carry (Anthropic Messages), for ``Generation/Request/ollama``.
+    /// Ollama settings the body's dialect cannot carry (Anthropic Messages, Responses), for ``Generation/Request/ollama``.
     var ollama: [String: JSONValue] = [:]
 
     static let unchanged = ScheduledRequest()
@@ -22,7 +22,7 @@ extension Gateway {
     /// window: the request's own `num_ctx`, else the virtual model's, else what `/api/ps` reported; `warn` marks the
     /// answer with `x-sluice-warning`, `reject` throws 400 `context_length_exceeded`, `raise` sets `num_ctx`.
     ///
-    /// A dialect that cannot carry Ollama's fields (Anthropic Messages) gets them back in ``ScheduledRequest/ollama``,
+    /// A dialect that cannot carry Ollama's fields (Anthropic Messages, Responses) gets them back in ``ScheduledRequest/ollama``,
     /// for the canonical request sent to an Ollama upstream.
     func schedule(_ body: inout ByteBuffer, shape: RequestShape, context: SluiceRequestContext) throws -> ScheduledRequest {
         guard scheduler.inspectsBodies, case .object(var members)? = try? JSONDecoder().decode(JSONValue.self, from: body),
@@ -34,7 +34,7 @@ extension Gateway {
         let ollama = !servers.isEmpty && servers.allSatisfy { upstreams[$0].endpoint.kind == .ollama }
         var changed = false
         // Ollama fields for a dialect that cannot carry them; empty where the body does.
-        let aside = ollama && shape == .anthropicMessages
+        let aside = ollama && (shape == .anthropicMessages || shape == .openAIResponses)
         var scheduled = ScheduledRequest()
         if let virtual {
             virtual.apply(to: &members, shape: shape, ollama: ollama)
