@@ -134,7 +134,7 @@ import SluiceCore
                   gpt-4o-mini: llama3.2
                 upstreams:
                   - {url: "http://127.0.0.1:11434"}
-                  - {url: "https://hosted.invalid", kind: openai, overflow: true, price: {input: 1, output: 2}}
+                  - {url: "https://hosted.invalid", kind: openai, overflow: true, price: {input: 1, output: 2}, model_names: {"llama3.2": "vendor/llama-3.2"}}
                 context_policy: reject
                 overflow_after: 500ms
                 """,
@@ -153,6 +153,9 @@ import SluiceCore
         #expect(coder.temperature == 0.2 && !coder.overridable && coder.warm)
         #expect(config.modelNames == ["coder": "qwen3-coder:30b", "gpt-4o-mini": "llama3.2"])
         #expect(config.upstreams[1].overflow && config.upstreams[1].price == ModelPrice(inputPerMillion: 1, outputPerMillion: 2))
+        #expect(config.upstreams[1].models == ["llama3.2"])
+        #expect(config.upstreams[1].upstreamName(for: "llama3.2:latest") == "vendor/llama-3.2")
+        #expect(config.upstreams[1].upstreamName(for: "qwen") == "qwen")
         #expect(config.contextPolicy == .reject && config.overflowAfter == .milliseconds(500))
         #expect(try load("m.yaml", environment: ["SLUICE_CONTEXT_POLICY": "raise"]).contextPolicy == .raise)
         #expect(try load("m.yaml", flags: ["context-policy": "warn", "batch-share": "0.25"]).batchShare == 0.25)

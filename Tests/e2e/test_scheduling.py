@@ -275,12 +275,13 @@ def test_overflow_after_the_threshold_only_for_keys_allowed_to_and_it_is_recorde
     has waited `overflow-after`; another key waits for the local slot. The usage records and the savings report
     show which calls overflowed and what they cost."""
     local = procs.start_mock("--loaded", MODEL, "--latency-ms", "2500")
-    hosted = procs.start_mock()
+    hosted = procs.start_mock("--model", "vendor/llama-3.2-3b")
     path = tmp_path / "sluice.yaml"
     path.write_text(
         "upstreams:\n"
         f"  - {{name: gpu, url: {local.url}, kind: ollama}}\n"
-        f"  - {{name: hosted, url: {hosted.url}, kind: openai, overflow: true, models: [llama3.2], price: {{input: 100, output: 200}}}}\n"
+        f"  - {{name: hosted, url: {hosted.url}, kind: openai, overflow: true, model_names: {{llama3.2: vendor/llama-3.2-3b}},"
+        " price: {input: 100, output: 200}}\n"
     )
     database = f"sqlite:{tmp_path / 'usage.db'}"
     gw = procs.start_gateway(args=[
@@ -313,6 +314,8 @@ def test_overflow_after_the_threshold_only_for_keys_allowed_to_and_it_is_recorde
         for f in (first, overflowing, waiting):
             f.result()
     assert hosted.stats()["requests"].get("/v1/chat/completions", 0) == 1
+    # The hosted API knows the model by its own name.
+    assert last_sent(hosted, "/v1/chat/completions")["model"] == "vendor/llama-3.2-3b"
     assert local.stats()["requests"].get("/api/chat", 0) == 2
     assert metric(gw, "sluice_overflow_total") == 1
 

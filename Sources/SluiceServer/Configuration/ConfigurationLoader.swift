@@ -292,6 +292,14 @@ public struct ConfigurationLoader: Sendable {
             if let value = item["price"] {
                 endpoint.price = try parsePrices(["upstreams[\(i)].price": value], path: path).values.first
             }
+            if let value = item["model_names"] {
+                guard let map = value as? [String: Any], map.allSatisfy({ !$0.key.isEmpty && ($0.value as? String)?.isEmpty == false }) else {
+                    throw ConfigurationError("upstreams[\(i)].model_names in \(path) must map model names to this upstream's names for them")
+                }
+                endpoint.modelNames = map.compactMapValues { $0 as? String }
+                // It serves the models it has names for.
+                endpoint.models += endpoint.modelNames.keys.sorted().filter { !endpoint.models.contains($0) }
+            }
             out.append(endpoint)
         }
         return out
