@@ -474,7 +474,8 @@ extension GatewayConfiguration {
                     .object([
                         "name": .string($0.name), "url": .string(CredentialMasking.redacted($0.baseURL)), "kind": .string($0.kind.rawValue),
                         "api_key": mask($0.apiKey), "models": .array($0.models.map { .string($0) }), "weight": .int($0.weight),
-                        "overflow": .bool($0.overflow),
+                        "overflow": .bool($0.overflow), "model_names": .object($0.modelNames.mapValues { .string($0) }),
+                        "price": $0.price.map { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) } ?? .null,
                     ])
                 }),
             "database": .string(CredentialMasking.redacted(database)), "master_key": mask(masterKey), "auth": .string(auth.rawValue),

@@ -18,8 +18,9 @@ struct SchedulingPlan: Sendable {
 /// The stateful part of local-first scheduling: which upstream each conversation is on, and what the upstreams
 /// have loaded (kept fresh by ``ModelResidency``).
 final class Scheduler: Sendable {
-    /// How many conversations the affinity table remembers, and how long after their last turn.
+    /// What scheduling is configured with.
     struct Settings: Sendable {
+        /// How many conversations the affinity table remembers, and how long after their last turn.
         var affinityCapacity = 10_000
         var affinityTTL = Duration.seconds(1_800)
         /// The `models:` section, by the name clients send.
