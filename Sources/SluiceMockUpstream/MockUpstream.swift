@@ -21,6 +21,18 @@ public struct MockUpstreamOptions: Sendable {
     public var models: [String]?
     /// When set, the Anthropic routes answer 401 unless `x-api-key` carries this key; nil accepts any key or none.
     public var anthropicAPIKey: String?
+    /// Models loaded at start, reported by `/api/ps`.
+    public var loaded: [String] = []
+    /// Time to load a model that is not loaded.
+    public var loadMs = 0
+    /// Models held at once (0: no bound); loading another unloads the least recently used.
+    public var maxLoaded = 0
+    /// The context length `/api/ps` and `/api/show` report (0: none).
+    public var contextLength = 0
+    /// Time to process each earlier chat message not in the prompt cache.
+    public var promptCacheMissMs = 0
+    /// Answer `/api/ps` 404, as a server that does not say what it has loaded (benchmark baselines).
+    public var hideLoaded = false
 
     public init() {}
 }
@@ -123,8 +135,10 @@ struct MockCountingMiddleware<Context: RequestContext>: RouterMiddleware {
         var request = request
         if !request.uri.path.hasPrefix("/mock/") {
             stats.count(request.uri.path)
-            // Collecting keeps the body in the request, so the handler still reads it.
-            recorder.record(path: request.uri.path, headers: request.headers, body: try await request.collectBody(upTo: .max))
+            // Collecting keeps the body in the request, so the handler still reads it. The gateway's polls of what is
+            // loaded are not recorded: they would push what tests look for out of the bounded log.
+            let body = try await request.collectBody(upTo: .max)
+            if request.uri.path != "/api/ps" { recorder.record(path: request.uri.path, headers: request.headers, body: body) }
         }
         if let failStatus, mockGeneratingPaths.contains(request.uri.path) {
             if request.uri.path.hasPrefix("/v1/messages") { return MockServer.anthropicError(status: failStatus, message: "mock fail-status") }
@@ -140,6 +154,15 @@ struct MockServer: Sendable {
     let options: MockUpstreamOptions
     let stats = MockStats()
     let recorder = MockRecorder()
+    let residency: MockResidency
+
+    init(options: MockUpstreamOptions) {
+        self.options = options
+        self.residency = MockResidency(
+            settings: .init(
+                loaded: options.loaded, loadMs: options.loadMs, maxLoaded: options.maxLoaded, contextLength: options.contextLength,
+                promptCacheMissMs: options.promptCacheMissMs))
+    }
 
     static let encoder = WireJSON.encoder()
 
@@ -151,7 +174,11 @@ struct MockServer: Sendable {
     }
 
     func addRoutes(to router: Router<BasicRequestContext>) {
-        router.get("mock/stats") { _, _ in try json(stats.json) }
+        router.get("mock/stats") { _, _ in
+            guard case .object(var members) = stats.json, case .object(let more) = residency.statsJSON else { return try json(stats.json) }
+            members.merge(more) { a, _ in a }
+            return try json(JSONValue.object(members))
+        }
         router.get("mock/requests") { _, _ in try json(recorder.json) }
         router.post("mock/reset") { _, _ in
             stats.update { $0 = .init() }
@@ -166,7 +193,10 @@ struct MockServer: Sendable {
                         Ollama.ModelTag(name: $0, modifiedAt: "2026-01-01T00:00:00Z", size: 1_000_000, digest: String(repeating: "0", count: 64))
                     }))
         }
-        router.get("api/ps") { _, _ in try json(["models": .array([])] as JSONValue) }
+        router.get("api/ps") { _, _ in
+            guard !options.hideLoaded else { throw HTTPError(.notFound) }
+            return try json(residency.psJSON)
+        }
         router.post("api/show") { request, context in
             let body = try await request.decode(as: JSONValue.self, context: context)
             guard let model = body["model"]?.stringValue ?? body["name"]?.stringValue, let name = resolve(model) else {
@@ -175,7 +205,9 @@ struct MockServer: Sendable {
             let show: JSONValue = [
                 "modelfile": .string("FROM \(name)"), "parameters": "", "template": "{{ .Prompt }}",
                 "details": ["format": "gguf", "family": "mock", "parameter_size": "1B", "quantization_level": "Q4_0"],
-                "model_info": ["general.architecture": "mock"], "capabilities": ["completion", "tools"],
+                "model_info": options.contextLength > 0
+                    ? ["general.architecture": "mock", "mock.context_length": .int(options.contextLength)] : ["general.architecture": "mock"],
+                "capabilities": ["completion", "tools"],
                 "modified_at": "2026-01-01T00:00:00Z",
             ]
             return try json(show)
@@ -227,6 +259,9 @@ struct MockServer: Sendable {
         let triggers = MockBehaviour.Triggers(lastUser)
         if triggers.error { return try failure() }
         try await delayFirstByte()
+        let transcript = body.messages.map { (role: $0.role, content: $0.content) }
+        try await residency.use(resolve(body.model) ?? body.model)
+        try await residency.processPrompt(transcript)
         let promptTokens = MockBehaviour.tokenCount(body.messages.map(\.content))
         let isJSON = body.format != nil
         let text = isJSON ? MockBehaviour.jsonReply : MockBehaviour.replyText(to: lastUser)
@@ -236,6 +271,7 @@ struct MockServer: Sendable {
         let pieces = toolCall == nil ? (isJSON ? [text] : MockBehaviour.pieces(of: text)) : []
         let thinking = triggers.think ? MockBehaviour.thinkingText(about: lastUser) : nil
         let thinkingPieces = thinking.map(MockBehaviour.pieces) ?? []
+        residency.remember(transcript, answer: text)
         let created = "2026-01-01T00:00:00Z"
         func final(_ message: Ollama.Message) -> Ollama.ChatResponse {
             var r = Ollama.ChatResponse(model: body.model, createdAt: created, message: message, done: true)
@@ -270,6 +306,7 @@ struct MockServer: Sendable {
         let triggers = MockBehaviour.Triggers(body.prompt)
         if triggers.error { return try failure() }
         try await delayFirstByte()
+        try await residency.use(resolve(body.model) ?? body.model)
         let text = body.format != nil ? MockBehaviour.jsonReply : MockBehaviour.replyText(to: body.prompt)
         let pieces = MockBehaviour.pieces(of: text)
         let created = "2026-01-01T00:00:00Z"
@@ -296,8 +333,12 @@ struct MockServer: Sendable {
         let triggers = MockBehaviour.Triggers(lastUser)
         if triggers.error { return try failure() }
         try await delayFirstByte()
+        let transcript = body.messages.map { (role: $0.role, content: $0.content?.text ?? "") }
+        try await residency.use(resolve(body.model) ?? body.model)
+        try await residency.processPrompt(transcript)
         let isJSON = body.responseFormat.map { $0.type != "text" } ?? false
         let text = isJSON ? MockBehaviour.jsonReply : MockBehaviour.replyText(to: lastUser)
+        residency.remember(transcript, answer: text)
         // As on `/api/chat`: any tools get a call, except right after a tool result.
         let toolCall = (body.messages.last?.role == "tool" ? nil : MockBehaviour.toolCall(for: body.tools ?? [])).map {
             ToolCall(id: "call_mock_0", name: $0.name, arguments: String(decoding: try! Self.encoder.encode($0.arguments), as: UTF8.self))

@@ -113,10 +113,18 @@ public func buildApplication(
     let pool = UpstreamPool(upstreams: upstreams, metrics: dependencies.metrics, limits: configuration.upstreamLimits, now: dependencies.now)
     // Last in, so it stops first: no probe runs against an HTTP client that is shutting down.
     let probeResults = ProbeResults(maxAge: ProbeResults.maxAge(probeInterval: configuration.probeInterval))
-    services.append(UpstreamProber(pool: pool, results: probeResults, interval: configuration.probeInterval, logger: logger))
+    let residency = ModelResidency(pool: pool, logger: logger)
+    services.append(residency)
+    services.append(
+        UpstreamProber(pool: pool, results: probeResults, residency: residency, interval: configuration.probeInterval, logger: logger))
+    let scheduler = Scheduler(pool: pool, residency: residency, settings: configuration.schedulerSettings, now: dependencies.now)
+    services.append(
+        ModelWarmer(
+            scheduler: scheduler, residency: residency, interval: configuration.probeInterval > .zero ? configuration.probeInterval : .seconds(10),
+            logger: logger))
     let router = buildRouter(
         configuration: configuration, pool: pool, probeResults: probeResults, directory: directory, store: store, keySync: sync,
-        recorder: recorder, dependencies: dependencies)
+        recorder: recorder, dependencies: dependencies, scheduler: scheduler)
     let writeTimeoutClosed = dependencies.metrics.clientConnectionClosedCounter(reason: "write_timeout")
     let writeTimeout = TimeAmount.nanoseconds(configuration.clientWriteTimeout.nanoseconds)
     let http1 = HTTPServerBuilder.guardedHTTP1(
@@ -170,7 +178,8 @@ func buildRouter(
     store: (any GatewayStore)?,
     keySync: KeyDirectorySync? = nil,
     recorder: any UsageRecorder,
-    dependencies: ApplicationDependencies
+    dependencies: ApplicationDependencies,
+    scheduler: Scheduler? = nil
 ) -> Router<SluiceRequestContext> {
     let upstreams = pool.upstreams
     let metrics = dependencies.metrics
@@ -181,15 +190,21 @@ func buildRouter(
         : nil
     let gateway = Gateway(
         pool: pool, maxBodyBytes: configuration.maxBodyBytes, cache: cache, cacheScope: configuration.cacheScope,
-        cacheDeterministicOnly: configuration.cacheDeterministicOnly, aliases: configuration.aliases,
+        cacheDeterministicOnly: configuration.cacheDeterministicOnly, aliases: configuration.modelNames,
         bufferBudget: AnswerBufferBudget(limit: configuration.maxBufferedBytes), coalesceWait: configuration.cacheCoalesceWait,
         drain: ShutdownDrain(grace: configuration.shutdownGrace), responseStore: store,
-        responseRetention: configuration.responseRetention, now: now)
+        responseRetention: configuration.responseRetention,
+        scheduler: scheduler ?? Scheduler(pool: pool, residency: nil, settings: configuration.schedulerSettings, now: now), now: now)
     let limiter = RateLimiter(
         globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
         now: now())
     let localUpstreams = Set(upstreams.filter { $0.endpoint.kind == .ollama }.map(\.endpoint.name))
-    let calculator = CostCalculator(prices: PriceTable(overrides: configuration.prices), referenceModel: configuration.referenceModel)
+    var costs = CostCalculator(prices: PriceTable(overrides: configuration.prices), referenceModel: configuration.referenceModel)
+    let overflowPrices = upstreams.compactMap { upstream in upstream.endpoint.price.map { (upstream.endpoint.name, $0) } }
+    costs.upstreamPrices = Dictionary(overflowPrices, uniquingKeysWith: { first, _ in first })
+    // Local answers save what the hosted overflow would have charged for them.
+    costs.localComparisonPrice = upstreams.first { $0.endpoint.overflow && $0.endpoint.price != nil }?.endpoint.price
+    let calculator = costs
     let accounting = AccountingRecorder(
         next: recorder, limiter: limiter, directory: directory,
         pricer: { record in
@@ -227,7 +242,7 @@ func buildRouter(
     OperationsRoutes(
         upstreams: upstreams, pool: gateway.pool, metrics: metrics, probeTimeout: .seconds(2),
         probeResults: probeResults ?? ProbeResults(maxAge: ProbeResults.maxAge(probeInterval: configuration.probeInterval)),
-        directory: directory
+        directory: directory, scheduler: gateway.scheduler
     ).addRoutes(to: router)
     AdminRoutes(directory: directory, store: store, configuration: configuration, keySync: keySync, now: now).addRoutes(to: router.group("admin"))
     DashboardRoutes(

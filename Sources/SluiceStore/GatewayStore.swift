@@ -35,11 +35,17 @@ public struct UsageTotals: Sendable, Equatable, Codable {
     public var errors: Int
     public var p50LatencyMs: Double
     public var p95LatencyMs: Double
+    /// Calls a hosted `overflow` upstream served because no local one could in time, and what they cost.
+    public var overflowRequests = 0
+    public var overflowCostUSD = 0.0
 
     public init(
         requests: Int = 0, promptTokens: Int = 0, completionTokens: Int = 0, costUSD: Double = 0, savedUSD: Double = 0,
-        cacheHits: Int = 0, errors: Int = 0, p50LatencyMs: Double = 0, p95LatencyMs: Double = 0
+        cacheHits: Int = 0, errors: Int = 0, p50LatencyMs: Double = 0, p95LatencyMs: Double = 0, overflowRequests: Int = 0,
+        overflowCostUSD: Double = 0
     ) {
+        self.overflowRequests = overflowRequests
+        self.overflowCostUSD = overflowCostUSD
         self.requests = requests
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens

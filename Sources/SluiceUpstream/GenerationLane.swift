@@ -68,6 +68,7 @@ extension OpenAIUpstream: GenerationUpstream {
     /// OpenAI `/v1/chat/completions`, SSE with a usage chunk when streaming.
     public func generate(_ request: Generation.Request, identity: ResponseIdentity, logger: Logger) async throws -> GenerationReply {
         var chat = try OpenAIChat.chatRequest(request)
+        chat.model = endpoint.upstreamName(for: chat.model)
         chat.stream = request.stream
         if request.stream { chat.streamOptions = StreamOptions(includeUsage: true) }
         let body = try http.encode(chat)

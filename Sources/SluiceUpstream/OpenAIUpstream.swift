@@ -45,6 +45,7 @@ public struct OpenAIUpstream: UpstreamProvider {
 
     /// `/v1/responses` as the client sent it, for an upstream that serves the Responses API itself.
     public func responses(rawBody: ByteBuffer, streams: Bool, logger: Logger) async throws -> UpstreamReply {
+        let rawBody = renamingModel(rawBody)
         if streams {
             let response = try await http.send(.POST, "/v1/responses", body: rawBody, logger: logger)
             return .stream(UpstreamStream(body: response.body, translator: ResponsesStreamPassthrough()))
@@ -53,7 +54,19 @@ public struct OpenAIUpstream: UpstreamProvider {
         return .complete(body: answer, usage: ResponsesStreamPassthrough.usage(in: (try? JSONDecoder().decode(JSONValue.self, from: answer))?["usage"]))
     }
 
+    /// The body with its model renamed as `modelNames` says; untouched (not even parsed) when there is nothing to rename.
+    func renamingModel(_ body: ByteBuffer) -> ByteBuffer {
+        guard !endpoint.modelNames.isEmpty, case .object(var members)? = try? JSONDecoder().decode(JSONValue.self, from: body),
+            let model = members["model"]?.stringValue
+        else { return body }
+        let name = endpoint.upstreamName(for: model)
+        guard name != model else { return body }
+        members["model"] = .string(name)
+        return (try? WireJSON.encoder().encodeAsByteBuffer(JSONValue.object(members), allocator: ByteBufferAllocator())) ?? body
+    }
+
     private func forward(_ path: String, _ body: ByteBuffer, streams: Bool, logger: Logger) async throws -> UpstreamReply {
+        let body = renamingModel(body)
         if streams {
             let response = try await http.send(.POST, path, body: body, logger: logger)
             return .stream(UpstreamStream(body: response.body, translator: OpenAIStreamPassthrough()))

@@ -25,6 +25,18 @@ public struct UpstreamEndpoint: Sendable, Equatable {
     /// An `openai` upstream that serves the Responses API itself (`responses: true`): `/v1/responses` passes through
     /// to it unchanged, stored conversations included, instead of going through chat completions.
     public var servesResponses = false
+    /// A hosted upstream used only when no local one can take a request within `overflow-after` (`overflow: true`).
+    public var overflow = false
+    /// What an overflow upstream charges, USD per million tokens; nil prices by model as any hosted call.
+    public var price: ModelPrice?
+    /// The names this upstream knows models by, by the name clients and local servers use (`qwen3-coder:30b` →
+    /// `Qwen/Qwen3-Coder-30B-A3B-Instruct`), so a hosted overflow serves the same model under its own name.
+    public var modelNames: [String: String] = [:]
+
+    /// The name to send this upstream for `model`.
+    public func upstreamName(for model: String) -> String {
+        modelNames[model] ?? modelNames.first { UpstreamChooser.sameModel($0.key, model) }?.value ?? model
+    }
 
     public init(name: String, baseURL: String, kind: UpstreamKind, apiKey: String? = nil, models: [String] = [], weight: Int = 1) {
         self.name = name

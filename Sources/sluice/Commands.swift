@@ -78,6 +78,12 @@ struct MockUpstream: AsyncParsableCommand {
     @Option(name: .customLong("model"), help: "A model to list and serve (repeatable; default: the built-in three).") var models: [String] = []
     @Option(name: .customLong("anthropic-api-key"), help: "Require this x-api-key on /v1/messages (default: accept any key or none).")
     var anthropicAPIKey: String?
+    @Option(name: .customLong("loaded"), help: "A model loaded at start, listed by /api/ps (repeatable).") var loaded: [String] = []
+    @Option(name: .customLong("load-ms"), help: "Time to load a model that is not loaded (default 0).") var loadMs = 0
+    @Option(name: .customLong("max-loaded"), help: "Models held at once; loading another unloads the least recently used (0 = no bound).") var maxLoaded = 0
+    @Option(name: .customLong("context-length"), help: "Context length reported by /api/ps and /api/show (0 = none).") var contextLength = 0
+    @Option(name: .customLong("prompt-cache-miss-ms"), help: "Time per earlier chat message not in the prompt cache (default 0).") var promptCacheMissMs = 0
+    @Flag(name: .customLong("hide-loaded"), help: "Answer /api/ps with 404, as a server that does not report loaded models.") var hideLoaded = false
 
     /// Bounds checked here because the mock turns them into a pause (`Int64(1e6 / rate)`) and an HTTP status, which trap
     /// on values they cannot hold.
@@ -87,6 +93,10 @@ struct MockUpstream: AsyncParsableCommand {
             throw ValidationError("--tokens-per-second must be 0 or a number from 0.001 to 1000000")
         }
         if let failStatus, !(100...599).contains(failStatus) { throw ValidationError("--fail-status must be an HTTP status, 100 to 599") }
+        for (name, value) in [("--load-ms", loadMs), ("--prompt-cache-miss-ms", promptCacheMissMs)] where !(0...600_000).contains(value) {
+            throw ValidationError("\(name) must be from 0 to 600000")
+        }
+        guard maxLoaded >= 0, contextLength >= 0 else { throw ValidationError("--max-loaded and --context-length must not be negative") }
     }
 
     func run() async throws {
@@ -99,6 +109,12 @@ struct MockUpstream: AsyncParsableCommand {
         options.failStatus = failStatus
         options.models = models.isEmpty ? nil : models
         options.anthropicAPIKey = anthropicAPIKey
+        options.loaded = loaded
+        options.loadMs = loadMs
+        options.maxLoaded = maxLoaded
+        options.contextLength = contextLength
+        options.promptCacheMissMs = promptCacheMissMs
+        options.hideLoaded = hideLoaded
         let app = buildMockUpstream(options: options, logger: Logger(label: "sluice-mock-upstream"))
         try await app.runService()
     }

@@ -51,6 +51,12 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("client-write-timeout"), help: "Close a client that accepts no byte of an answer for this long, cancelling the upstream call (default 30s).") var clientWriteTimeout: String?
     @Option(name: .customLong("cache-coalesce-wait"), help: "How long a request waits for an identical one in flight before calling on its own (default 30s).") var cacheCoalesceWait: String?
     @Option(name: .customLong("max-buffered-bytes"), help: "Bytes of upstream answers held in memory at once, all requests together; past it, 503 (default 256MiB).") var maxBufferedBytes: String?
+    @Option(name: .customLong("affinity-ttl"), help: "How long a conversation stays with the upstream of its last turn (default 30m).") var affinityTTL: String?
+    @Option(name: .customLong("context-policy"), help: "A prompt longer than its model's context: warn, reject or raise (default warn).") var contextPolicy: String?
+    @Option(name: .customLong("context-max"), help: "The largest num_ctx the raise context policy sets (default 131072).") var contextMax: String?
+    @Option(name: .customLong("overflow-after"), help: "How long a request waits for a local upstream before a hosted overflow one may take it (default 2s).") var overflowAfter: String?
+    @Option(name: .customLong("batch-share"), help: "Share of an upstream's in-flight slots batch keys may hold at once (default 0.5).") var batchShare: String?
+    @Option(name: .customLong("affinity-max"), help: "Conversations remembered for affinity, least recently used out first (default 10000).") var affinityMax: String?
 
     /// The flags that were given, by option name.
     var flags: [String: String] {
@@ -72,6 +78,8 @@ struct ConfigOptions: ParsableArguments {
             ("client-header-timeout", clientHeaderTimeout), ("client-body-timeout", clientBodyTimeout),
             ("client-idle-timeout", clientIdleTimeout), ("max-connections", maxConnections),
             ("client-write-timeout", clientWriteTimeout), ("cache-coalesce-wait", cacheCoalesceWait), ("max-buffered-bytes", maxBufferedBytes),
+            ("affinity-ttl", affinityTTL), ("affinity-max", affinityMax), ("context-policy", contextPolicy), ("context-max", contextMax),
+            ("overflow-after", overflowAfter), ("batch-share", batchShare),
         ]
         for (name, value) in pairs { if let value { out[name] = value } }
         if allowInsecure { out["allow-insecure"] = "true" }

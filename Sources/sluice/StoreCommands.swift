@@ -36,10 +36,17 @@ struct CreateKey: AsyncParsableCommand {
     @Option(help: "Spending cap in USD.") var budget: Double?
     @Option(help: "Comma list of models the key may use (default: all).") var models: String?
     @Option(help: "Expiry: a date (2026-12-31) or a duration from now (30d).") var expires: String?
+    @Flag(name: .customLong("allow-overflow"), help: "Let the key's requests overflow to hosted upstreams when local ones are busy.")
+    var allowOverflow = false
+    @Option(help: "interactive (default) or batch: batch requests wait behind interactive ones and get a share of each upstream.")
+    var priority: PriorityClass = .interactive
     @OptionGroup var options: ConfigOptions
 
     var terms: KeyTerms {
-        KeyTerms(name: name, rpm: rpm, tpm: tpm, budgetUSD: budget, models: models.map(ValueParsing.list) ?? [], expires: expires)
+        var terms = KeyTerms(name: name, rpm: rpm, tpm: tpm, budgetUSD: budget, models: models.map(ValueParsing.list) ?? [], expires: expires)
+        terms.allowOverflow = allowOverflow
+        terms.priority = priority
+        return terms
     }
 
     /// The admin API's rules, with its field names turned into this command's flags.
@@ -187,3 +194,5 @@ func awaitRunningGateways(_ store: any GatewayStore) async throws {
                 + "until they reach the store again\n").utf8))
     }
 }
+
+extension PriorityClass: ExpressibleByArgument {}

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SluiceCore
 @testable import SluiceServer
 
 @Suite struct ConfigurationTests {
@@ -122,6 +123,47 @@ import Testing
         #expect(try load("c.yaml").aliases == ["gpt-4o-mini": "llama3.2"])
         #expect(throws: ConfigurationError.self) { try load("chain.yaml") }
         #expect(throws: ConfigurationError.self) { try load("bad.yaml") }
+    }
+
+    @Test func schedulingFromFileEnvironmentAndFlags() throws {
+        let dir = try scratch([
+            "m.yaml": """
+                models:
+                  coder: {model: "qwen3-coder:30b", num_ctx: 32768, keep_alive: 30m, think: false, temperature: 0.2, override: false, warm: true}
+                aliases:
+                  gpt-4o-mini: llama3.2
+                upstreams:
+                  - {url: "http://127.0.0.1:11434"}
+                  - {url: "https://hosted.invalid", kind: openai, overflow: true, price: {input: 1, output: 2}, model_names: {"llama3.2": "vendor/llama-3.2"}}
+                context_policy: reject
+                overflow_after: 500ms
+                """,
+            "chain.yaml": "models:\n  coder: {model: gpt-4o-mini}\naliases:\n  gpt-4o-mini: llama3.2\n",
+            "typo.yaml": "models:\n  coder: {model: x, num_cxt: 4096}\n",
+            "think.yaml": "models:\n  coder: {model: x, think: maybe}\n",
+        ])
+        func load(_ name: String, flags: [String: String] = [:], environment: [String: String] = [:]) throws -> GatewayConfiguration {
+            var flags = flags
+            flags["config"] = dir.appendingPathComponent(name).path
+            return try ConfigurationLoader(flags: flags, environment: environment, dotEnvPath: nil).load()
+        }
+        let config = try load("m.yaml")
+        let coder = try #require(config.virtualModels["coder"])
+        #expect(coder.model == "qwen3-coder:30b" && coder.numCtx == 32768 && coder.keepAlive == "30m" && coder.think == false)
+        #expect(coder.temperature == 0.2 && !coder.overridable && coder.warm)
+        #expect(config.modelNames == ["coder": "qwen3-coder:30b", "gpt-4o-mini": "llama3.2"])
+        #expect(config.upstreams[1].overflow && config.upstreams[1].price == ModelPrice(inputPerMillion: 1, outputPerMillion: 2))
+        #expect(config.upstreams[1].models == ["llama3.2"])
+        #expect(config.upstreams[1].upstreamName(for: "llama3.2:latest") == "vendor/llama-3.2")
+        #expect(config.upstreams[1].upstreamName(for: "qwen") == "qwen")
+        #expect(config.contextPolicy == .reject && config.overflowAfter == .milliseconds(500))
+        #expect(try load("m.yaml", environment: ["SLUICE_CONTEXT_POLICY": "raise"]).contextPolicy == .raise)
+        #expect(try load("m.yaml", flags: ["context-policy": "warn", "batch-share": "0.25"]).batchShare == 0.25)
+        #expect(throws: ConfigurationError.self) { try load("m.yaml", flags: ["context-policy": "shout"]) }
+        #expect(throws: ConfigurationError.self) { try load("m.yaml", flags: ["batch-share": "0"]) }
+        #expect(throws: ConfigurationError.self) { try load("chain.yaml") }
+        #expect(throws: ConfigurationError.self) { try load("typo.yaml") }
+        #expect(throws: ConfigurationError.self) { try load("think.yaml") }
     }
 
     @Test func insecureBindIsRefusedUnlessAllowed() throws {

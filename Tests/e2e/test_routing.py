@@ -43,7 +43,8 @@ def upstream_states(client: httpx.Client) -> dict:
 
 
 def test_killed_upstream_loses_no_request(procs, tmp_path):
-    a, b = procs.start_mock(), procs.start_mock()
+    # Both have the model loaded, so the gateway's model-aware routing shares traffic between them.
+    a, b = procs.start_mock("--loaded", "llama3.2:latest"), procs.start_mock("--loaded", "llama3.2:latest")
     config = write_config(tmp_path, [("a", a.url, []), ("b", b.url, [])])
     gw = procs.start_gateway(args=["--config", config])
     with httpx.Client(base_url=gw.url, timeout=30) as client:
@@ -66,7 +67,8 @@ def test_killed_upstream_loses_no_request(procs, tmp_path):
 def test_upstream_killed_under_concurrent_load_loses_no_request(procs, tmp_path):
     """SIGKILL one of two upstreams while eight clients keep calling: requests in flight to it are retried on the
     other before their first byte, later ones avoid it, and no client sees an error."""
-    a, b = procs.start_mock("--latency-ms", "5"), procs.start_mock("--latency-ms", "5")
+    a = procs.start_mock("--latency-ms", "5", "--loaded", "llama3.2:latest")
+    b = procs.start_mock("--latency-ms", "5", "--loaded", "llama3.2:latest")
     config = write_config(tmp_path, [("a", a.url, []), ("b", b.url, [])])
     gw = procs.start_gateway(args=["--config", config])
     stop = threading.Event()

@@ -177,6 +177,12 @@ public struct CostCalculator: Sendable {
     /// The hosted model local answers are compared with; nil claims no savings for local answers.
     public var referenceModel: String?
 
+    /// Prices of upstreams that charge their own rate whatever the model (hosted `overflow` upstreams), by name.
+    public var upstreamPrices: [String: ModelPrice] = [:]
+    /// When set, local answers save what this hosted price would have charged, instead of the reference model's:
+    /// the price of the overflow upstream that would otherwise have served them.
+    public var localComparisonPrice: ModelPrice?
+
     public init(prices: PriceTable = PriceTable(), referenceModel: String? = "gpt-4o-mini") {
         self.prices = prices
         self.referenceModel = referenceModel
@@ -188,6 +194,11 @@ public struct CostCalculator: Sendable {
         let completion = max(0, record.completionTokens)
         // Nothing was consumed (errors, /v1/models), so there is nothing to price and nothing to flag.
         guard prompt + completion > 0, let model = record.model else { return Outcome() }
+        let own = record.upstream.flatMap { upstreamPrices[$0] }
+        if let fixed = own ?? (isLocalUpstream ? localComparisonPrice : nil) {
+            let value = fixed.cost(promptTokens: prompt, completionTokens: completion)
+            return record.cacheHit || own == nil ? Outcome(costUSD: 0, savedUSD: value) : Outcome(costUSD: value, savedUSD: 0)
+        }
 
         // The price the tokens would have been charged at had they gone to a paid API.
         let pricedModel: String

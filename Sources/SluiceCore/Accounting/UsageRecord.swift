@@ -29,6 +29,8 @@ public struct UsageRecord: Sendable, Equatable, Codable {
     public var costUSD: Double
     /// Cost avoided: by a cache hit, or by running locally instead of on the reference model.
     public var savedUSD: Double
+    /// True when no local upstream could take the request in time and a hosted `overflow` upstream served it.
+    public var overflowed = false
     /// The request and response bodies (see ``BodySample``), only with `store-bodies`.
     public var requestBody: String?
     public var responseBody: String?
@@ -53,6 +55,7 @@ public struct UsageRecord: Sendable, Equatable, Codable {
         case timeToFirstTokenMs = "time_to_first_token_ms"
         case costUSD = "cost_usd"
         case savedUSD = "saved_usd"
+        case overflowed
         case requestBody = "request_body"
         case responseBody = "response_body"
     }
@@ -62,7 +65,7 @@ public struct UsageRecord: Sendable, Equatable, Codable {
         model: String? = nil, upstream: String? = nil, status: Int, errorCode: String? = nil, stream: Bool = false,
         cacheHit: Bool = false, promptTokens: Int = 0, completionTokens: Int = 0, cachedTokens: Int = 0, cacheWriteTokens: Int = 0,
         reasoningTokens: Int = 0, tokensEstimated: Bool = false,
-        latencyMs: Double, timeToFirstTokenMs: Double? = nil, costUSD: Double = 0, savedUSD: Double = 0,
+        latencyMs: Double, timeToFirstTokenMs: Double? = nil, costUSD: Double = 0, savedUSD: Double = 0, overflowed: Bool = false,
         requestBody: String? = nil, responseBody: String? = nil
     ) {
         self.id = id
@@ -87,6 +90,7 @@ public struct UsageRecord: Sendable, Equatable, Codable {
         self.timeToFirstTokenMs = timeToFirstTokenMs
         self.costUSD = costUSD
         self.savedUSD = savedUSD
+        self.overflowed = overflowed
         self.requestBody = requestBody
         self.responseBody = responseBody
     }

@@ -114,3 +114,5 @@ public struct LRUCache<Key: Hashable, Value> {
         free.append(i)
     }
 }
+extension LRUCache: Sendable where Key: Sendable, Value: Sendable {}
+extension LRUCache.Node: Sendable where Key: Sendable, Value: Sendable {}

@@ -61,6 +61,9 @@ extension Generation {
         public var origin: Dialect
         /// Top-level fields the model does not name, by JSON path.
         public var extensions: Extensions
+        /// What the gateway tells an Ollama upstream that no client dialect says (a virtual model's or the context
+        /// guard's `options.num_ctx`, `keep_alive`, `think`), as Ollama's own fields; other upstreams ignore it.
+        public var ollama: [String: JSONValue] = [:]
 
         public init(model: String, messages: [Message], origin: Dialect) {
             self.model = model

@@ -29,6 +29,15 @@ public enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// An integer, or a double that holds one exactly.
+    public var intValue: Int? {
+        switch self {
+        case .int(let i): i
+        case .double(let d) where d.rounded() == d && abs(d) < 9e15: Int(d)
+        default: nil
+        }
+    }
+
     public var doubleValue: Double? {
         switch self {
         case .int(let i): Double(i)

@@ -20,6 +20,10 @@ public struct APIKeyRecord: Sendable, Equatable, Codable {
     /// Spending cap in USD; nil means none.
     public var budgetUSD: Double?
     public var revoked: Bool
+    /// Whether its requests may go to a hosted `overflow` upstream when no local one can take them in time.
+    public var allowOverflow = false
+    /// Its requests' class when upstreams are busy: `interactive` ones are served first, `batch` ones get a share.
+    public var priority = PriorityClass.interactive
 
     public init(
         id: String, name: String, hash: String, prefix: String, createdAt: Double, lastUsedAt: Double? = nil,

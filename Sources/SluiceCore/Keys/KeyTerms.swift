@@ -10,6 +10,9 @@ public struct KeyTerms: Sendable, Equatable {
     public var models: [String]
     /// A date (`2026-12-31`) or a duration from now (`30d`).
     public var expires: String?
+    /// Whether the key may overflow to hosted upstreams.
+    public var allowOverflow = false
+    public var priority = PriorityClass.interactive
 
     /// Requests or tokens per minute no deployment comes near.
     public static let maxPerMinute = 1_000_000_000
@@ -32,8 +35,11 @@ public struct KeyTerms: Sendable, Equatable {
     /// A new key with these terms, or a 400 naming the first field out of range.
     public func issue(now: Double) throws(APIError) -> IssuedKey {
         let expiresAt = try expiry(now: now)
-        return IssuedKey(
+        var issued = IssuedKey(
             name: trimmedName, now: now, expiresAt: expiresAt, allowedModels: models, rpm: rpm, tpm: tpm, budgetUSD: budgetUSD)
+        issued.record.allowOverflow = allowOverflow
+        issued.record.priority = priority
+        return issued
     }
 
     var trimmedName: String { name.trimmingSpaces() }

@@ -30,6 +30,8 @@ public struct ChatCompletionRequest: Codable, Sendable, Equatable {
     /// Ollama's `keep_alive`, sent by the OpenAI SDK through `extra_body`: a translating gateway is the only place
     /// it can survive.
     public var keepAlive: JSONValue?
+    /// Ollama `think` (`true`, `false` or an effort), for Ollama upstreams; wins over `reasoning_effort`.
+    public var think: JSONValue?
     /// Ollama `options` (`num_ctx`, …) sent through `extra_body`; the OpenAI sampling fields win where both are given.
     public var options: [String: JSONValue]?
     /// Top-k sampling, which vLLM, llama.cpp and Ollama clients send (OpenAI's SDK through `extra_body`).
@@ -58,6 +60,7 @@ public struct ChatCompletionRequest: Codable, Sendable, Equatable {
         case parallelToolCalls = "parallel_tool_calls"
         case reasoningEffort = "reasoning_effort"
         case keepAlive = "keep_alive"
+        case think
         case options
     }
 

@@ -28,6 +28,12 @@ public struct AdmissionQueue<Waiter> {
         return entries.remove(at: index).waiter
     }
 
+    /// Lets `body` change a waiter in place; nil when it is no longer waiting.
+    public mutating func update<Result>(id: UInt64, _ body: (inout Waiter) -> Result) -> Result? {
+        guard let index = entries.firstIndex(where: { $0.id == id }) else { return nil }
+        return body(&entries[index].waiter)
+    }
+
     /// Serves waiters front to back: each one `grant` gives something to leaves the line with it.
     ///
     /// A waiter `grant` refuses keeps its place and does not block those behind it, which may want another

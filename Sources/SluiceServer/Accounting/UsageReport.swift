@@ -20,6 +20,10 @@ public struct UsageReport: Codable, Sendable {
         public var errorRate: Double
         public var p50LatencyMs: Double
         public var p95LatencyMs: Double
+        /// Calls served by a hosted `overflow` upstream because no local one could in time, and their cost (part of
+        /// `cost_usd`); `saved_usd` is what local serving saved against the hosted price.
+        public var overflowRequests: Int
+        public var overflowCostUSD: Double
 
         enum CodingKeys: String, CodingKey {
             case group, name, requests
@@ -33,6 +37,8 @@ public struct UsageReport: Codable, Sendable {
             case errorRate = "error_rate"
             case p50LatencyMs = "p50_latency_ms"
             case p95LatencyMs = "p95_latency_ms"
+            case overflowRequests = "overflow_requests"
+            case overflowCostUSD = "overflow_cost_usd"
         }
 
         init(group: String?, name: String? = nil, totals: UsageTotals) {
@@ -50,6 +56,8 @@ public struct UsageReport: Codable, Sendable {
             errorRate = totals.requests == 0 ? 0 : Double(totals.errors) / n
             p50LatencyMs = totals.p50LatencyMs
             p95LatencyMs = totals.p95LatencyMs
+            overflowRequests = totals.overflowRequests
+            overflowCostUSD = totals.overflowCostUSD
         }
     }
 
@@ -75,13 +83,14 @@ public struct UsageReport: Codable, Sendable {
 
     /// A plain-text table for the terminal.
     public func table() -> String {
-        let header = [by ?? "", "requests", "tokens in", "tokens out", "cost $", "saved $", "cache hit", "errors", "p50 ms", "p95 ms"]
+        let header = [by ?? "", "requests", "tokens in", "tokens out", "cost $", "saved $", "cache hit", "errors", "p50 ms", "p95 ms", "overflow", "overflow $"]
         func cells(_ row: Row, label: String) -> [String] {
             [
                 label, String(row.requests), String(row.promptTokens), String(row.completionTokens),
                 String(format: "%.4f", row.costUSD), String(format: "%.4f", row.savedUSD),
                 String(format: "%.1f%%", row.cacheHitRate * 100), String(format: "%.1f%%", row.errorRate * 100),
-                String(format: "%.1f", row.p50LatencyMs), String(format: "%.1f", row.p95LatencyMs),
+                String(format: "%.1f", row.p50LatencyMs), String(format: "%.1f", row.p95LatencyMs), String(row.overflowRequests),
+                String(format: "%.4f", row.overflowCostUSD),
             ]
         }
         var rows = groups.map { row in

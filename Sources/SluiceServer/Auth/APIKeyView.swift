@@ -15,6 +15,10 @@ public struct APIKeyView: Codable, Sendable {
     /// What the key has spent in all (the figure its budget is checked against); absent in a create's answer.
     public var spentUSD: Double?
     public var revoked: Bool
+    /// May overflow to hosted upstreams.
+    public var allowOverflow: Bool?
+    /// `interactive` or `batch`.
+    public var priority: String?
     /// Only in the answer to the request that created the key.
     public var key: String?
 
@@ -27,6 +31,8 @@ public struct APIKeyView: Codable, Sendable {
         case budgetUSD = "budget_usd"
         case spentUSD = "spent_usd"
         case revoked, key
+        case allowOverflow = "allow_overflow"
+        case priority
     }
 
     public init(_ record: APIKeyRecord, secret: String? = nil, spentUSD: Double? = nil) {
@@ -42,6 +48,8 @@ public struct APIKeyView: Codable, Sendable {
         tpm = record.tpm
         budgetUSD = record.budgetUSD
         revoked = record.revoked
+        allowOverflow = record.allowOverflow
+        priority = record.priority.rawValue
         key = secret
     }
 }

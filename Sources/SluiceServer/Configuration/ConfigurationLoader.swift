@@ -34,10 +34,11 @@ public struct ConfigurationLoader: Sendable {
         "retention-days", "response-retention", "reference-model", "record-usage",
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
         "client-header-timeout", "client-body-timeout", "client-idle-timeout", "max-connections",
-        "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes",
+        "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes", "affinity-ttl", "affinity-max",
+        "context-policy", "context-max", "overflow-after", "batch-share",
     ]
     /// Keys only a config file can hold.
-    static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases"]
+    static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases", "models"]
 
     static func envName(_ option: String) -> String {
         "SLUICE_" + option.uppercased().replacingOccurrences(of: "-", with: "_")
@@ -68,6 +69,13 @@ public struct ConfigurationLoader: Sendable {
         }
         config.prices = file.prices
         config.aliases = file.aliases
+        config.virtualModels = file.models
+        for (name, model) in file.models {
+            if file.aliases[name] != nil { throw ConfigurationError("'\(name)' is both an alias and a virtual model in \(configPath ?? "the config file")") }
+            if file.aliases[model.model] != nil || (file.models[model.model] != nil && model.model != name) {
+                throw ConfigurationError("models.\(name).model names '\(model.model)', itself an alias or virtual model: names do not chain")
+            }
+        }
         try Self.validate(config)
         return config
     }
@@ -78,6 +86,7 @@ public struct ConfigurationLoader: Sendable {
         var upstreams: [UpstreamEndpoint]?
         var prices: [String: ModelPrice] = [:]
         var aliases: [String: String] = [:]
+        var models: [String: VirtualModel] = [:]
     }
 
     private func readDotEnv() throws(ConfigurationError) -> [String: String] {
@@ -107,6 +116,7 @@ public struct ConfigurationLoader: Sendable {
         var upstreams: [UpstreamEndpoint]?
         var prices: [String: ModelPrice] = [:]
         var aliases: [String: String] = [:]
+        var models: [String: VirtualModel] = [:]
         for (key, value) in map {
             let name = key.replacingOccurrences(of: "_", with: "-")
             if name == "upstreams" {
@@ -121,6 +131,10 @@ public struct ConfigurationLoader: Sendable {
                 aliases = try parseAliases(value, path: path)
                 continue
             }
+            if name == "models" {
+                models = try parseVirtualModels(value, path: path)
+                continue
+            }
             if fileOnlyKeys.contains(name) { continue }
             guard optionNames.contains(name) else {
                 throw ConfigurationError("unknown option '\(key)' in config file \(path)")
@@ -131,7 +145,7 @@ public struct ConfigurationLoader: Sendable {
             default: out[name] = "\(value)"
             }
         }
-        return ConfigFile(options: out, upstreams: upstreams, prices: prices, aliases: aliases)
+        return ConfigFile(options: out, upstreams: upstreams, prices: prices, aliases: aliases, models: models)
     }
 
     /// `prices: {model: {input: USD per 1M tokens, output: USD per 1M tokens}}`.
@@ -187,6 +201,68 @@ public struct ConfigurationLoader: Sendable {
         return out
     }
 
+    /// `models: {coder: {model: qwen3-coder:30b, num_ctx: 32768, keep_alive: 30m, think: false, temperature: 0.2,
+    /// max_tokens: 4096, system: "…", override: false, warm: true}}`.
+    static func parseVirtualModels(_ value: Any, path: String) throws(ConfigurationError) -> [String: VirtualModel] {
+        guard let map = value as? [String: Any] else {
+            throw ConfigurationError("'models' in \(path) must map the model names clients send to {model: upstream model, defaults}")
+        }
+        let known: Set<String> = ["model", "num_ctx", "keep_alive", "think", "temperature", "max_tokens", "system", "override", "warm"]
+        var out: [String: VirtualModel] = [:]
+        for (name, entry) in map {
+            func fail(_ field: String, _ expected: String) -> ConfigurationError {
+                ConfigurationError("models.\(name).\(field) in \(path) must be \(expected)")
+            }
+            guard let entry = entry as? [String: Any], let target = entry["model"] as? String, !target.isEmpty, !name.isEmpty else {
+                throw ConfigurationError("models.\(name) in \(path) needs 'model': the upstream's name for it")
+            }
+            if let unknown = entry.keys.first(where: { !known.contains($0) }) {
+                throw ConfigurationError("unknown field models.\(name).\(unknown) in \(path); known: \(known.sorted().joined(separator: ", "))")
+            }
+            var model = VirtualModel(name: name, model: target)
+            if let v = entry["num_ctx"] {
+                guard let n = v as? Int, (256...10_000_000).contains(n) else { throw fail("num_ctx", "an integer from 256 to 10000000") }
+                model.numCtx = n
+            }
+            if let v = entry["keep_alive"] {
+                switch v {
+                case let n as Int: model.keepAlive = .int(n)
+                case let s as String where !s.isEmpty: model.keepAlive = .string(s)
+                default: throw fail("keep_alive", "a duration like 30m, or seconds (-1 keeps it loaded)")
+                }
+            }
+            if let v = entry["think"] {
+                switch v {
+                case let b as Bool: model.think = .bool(b)
+                case let s as String where ["low", "medium", "high"].contains(s): model.think = .string(s)
+                default: throw fail("think", "true, false, low, medium or high")
+                }
+            }
+            if let v = entry["temperature"] {
+                guard let t = (v as? Double) ?? (v as? Int).map(Double.init), (0...2).contains(t) else { throw fail("temperature", "a number from 0 to 2") }
+                model.temperature = t
+            }
+            if let v = entry["max_tokens"] {
+                guard let n = v as? Int, n > 0 else { throw fail("max_tokens", "a positive integer") }
+                model.maxTokens = n
+            }
+            if let v = entry["system"] {
+                guard let s = v as? String else { throw fail("system", "a string") }
+                model.systemPrefix = s
+            }
+            if let v = entry["override"] {
+                guard let b = v as? Bool else { throw fail("override", "true or false") }
+                model.overridable = b
+            }
+            if let v = entry["warm"] {
+                guard let b = v as? Bool else { throw fail("warm", "true or false") }
+                model.warm = b
+            }
+            out[name] = model
+        }
+        return out
+    }
+
     static func parseUpstreams(_ value: Any, path: String) throws(ConfigurationError) -> [UpstreamEndpoint] {
         guard let list = value as? [[String: Any]] else {
             throw ConfigurationError("'upstreams' in \(path) must be a list of mappings with url, kind, api_key, models, weight")
@@ -216,6 +292,21 @@ public struct ConfigurationLoader: Sendable {
                     throw ConfigurationError("upstreams[\(i)].responses in \(path) must be true or false, and only an openai upstream serves the Responses API")
                 }
                 endpoint.servesResponses = serves
+            }
+            if let value = item["overflow"] {
+                guard let overflow = value as? Bool else { throw ConfigurationError("upstreams[\(i)].overflow in \(path) must be true or false") }
+                endpoint.overflow = overflow
+            }
+            if let value = item["price"] {
+                endpoint.price = try parsePrices(["upstreams[\(i)].price": value], path: path).values.first
+            }
+            if let value = item["model_names"] {
+                guard let map = value as? [String: Any], map.allSatisfy({ !$0.key.isEmpty && ($0.value as? String)?.isEmpty == false }) else {
+                    throw ConfigurationError("upstreams[\(i)].model_names in \(path) must map model names to this upstream's names for them")
+                }
+                endpoint.modelNames = map.compactMapValues { $0 as? String }
+                // It serves the models it has names for.
+                endpoint.models += endpoint.modelNames.keys.sorted().filter { !endpoint.models.contains($0) }
             }
             out.append(endpoint)
         }
@@ -323,6 +414,20 @@ public struct ConfigurationLoader: Sendable {
         if let v = try duration("client-write-timeout") { c.clientWriteTimeout = v }
         if let v = try duration("cache-coalesce-wait") { c.cacheCoalesceWait = v }
         if let v = try bytes("max-buffered-bytes") { c.maxBufferedBytes = v }
+        if let v = try duration("affinity-ttl") { c.affinityTTL = v }
+        if let v = try int("affinity-max", 0...10_000_000) { c.affinityMax = v }
+        if let v = string("context-policy") {
+            guard let policy = ContextPolicy(rawValue: v.lowercased()) else { throw fail("context-policy", "warn, reject or raise") }
+            c.contextPolicy = policy
+        }
+        if let v = try int("context-max", 256...10_000_000) { c.contextMax = v }
+        if let v = try duration("overflow-after") { c.overflowAfter = v }
+        if let r = value("batch-share") {
+            guard let v = Double(r.value.trimmingCharacters(in: .whitespaces)), v > 0, v <= 1 else {
+                throw fail("batch-share", "a fraction above 0 and at most 1, like 0.5")
+            }
+            c.batchShare = v
+        }
         return c
     }
 
@@ -377,6 +482,8 @@ extension GatewayConfiguration {
                     .object([
                         "name": .string($0.name), "url": .string(CredentialMasking.redacted($0.baseURL)), "kind": .string($0.kind.rawValue),
                         "api_key": mask($0.apiKey), "models": .array($0.models.map { .string($0) }), "weight": .int($0.weight),
+                        "overflow": .bool($0.overflow), "model_names": .object($0.modelNames.mapValues { .string($0) }),
+                        "price": $0.price.map { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) } ?? .null,
                     ])
                 }),
             "database": .string(CredentialMasking.redacted(database)), "master_key": mask(masterKey), "auth": .string(auth.rawValue),
@@ -398,7 +505,10 @@ extension GatewayConfiguration {
             "client_header_timeout": .string("\(clientHeaderTimeout)"), "client_body_timeout": .string("\(clientBodyTimeout)"),
             "client_idle_timeout": .string("\(clientIdleTimeout)"), "max_connections": .int(maxConnections),
             "client_write_timeout": .string("\(clientWriteTimeout)"), "cache_coalesce_wait": .string("\(cacheCoalesceWait)"),
-            "max_buffered_bytes": .int(maxBufferedBytes),
+            "max_buffered_bytes": .int(maxBufferedBytes), "affinity_ttl": .string("\(affinityTTL)"), "affinity_max": .int(affinityMax),
+            "context_policy": .string(contextPolicy.rawValue), "context_max": .int(contextMax),
+            "overflow_after": .string("\(overflowAfter)"), "batch_share": .double(batchShare),
+            "models": .object(virtualModels.mapValues(\.summary)),
             "aliases": .object(aliases.mapValues { .string($0) }),
             "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),
         ]

@@ -79,10 +79,24 @@ public struct GatewayConfiguration: Sendable {
     public var upstreamQueue = 512
     /// How long a request waits for a slot before it gets 503.
     public var upstreamQueueTimeout = Duration.seconds(10)
+    /// How long a request that may overflow waits for a local upstream before a hosted overflow one may take it.
+    public var overflowAfter = Duration.seconds(2)
+    /// The share of an upstream's in-flight slots batch keys may hold at once (`batch-share`).
+    public var batchShare = 0.5
     /// Price overrides from the config file, by model name.
     public var prices: [String: ModelPrice] = [:]
     /// Model names clients may use for another model (`gpt-4o-mini: llama3.2`), from the config file.
     public var aliases: [String: String] = [:]
+    /// Virtual models (`models:` in the config file): the names clients send, each an upstream model with defaults.
+    public var virtualModels: [String: VirtualModel] = [:]
+    /// What to do with a prompt longer than its model's context (`context-policy`).
+    public var contextPolicy = ContextPolicy.warn
+    /// The largest `num_ctx` the `raise` context policy sets (`context-max`).
+    public var contextMax = 131_072
+    /// How long a conversation stays with the upstream that served its last turn (`affinity-ttl`).
+    public var affinityTTL = Duration.seconds(1_800)
+    /// Conversations the affinity table remembers at most, least recently used out first (`affinity-max`).
+    public var affinityMax = 10_000
 
     public init() {}
 
@@ -99,7 +113,21 @@ public struct GatewayConfiguration: Sendable {
         limits.maxInFlight = upstreamMaxInflight
         limits.queueCapacity = upstreamQueue
         limits.queueTimeout = upstreamQueueTimeout
+        limits.overflowAfter = overflowAfter
+        limits.batchShare = batchShare
         return limits
+    }
+
+    /// The scheduling settings in the form the scheduler takes.
+    var schedulerSettings: Scheduler.Settings {
+        Scheduler.Settings(
+            affinityCapacity: affinityMax, affinityTTL: affinityTTL, virtualModels: virtualModels, contextPolicy: contextPolicy,
+            contextMax: contextMax)
+    }
+
+    /// Every name that stands for another model: the aliases and the virtual models, one lookup for the gateway.
+    var modelNames: [String: String] {
+        aliases.merging(virtualModels.mapValues(\.model)) { alias, _ in alias }
     }
 
     /// The client connection limits in the form the server's connection guard takes.
@@ -119,5 +147,19 @@ extension TimeAmount {
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
         self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+extension VirtualModel {
+    /// As `check-config` and `/admin/config` show it.
+    var summary: JSONValue {
+        var out: [String: JSONValue] = ["model": .string(model), "override": .bool(overridable), "warm": .bool(warm)]
+        if let numCtx { out["num_ctx"] = .int(numCtx) }
+        if let keepAlive { out["keep_alive"] = keepAlive }
+        if let think { out["think"] = think }
+        if let temperature { out["temperature"] = .double(temperature) }
+        if let maxTokens { out["max_tokens"] = .int(maxTokens) }
+        if let systemPrefix { out["system"] = .string(systemPrefix) }
+        return .object(out)
     }
 }

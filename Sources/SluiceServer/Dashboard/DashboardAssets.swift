@@ -112,6 +112,10 @@ enum DashboardAssets {
         <tbody></tbody></table></div></div>
         </div>
 
+        <div class="card"><h2>Upstreams <span class="muted small">(models loaded, from each server's /api/ps)</span></h2><div class="table-wrap"><table id="upstreams">
+        <thead><tr><th>Upstream</th><th>Kind</th><th>Breaker</th><th>Ready</th><th>Loaded models</th></tr></thead>
+        <tbody></tbody></table></div></div>
+
         <div class="card">
         <div class="card-head">
         <h2>Recent requests <span id="recent-count" class="muted small"></span></h2>
@@ -498,6 +502,22 @@ enum DashboardAssets {
             )), state.recent.length ? 'No request matches these filters' : 'No requests in this window');
           }
 
+          // /readyz answers 503 while no upstream is ready, with the same body: read it either way.
+          async function refreshUpstreams() {
+            try {
+              const body = await (await fetch('/readyz', { credentials: 'same-origin' })).json();
+              fillRows($('#upstreams'), body.upstreams.map((u) => el('tr', {},
+                el('td', { class: 'ellipsis' }, u.name),
+                el('td', {}, u.kind),
+                el('td', {}, u.state),
+                el('td', { title: u.error || '' }, u.ok ? el('span', { class: 'badge ok' }, 'ready') : el('span', { class: 'badge err' }, u.error || 'down')),
+                el('td', { class: 'mono' }, (u.loaded_models || []).join(', ') || '—'),
+              )), 'No upstreams');
+            } catch (error) {
+              // The overview's banner already reports an unreachable gateway.
+            }
+          }
+
           async function loadKeyNames() {
             const list = await api('/admin/keys');
             state.keyNames = new Map(list.data.map((k) => [k.id, k.name]));
@@ -516,6 +536,7 @@ enum DashboardAssets {
                 api(`/admin/usage/recent?since=${since}&limit=500`),
                 loadKeyNames(),
               ]);
+              refreshUpstreams();
               renderKPIs(days.totals);
               renderCharts(days);
               renderTop($('#top-models'), models.groups, (g) => g || '(no model)', 'No models used in this window');

@@ -48,7 +48,10 @@ extension Gateway {
         do {
             let buffered = bufferBudget.map { AnswerBufferLease(budget: $0) }
             let (reply, upstream, lease) = try await AnswerBufferLease.$current.withValue(buffered) {
-                try await fetchWithRetries(call, servers: servers, context: context) { try await fetch($0, identity) }
+                try await fetchWithRetries(
+                    call, servers: servers, plan: scheduler.plan(model: call.model, body: call.body, headers: request.headers, servers: servers),
+                    context: context
+                ) { try await fetch($0, identity) }
             }
             var response = relay(reply, call: call, upstream: upstream, lease: lease, ticket: ticket, context: context)
             if cache != nil { response.headers[.xCache] = "MISS" }

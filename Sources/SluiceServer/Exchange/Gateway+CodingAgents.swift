@@ -28,8 +28,10 @@ extension Gateway {
     func messages(_ request: Request, context: SluiceRequestContext) async throws -> Response {
         context.trace.update { $0.route = "/v1/messages" }
         var body = try await collectBody(request)
+        let scheduled = try schedule(&body, shape: .anthropicMessages, context: context)
         var generation = try anthropicPassThroughProbe(body, context: context)?.generationRequest ?? AnthropicMessages.decodeRequest(body)
-        let requested = generation.model
+        generation.ollama = scheduled.ollama
+        let requested = scheduled.requested ?? generation.model
         try applyAlias(to: &generation.model, body: &body)
         let call = Call(
             route: "/v1/messages", cacheFamily: "messages", format: nil, body: body, model: generation.model,
@@ -110,7 +112,12 @@ extension Gateway {
         if stores, input == nil {
             input = Self.inputItems((try? JSONDecoder().decode(JSONValue.self, from: body))?["input"])
         }
-        let requested = generation.model
+        let scheduled = try schedule(&body, shape: .openAIResponses, context: context)
+        if scheduled.requested != nil || !scheduled.ollama.isEmpty {
+            generation = try OpenAIResponses.decodeRequest(body)
+            generation.ollama = scheduled.ollama
+        }
+        let requested = scheduled.requested ?? generation.model
         try applyAlias(to: &generation.model, body: &body)
         let identity = surfaceIdentity(.openAIResponses)
         var call = Call(

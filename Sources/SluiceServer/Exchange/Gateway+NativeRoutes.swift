@@ -48,10 +48,11 @@ extension Gateway {
             return relay(reply, call: nil, upstream: upstream, lease: nil, ticket: nil, context: context)
         }
         var body = try await collectBody(request)
+        let scheduled = try path == "/api/embed" ? .unchanged : schedule(&body, shape: path == "/api/chat" ? .ollamaChat : .ollamaGenerate, context: context)
         let probe: NativeProbe = try RequestDecoding.decode(NativeProbe.self, from: body)
         let streams = streamsByDefault && (probe.stream ?? true)
-        guard let requested = probe.model, !requested.isEmpty else { throw APIError.missingField("model") }
-        var model = requested
+        guard let requested = scheduled.requested ?? probe.model, !requested.isEmpty else { throw APIError.missingField("model") }
+        var model = probe.model ?? requested
         try applyAlias(to: &model, body: &body)
         let format = Self.nativeFormats[path]
         let call = Call(

@@ -18,11 +18,12 @@ extension Gateway {
         if let hit = earlyCacheHit(body, route: "/v1/chat/completions", family: "chat", format: .openAIChat, idPrefix: "chatcmpl", request: request, context: context) {
             return hit
         }
+        let scheduled = try schedule(&body, shape: .openAIChat, context: context)
         let probe = try passThroughProbe(body, context: context)
         var chat = try probe?.chatRequest ?? RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: body)
         // Members the chat type does not decode reach an OpenAI upstream in the bytes; translated, they would be lost.
         let unserved = probe == nil ? ChatCompletionRequest.unservedFields(in: body) : UnservedFields([], advisory: [])
-        let requested = chat.model
+        let requested = scheduled.requested ?? chat.model
         try applyAlias(to: &chat.model, body: &body)
         let call = Call(
             route: "/v1/chat/completions", cacheFamily: "chat", format: .openAIChat, body: body, model: chat.model,
@@ -42,8 +43,9 @@ extension Gateway {
         if let hit = earlyCacheHit(body, route: "/v1/completions", family: "completion", format: .openAICompletion, idPrefix: "cmpl", request: request, context: context) {
             return hit
         }
+        let scheduled = try schedule(&body, shape: .openAICompletion, context: context)
         var completion = try RequestDecoding.decodeValidated(CompletionRequest.self, from: body)
-        let requested = completion.model
+        let requested = scheduled.requested ?? completion.model
         try applyAlias(to: &completion.model, body: &body)
         let call = Call(
             route: "/v1/completions", cacheFamily: "completion", format: .openAICompletion, body: body, model: completion.model,
@@ -80,7 +82,7 @@ extension Gateway {
         let models = try await mergedModels(from: upstreams, context: context, name: \.id) { upstream in
             try await upstream.models(created: created, logger: context.logger).data
         }
-        return ModelList(data: models)
+        return ModelList(data: virtualModelList(created: created, context: context, before: models))
     }
 
     /// `GET /api/tags` and `/api/ps` over every Ollama upstream, as `/v1/models` does over all upstreams: one list,

@@ -32,6 +32,8 @@ public struct Gateway: Sendable {
     let responseStore: (any GatewayStore)?
     /// How long a kept response can be continued.
     let responseRetention: Duration
+    /// Conversation affinity and model residency: where each attempt would best go.
+    let scheduler: Scheduler
     let now: @Sendable () -> Double
 
     public init(
@@ -49,7 +51,7 @@ public struct Gateway: Sendable {
         pool: UpstreamPool, maxBodyBytes: Int, cache: ResponseCache?, cacheScope: GatewayConfiguration.CacheScope,
         cacheDeterministicOnly: Bool, aliases: [String: String], bufferBudget: AnswerBufferBudget? = nil,
         coalesceWait: Duration = .seconds(30), drain: ShutdownDrain? = nil, responseStore: (any GatewayStore)? = nil,
-        responseRetention: Duration = .seconds(30 * 86_400), now: @escaping @Sendable () -> Double
+        responseRetention: Duration = .seconds(30 * 86_400), scheduler: Scheduler? = nil, now: @escaping @Sendable () -> Double
     ) {
         let upstreams = pool.upstreams
         let metrics = pool.metrics
@@ -67,6 +69,7 @@ public struct Gateway: Sendable {
         self.drain = drain
         self.responseStore = responseStore
         self.responseRetention = responseRetention
+        self.scheduler = scheduler ?? Scheduler(pool: pool, residency: nil, now: now)
         self.now = now
     }
 

@@ -22,6 +22,10 @@ public final class RequestTrace: Sendable {
         public var clientDisconnected = false
         public var firstByteAt: ContinuousClock.Instant?
         public var cacheHit = false
+        /// Something the client should know about how its request was served (`x-sluice-warning`).
+        public var warning: String?
+        /// Served by a hosted overflow upstream because no local one could take it in time.
+        public var overflowed = false
         /// The authenticated API key's id, once auth has run.
         public var keyID: String?
         /// Set by ``BodyCaptureMiddleware`` when bodies are stored or logged.

@@ -23,7 +23,7 @@ extension Gateway {
     /// The returned lease holds the upstream's slot: a complete reply's is already ended, a stream's ends with
     /// the stream. When every upstream is full the call waits for a slot, or fails with `upstream_overloaded`.
     func fetchWithRetries(
-        _ call: Call, servers: [Int], context: SluiceRequestContext,
+        _ call: Call, servers: [Int], plan: SchedulingPlan = .none, context: SluiceRequestContext,
         _ fetch: (any UpstreamProvider) async throws -> UpstreamReply
     ) async throws -> (UpstreamReply, any UpstreamProvider, UpstreamLease) {
         let attempts = min(servers.count, 3)
@@ -37,8 +37,12 @@ extension Gateway {
                 // before the slot, so a pausing request holds none.
                 try await Task.sleep(for: .milliseconds(Int.random(in: 10...50)))
             }
-            guard let index = try await pool.acquire(model: call.model, excluding: tried.union(unfit), failOpen: tried.isEmpty) else { break }
-            let lease = UpstreamLease(pool: pool, index: index)
+            guard
+                let index = try await pool.acquire(
+                    model: call.model, excluding: tried.union(unfit), failOpen: tried.isEmpty, preferring: tried.isEmpty ? plan.preferred : nil,
+                    mayOverflow: scheduler.mayOverflow(context.identity), priority: scheduler.priority(context.identity))
+            else { break }
+            let lease = UpstreamLease(pool: pool, index: index, priority: scheduler.priority(context.identity))
             tried.insert(index)
             let upstream = upstreams[index]
             context.trace.update { $0.upstream = upstream.endpoint.name }
@@ -48,6 +52,7 @@ extension Gateway {
                 case .complete, .generated: lease.end(.success)
                 case .stream: break
                 }
+                scheduler.served(plan, model: call.model, by: index, trace: context.trace)
                 return (reply, upstream, lease)
             } catch let error as APIError where Self.retryableCodes.contains(error.code) {
                 lease.end(.failure)

@@ -80,6 +80,11 @@ public final class GatewayMetrics: Sendable {
         Gauge(label: "sluice_upstream_in_flight", dimensions: [("upstream", upstream)], factory: factory)
     }
 
+    /// 1 while the upstream has the model in memory, 0 once it reported it unloaded.
+    func upstreamModelLoadedGauge(upstream: String, model: String) -> CoreMetrics.Gauge {
+        Gauge(label: "sluice_upstream_model_loaded", dimensions: [("upstream", upstream), ("model", model)], factory: factory)
+    }
+
     /// Requests waiting for an upstream slot, all upstreams together.
     func upstreamQueueDepthGauge() -> CoreMetrics.Gauge {
         Gauge(label: "sluice_upstream_queue_depth", dimensions: [], factory: factory)
@@ -93,6 +98,11 @@ public final class GatewayMetrics: Sendable {
     /// A request answered 503 because every upstream it could use was full: `queue_full` or `queue_timeout`.
     func upstreamShed(reason: String) {
         Counter(label: "sluice_upstream_shed_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
+    /// A call a hosted overflow upstream took because no local one could in time.
+    func overflowed(upstream: String) {
+        Counter(label: "sluice_overflow_total", dimensions: [("upstream", upstream)], factory: factory).increment()
     }
 
     /// One background probe of an upstream: `ok` or `failed`.

@@ -39,6 +39,8 @@ public struct ObservabilityMiddleware: RouterMiddleware {
             metrics.requestsInFlight.decrement()
             throw error
         }
+        // A scheduling warning (a prompt over the model's context) reaches the client with its answer.
+        if let warning = context.trace.snapshot.warning { response.headers[.xSluiceWarning] = warning }
         let status = Int(response.status.code)
         let method = request.method.rawValue
         let path = request.uri.path
@@ -87,7 +89,7 @@ public struct ObservabilityMiddleware: RouterMiddleware {
                     cachedTokens: fields.usage?.cachedTokens ?? 0, cacheWriteTokens: fields.usage?.cacheWriteTokens ?? 0,
                     reasoningTokens: fields.usage?.reasoningTokens ?? 0, tokensEstimated: fields.tokensEstimated,
                     latencyMs: elapsed.milliseconds, timeToFirstTokenMs: fields.firstByteAt.map { ($0 - start).milliseconds },
-                    requestBody: storeBodies ? bodies?.request : nil, responseBody: storeBodies ? bodies?.response : nil))
+                    overflowed: fields.overflowed, requestBody: storeBodies ? bodies?.request : nil, responseBody: storeBodies ? bodies?.response : nil))
         }
         return response
     }

@@ -27,11 +27,15 @@ struct AdminRoutes {
         var models: [String]?
         /// A date or a duration from now (`30d`).
         var expires: String?
+        var allowOverflow: Bool?
+        var priority: PriorityClass?
 
         enum CodingKeys: String, CodingKey {
             case name, rpm, tpm
             case budgetUSD = "budget_usd"
             case models, expires
+            case allowOverflow = "allow_overflow"
+            case priority
         }
     }
 
@@ -117,10 +121,12 @@ struct AdminRoutes {
     }
 
     func issue(_ create: CreateKey) throws -> IssuedKey {
-        try KeyTerms(
+        var terms = KeyTerms(
             name: create.name, rpm: create.rpm, tpm: create.tpm, budgetUSD: create.budgetUSD, models: create.models ?? [],
-            expires: create.expires
-        ).issue(now: now())
+            expires: create.expires)
+        terms.allowOverflow = create.allowOverflow ?? false
+        terms.priority = create.priority ?? .interactive
+        return try terms.issue(now: now())
     }
 
     /// `since` (default 24h), `until`, `key`, `model` and `by` from the query string.

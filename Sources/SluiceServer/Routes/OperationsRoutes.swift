@@ -17,6 +17,8 @@ struct OperationsRoutes {
     let probeResults: ProbeResults
     /// Not ready until the API keys have been loaded from the store.
     let directory: KeyDirectory
+    /// Knows the warm models: an upstream is not ready until it has them loaded.
+    var scheduler: Scheduler? = nil
 
 
     /// One upstream's probe result.
@@ -27,6 +29,13 @@ struct OperationsRoutes {
         var error: String?
         /// The circuit breaker: `closed`, `half_open` or `open`.
         var state: String
+        /// The models an Ollama upstream has in memory, from its `/api/ps`; absent when unknown.
+        var loadedModels: [String]?
+
+        enum CodingKeys: String, CodingKey {
+            case name, kind, ok, error, state
+            case loadedModels = "loaded_models"
+        }
     }
 
     struct Readiness: Codable, Sendable {
@@ -65,9 +74,14 @@ struct OperationsRoutes {
         let results = await probeResults.current(pool: pool, timeout: probeTimeout, logger: logger)
         return upstreams.enumerated().map { index, upstream in
             let result = results[index]
-            return UpstreamStatus(
+            var status = UpstreamStatus(
                 name: upstream.endpoint.name, kind: upstream.endpoint.kind.rawValue, ok: result?.ok ?? false,
-                error: result?.error, state: pool.state(of: index).name)
+                error: result?.error, state: pool.state(of: index).name, loadedModels: pool.loaded(of: index)?.map(\.name))
+            if status.ok, let warming = scheduler?.unwarmed(index), !warming.isEmpty {
+                status.ok = false
+                status.error = "warming: " + warming.map(\.model).joined(separator: ", ")
+            }
+            return status
         }
     }
 }

@@ -15,6 +15,15 @@ public struct UpstreamLimits: Sendable, Equatable {
     public var queueCapacity = 512
     /// How long a request waits for a slot before it is answered 503.
     public var queueTimeout = Duration.seconds(10)
+    /// How long a request that may overflow waits for a local slot before a hosted overflow upstream may take it.
+    public var overflowAfter = Duration.seconds(2)
+    /// The share of an upstream's slots batch requests may hold at once (at least one); 1 puts no limit on them.
+    public var batchShare = 0.5
+
+    /// Slots of an upstream batch requests may hold at once; nil when there is no cap to take a share of.
+    var batchSlots: Int? {
+        maxInFlight > 0 && batchShare < 1 ? max(1, Int((Double(maxInFlight) * batchShare).rounded(.down))) : nil
+    }
 
     public init() {}
 
@@ -42,6 +51,12 @@ final class UpstreamPool: Sendable {
     private struct Entry {
         var breaker: CircuitBreaker
         var inFlight = 0
+        /// Of `inFlight`, the slots held by batch requests.
+        var batchInFlight = 0
+        /// What it has loaded, from its last `/api/ps` and the answers since; nil when unknown.
+        var loaded: [LoadedModel]?
+        /// Every model ever reported loaded here: its `sluice_upstream_model_loaded` series drops to 0 on unload.
+        var seenModels: Set<String> = []
     }
 
     /// A request waiting for a slot, and what it would accept.
@@ -49,7 +64,14 @@ final class UpstreamPool: Sendable {
         var model: String
         var tried: Set<Int>
         var failOpen: Bool
-        var continuation: CheckedContinuation<Int?, any Error>
+        var preferred: Int?
+        /// May go to an overflow upstream once `overflowAfter` has passed.
+        var mayOverflow: Bool
+        /// It has waited long enough (or no local upstream can serve it): overflow upstreams may take it.
+        var overflowNow: Bool
+        var priority: PriorityClass
+        /// Set once it is in line.
+        var continuation: CheckedContinuation<Int?, any Error>?
     }
 
     /// What a freed slot or a recovered breaker gives a waiter.
@@ -65,6 +87,8 @@ final class UpstreamPool: Sendable {
         var lastWaiterID: UInt64 = 0
         /// Waits begun and not yet over; a timer that fires before its waiter is in line takes it out of here.
         var openWaits: Set<UInt64> = []
+        /// Waits past `overflowAfter`; a timer that fires before its waiter is in line leaves the mark here.
+        var overflowDue: Set<UInt64> = []
     }
 
     // Breakers, counts and the line share one lock: a slot freed and handed to a waiter is one step, so no
@@ -97,8 +121,11 @@ final class UpstreamPool: Sendable {
 
     /// Indices of the upstreams serving `model`, whatever their state.
     func servers(of model: String) -> [Int] {
-        UpstreamChooser.servers(of: model, in: upstreams.map { UpstreamChooser.Candidate(models: $0.endpoint.models) })
+        UpstreamChooser.servers(of: model, in: upstreams.map { UpstreamChooser.Candidate(models: $0.endpoint.models, overflow: $0.endpoint.overflow) })
     }
+
+    /// Whether any upstream is a hosted overflow.
+    var hasOverflow: Bool { upstreams.contains { $0.endpoint.overflow } }
 
     /// Picks an upstream for the next attempt and counts it in flight; nil when none is left.
     ///
@@ -106,14 +133,30 @@ final class UpstreamPool: Sendable {
     /// that has nowhere else to go is better sent to a maybe-dead upstream than refused outright.
     /// When every upstream that would take the request is at its cap, it waits in line for a slot; a full line
     /// or a wait past `queueTimeout` throws `upstreamOverloaded`, a cancelled wait `CancellationError`.
-    func acquire(model: String, excluding tried: Set<Int>, failOpen: Bool) async throws -> Int? {
+    ///
+    /// `preferred` (the upstream a conversation's last turn went to) is taken when it has room; the model's
+    /// residency, as `/api/ps` reported it, steers the rest.
+    ///
+    /// With `mayOverflow`, a request no local upstream takes within `overflowAfter` (or none can serve at all) may go
+    /// to a hosted overflow upstream.
+    func acquire(
+        model: String, excluding tried: Set<Int>, failOpen: Bool, preferring preferred: Int? = nil, mayOverflow: Bool = false,
+        priority: PriorityClass = .interactive
+    ) async throws -> Int? {
         let time = now()
-        enum First { case chosen(Int?), shed, wait }
+        enum First { case chosen(Int?), shed, wait(overflowNow: Bool) }
         let first: First = state.withLock { state in
-            switch decide(&state, model: model, tried: tried, failOpen: failOpen, at: time) {
+            switch decide(&state, model: model, tried: tried, failOpen: failOpen, preferred: preferred, priority: priority, at: time) {
             case .send(let index): return .chosen(index)
-            case .none: return .chosen(nil)
-            case .wait: return state.queue.isFull ? .shed : .wait
+            case .none:
+                // No local upstream can ever serve it: the overflow may, at once.
+                guard mayOverflow else { return .chosen(nil) }
+                switch decide(&state, model: model, tried: tried, failOpen: failOpen, overflowNow: true, priority: priority, at: time) {
+                case .send(let index): return .chosen(index)
+                case .none: return .chosen(nil)
+                case .wait: return state.queue.isFull ? .shed : .wait(overflowNow: true)
+                }
+            case .wait: return state.queue.isFull ? .shed : .wait(overflowNow: false)
             }
         }
         switch first {
@@ -123,16 +166,20 @@ final class UpstreamPool: Sendable {
         case .shed:
             metrics.upstreamShed(reason: "queue_full")
             throw APIError.upstreamOverloaded()
-        case .wait:
-            return try await waitForSlot(model: model, tried: tried, failOpen: failOpen)
+        case .wait(let overflowNow):
+            let waiter = Waiter(
+                model: model, tried: tried, failOpen: failOpen, preferred: preferred, mayOverflow: mayOverflow, overflowNow: overflowNow,
+                priority: priority, continuation: nil)
+            return try await waitForSlot(waiter)
         }
     }
 
     /// Ends an attempt started by `acquire`, feeding its outcome to the breaker, and hands the slot on.
-    func release(_ index: Int, outcome: Outcome) {
+    func release(_ index: Int, outcome: Outcome, priority: PriorityClass = .interactive) {
         let time = now()
         let granted = state.withLock { state in
             state.entries[index].inFlight -= 1
+            if priority == .batch { state.entries[index].batchInFlight -= 1 }
             switch outcome {
             case .success: state.entries[index].breaker.recordSuccess()
             case .failure: state.entries[index].breaker.recordFailure(at: time)
@@ -180,6 +227,52 @@ final class UpstreamPool: Sendable {
         state.withLock { $0.queue.count }
     }
 
+    // MARK: Loaded models
+
+    /// What `index` has loaded, as last reported; nil when unknown.
+    func loaded(of index: Int) -> [LoadedModel]? {
+        state.withLock { $0.entries[index].loaded }
+    }
+
+    /// Replaces what `index` has loaded with its `/api/ps` answer, and sets `sluice_upstream_model_loaded`.
+    func setLoaded(_ index: Int, _ models: [LoadedModel]) {
+        let (names, seen) = state.withLock { state in
+            state.entries[index].loaded = models
+            state.entries[index].seenModels.formUnion(models.map(\.name))
+            return (Set(models.map(\.name)), state.entries[index].seenModels)
+        }
+        let upstream = upstreams[index].endpoint.name
+        for model in seen { metrics.upstreamModelLoadedGauge(upstream: upstream, model: model).record(names.contains(model) ? 1 : 0) }
+    }
+
+    /// Whether any upstream reported the context length of a loaded model.
+    var knowsContextLengths: Bool {
+        state.withLock { $0.entries.contains { $0.loaded?.contains { $0.contextLength != nil } ?? false } }
+    }
+
+    /// The smallest context length the upstreams in `servers` report for `model`, loaded; nil when none does.
+    func contextLength(of model: String, on servers: [Int]) -> Int? {
+        state.withLock { state in
+            servers.compactMap { i in
+                state.entries[i].loaded?.first { UpstreamChooser.sameModel($0.name, model) }?.contextLength
+            }.min()
+        }
+    }
+
+    /// Notes that `index` just answered for `model`, which it therefore has loaded now, ahead of the next `/api/ps`.
+    func noteAnswered(_ index: Int, model: String) {
+        let added = state.withLock { state -> Bool in
+            guard var loaded = state.entries[index].loaded, !loaded.contains(where: { UpstreamChooser.sameModel($0.name, model) }) else {
+                return false
+            }
+            loaded.append(LoadedModel(name: model))
+            state.entries[index].loaded = loaded
+            state.entries[index].seenModels.insert(model)
+            return true
+        }
+        if added { metrics.upstreamModelLoadedGauge(upstream: upstreams[index].endpoint.name, model: model).record(1) }
+    }
+
     /// Sets the per-upstream gauges; open turns half-open by time alone, so readers call this too.
     func refreshGauges() {
         let time = now()
@@ -195,23 +288,35 @@ final class UpstreamPool: Sendable {
 
     // MARK: Waiting for a slot
 
-    private func waitForSlot(model: String, tried: Set<Int>, failOpen: Bool) async throws -> Int? {
+    private func waitForSlot(_ waiter: Waiter) async throws -> Int? {
         let id = state.withLock { state in
             state.lastWaiterID &+= 1
             state.openWaits.insert(state.lastWaiterID)
             return state.lastWaiterID
         }
-        defer { state.withLock { _ = $0.openWaits.remove(id) } }
+        defer {
+            state.withLock { state in
+                state.openWaits.remove(id)
+                state.overflowDue.remove(id)
+            }
+        }
         let timeout = limits.queueTimeout
+        let overflowAfter = limits.overflowAfter
         let outcome: Result<Int?, any Error> = await withTaskGroup(of: Void.self) { group in
-            // The timer is a child, so it ends with the wait whichever way the wait ends.
+            // The timers are children, so they end with the wait whichever way the wait ends.
             group.addTask {
                 guard (try? await Task.sleep(for: timeout)) != nil else { return }
                 self.expire(id)
             }
+            if waiter.mayOverflow, !waiter.overflowNow, overflowAfter < timeout {
+                group.addTask {
+                    guard (try? await Task.sleep(for: overflowAfter)) != nil else { return }
+                    self.overflow(id)
+                }
+            }
             defer { group.cancelAll() }
             do {
-                return .success(try await enqueueAndWait(id: id, model: model, tried: tried, failOpen: failOpen))
+                return .success(try await enqueueAndWait(id: id, waiter))
             } catch {
                 return .failure(error)
             }
@@ -220,7 +325,7 @@ final class UpstreamPool: Sendable {
         return try outcome.get()
     }
 
-    private func enqueueAndWait(id: UInt64, model: String, tried: Set<Int>, failOpen: Bool) async throws -> Int? {
+    private func enqueueAndWait(id: UInt64, _ waiter: Waiter) async throws -> Int? {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int?, any Error>) in
                 let time = now()
@@ -228,8 +333,10 @@ final class UpstreamPool: Sendable {
                 let immediate: Result<Int?, any Error>? = state.withLock { state in
                     // Checked under the lock: a cancellation handler that ran before this found nothing to remove.
                     if Task.isCancelled { return .failure(CancellationError()) }
+                    var waiter = waiter
+                    if state.overflowDue.contains(id) { waiter.overflowNow = true }
                     // Decided again: a slot may have been freed since the first look, with nobody in line to take it.
-                    switch decide(&state, model: model, tried: tried, failOpen: failOpen, at: time) {
+                    switch decide(&state, waiter, at: time) {
                     case .send(let index): return .success(index)
                     case .none: return .success(nil)
                     case .wait:
@@ -237,7 +344,7 @@ final class UpstreamPool: Sendable {
                             shed = "queue_timeout"
                             return .failure(APIError.upstreamOverloaded())
                         }
-                        let waiter = Waiter(model: model, tried: tried, failOpen: failOpen, continuation: continuation)
+                        waiter.continuation = continuation
                         guard state.queue.enqueue(id: id, waiter) else {
                             shed = "queue_full"
                             return .failure(APIError.upstreamOverloaded())
@@ -254,7 +361,7 @@ final class UpstreamPool: Sendable {
             }
         } onCancel: {
             let waiter = state.withLock { $0.queue.remove(id: id) }
-            waiter?.continuation.resume(throwing: CancellationError())
+            waiter?.continuation?.resume(throwing: CancellationError())
         }
     }
 
@@ -266,47 +373,98 @@ final class UpstreamPool: Sendable {
         }
         guard let waiter else { return }
         metrics.upstreamShed(reason: "queue_timeout")
-        waiter.continuation.resume(throwing: APIError.upstreamOverloaded(retryAfter: 1))
+        waiter.continuation?.resume(throwing: APIError.upstreamOverloaded(retryAfter: 1))
+    }
+
+    /// The wait of `id` has lasted `overflowAfter`: from now on an overflow upstream may take it, at once if one has room.
+    private func overflow(_ id: UInt64) {
+        let time = now()
+        let granted: (CheckedContinuation<Int?, any Error>, Int)? = state.withLock { state in
+            guard state.openWaits.contains(id) else { return nil }
+            state.overflowDue.insert(id)
+            guard let waiter = state.queue.update(id: id, { waiter -> Waiter in
+                waiter.overflowNow = true
+                return waiter
+            }) else { return nil }
+            guard case .send(let index) = decide(&state, waiter, at: time), let continuation = waiter.continuation else { return nil }
+            _ = state.queue.remove(id: id)
+            return (continuation, index)
+        }
+        if let (continuation, index) = granted {
+            continuation.resume(returning: index)
+            refreshGauges()
+        }
     }
 
     // MARK: Under the lock
 
     /// Decides an attempt and, when it may go, claims the slot (and a half-open breaker's trial).
-    private func decide(_ state: inout State, model: String, tried: Set<Int>, failOpen: Bool, at time: Double) -> UpstreamChooser.Decision {
+    private func decide(_ state: inout State, _ waiter: Waiter, at time: Double) -> UpstreamChooser.Decision {
+        decide(
+            &state, model: waiter.model, tried: waiter.tried, failOpen: waiter.failOpen, preferred: waiter.preferred,
+            overflowNow: waiter.overflowNow, priority: waiter.priority, at: time)
+    }
+
+    /// With `overflowNow`, a local upstream is still preferred, and an overflow one is taken when no local one has room.
+    private func decide(
+        _ state: inout State, model: String, tried: Set<Int>, failOpen: Bool, preferred: Int? = nil, overflowNow: Bool = false,
+        priority: PriorityClass = .interactive, at time: Double
+    ) -> UpstreamChooser.Decision {
         var rng = SystemRandomNumberGenerator()
         let candidates = upstreams.indices.map { i in
-            UpstreamChooser.Candidate(
+            var candidate = UpstreamChooser.Candidate(
                 models: upstreams[i].endpoint.models, weight: upstreams[i].endpoint.weight, inFlight: state.entries[i].inFlight,
-                admitted: state.entries[i].breaker.admits(at: time))
+                admitted: state.entries[i].breaker.admits(at: time), loaded: state.entries[i].loaded?.map(\.name),
+                overflow: upstreams[i].endpoint.overflow)
+            candidate.batchInFlight = state.entries[i].batchInFlight
+            return candidate
         }
-        let decision = UpstreamChooser.decide(
-            model: model, candidates: candidates, excluding: tried, failOpen: failOpen, maxInFlight: limits.maxInFlight, using: &rng)
+        let batchLimit = priority == .batch ? limits.batchSlots : nil
+        var decision = UpstreamChooser.decide(
+            model: model, candidates: candidates, excluding: tried, failOpen: failOpen, maxInFlight: limits.maxInFlight,
+            preferring: preferred, batchLimit: batchLimit, using: &rng)
+        if overflowNow, !decision.sends {
+            let hosted = UpstreamChooser.decide(
+                model: model, candidates: candidates, excluding: tried, failOpen: failOpen, maxInFlight: limits.maxInFlight,
+                overflow: .only, batchLimit: batchLimit, using: &rng)
+            switch (decision, hosted) {
+            case (_, .send): decision = hosted
+            case (.none, .wait): decision = .wait
+            default: break
+            }
+        }
         if case .send(let index) = decision {
             _ = state.entries[index].breaker.admit(at: time)
             state.entries[index].inFlight += 1
+            if priority == .batch { state.entries[index].batchInFlight += 1 }
         }
         return decision
     }
 
-    /// Gives free slots to waiters, first come first served; their continuations are resumed by the caller,
-    /// outside the lock.
+    /// Gives free slots to waiters, interactive ones first, then batch ones, each first come first served; their
+    /// continuations are resumed by the caller, outside the lock.
     private func serveWaiters(_ state: inout State, at time: Double) -> [(CheckedContinuation<Int?, any Error>, Int?)] {
         guard state.queue.count > 0 else { return [] }
         var queue = state.queue
         // Emptied while served, so the line is not copied on write.
         state.queue = AdmissionQueue(capacity: 0)
-        let served = queue.serve { waiter -> Grant? in
-            switch decide(&state, model: waiter.model, tried: waiter.tried, failOpen: waiter.failOpen, at: time) {
-            case .send(let index): .slot(index)
-            case .none: .nothingLeft
-            case .wait: nil
+        var served: [(waiter: Waiter, grant: Grant)] = []
+        for round in [PriorityClass.interactive, .batch] {
+            served += queue.serve { waiter -> Grant? in
+                guard waiter.priority == round else { return nil }
+                switch decide(&state, waiter, at: time) {
+                case .send(let index): return .slot(index)
+                case .none: return .nothingLeft
+                case .wait: return nil
+                }
             }
         }
         state.queue = queue
-        return served.map { served in
+        return served.compactMap { served in
+            guard let continuation = served.waiter.continuation else { return nil }
             switch served.grant {
-            case .slot(let index): (served.waiter.continuation, index)
-            case .nothingLeft: (served.waiter.continuation, nil)
+            case .slot(let index): return (continuation, index)
+            case .nothingLeft: return (continuation, nil)
             }
         }
     }
@@ -323,16 +481,19 @@ final class UpstreamPool: Sendable {
 final class UpstreamLease: Sendable {
     let index: Int
     private let pool: UpstreamPool
+    /// A batch request's slot also counts against the upstream's batch share.
+    private let priority: PriorityClass
     private let ended = Atomic(false)
 
-    init(pool: UpstreamPool, index: Int) {
+    init(pool: UpstreamPool, index: Int, priority: PriorityClass = .interactive) {
         self.pool = pool
         self.index = index
+        self.priority = priority
     }
 
     func end(_ outcome: UpstreamPool.Outcome) {
         guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        pool.release(index, outcome: outcome)
+        pool.release(index, outcome: outcome, priority: priority)
     }
 
     deinit {

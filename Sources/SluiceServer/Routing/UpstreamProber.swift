@@ -12,6 +12,8 @@ struct UpstreamProber: Service {
     let pool: UpstreamPool
     /// Where `/readyz` reads each round's results.
     let results: ProbeResults
+    /// Asked what each Ollama upstream has loaded after its probe succeeds.
+    let residency: ModelResidency?
     let interval: Duration
     /// A probe slower than this counts as failed.
     let timeout: Duration
@@ -21,11 +23,12 @@ struct UpstreamProber: Service {
     static let defaultTimeout = Duration.seconds(2)
 
     init(
-        pool: UpstreamPool, results: ProbeResults = ProbeResults(maxAge: .seconds(1)), interval: Duration, timeout: Duration = defaultTimeout,
-        logger: Logger
+        pool: UpstreamPool, results: ProbeResults = ProbeResults(maxAge: .seconds(1)), residency: ModelResidency? = nil, interval: Duration,
+        timeout: Duration = defaultTimeout, logger: Logger
     ) {
         self.pool = pool
         self.results = results
+        self.residency = residency
         self.interval = interval
         // Never longer than the interval, so one round is over before the next is due.
         self.timeout = interval > .zero ? min(timeout, interval) : timeout
@@ -47,7 +50,7 @@ struct UpstreamProber: Service {
     func probeOnce() async {
         await withTaskGroup(of: Void.self) { group in
             for (index, upstream) in pool.upstreams.enumerated() {
-                group.addTask { [pool, results, timeout, logger] in
+                group.addTask { [pool, results, residency, timeout, logger] in
                     let failure = await ProbeResults.probe(upstream, timeout: timeout, logger: logger)
                     // Our own cancellation says nothing about the upstream.
                     if Task.isCancelled { return }
@@ -56,6 +59,7 @@ struct UpstreamProber: Service {
                     let name = upstream.endpoint.name
                     pool.metrics.upstreamProbe(upstream: name, ok: ok)
                     let (before, after) = pool.recordProbe(index, ok: ok)
+                    if ok { await residency?.refresh(index) }
                     if before != .open, after == .open {
                         logger.warning("upstream failed its probes; breaker opened", metadata: ["upstream": .string(name)])
                     } else if before != .closed, after == .closed {

@@ -109,6 +109,9 @@ public final class PostgresStore: GatewayStore, Service {
                         \(key.budgetUSD), \(key.revoked), \(Date().timeIntervalSince1970))
                     """,
                     logger: self.logger)
+                if let terms = KeyColumns.schedulingUpdate(key, dialect: .postgres) {
+                    try await connection.query(Self.query(terms), logger: self.logger)
+                }
                 try await Self.bumpKeyRevision(connection, logger: self.logger)
             }
         }
@@ -227,6 +230,9 @@ public final class PostgresStore: GatewayStore, Service {
                 for start in stride(from: 0, to: records.count, by: UsageSQL.insertChunk) {
                     let chunk = records[start..<min(start + UsageSQL.insertChunk, records.count)]
                     try await connection.query(Self.insertQuery(chunk), logger: self.logger)
+                    if let mark = UsageSQL.markOverflowed(Array(chunk), dialect: .postgres) {
+                        try await connection.query(Self.query(mark), logger: self.logger)
+                    }
                 }
             }
         }
@@ -318,13 +324,14 @@ public final class PostgresStore: GatewayStore, Service {
         _ statement: SQLStatement, on connection: PostgresConnection, logger: Logger
     ) async throws -> [UsageGroup] {
         try await connection.query(Self.query(statement), logger: logger).collect().map { row in
-            let (group, requests, prompt, completion, cost, saved, hits, errors, p50, p95) = try row.decode(
-                (String, Int, Int, Int, Double, Double, Int, Int, Double, Double).self)
+            let (group, requests, prompt, completion, cost, saved, hits, errors, p50, p95, overflowed, overflowCost) = try row.decode(
+                (String, Int, Int, Int, Double, Double, Int, Int, Double, Double, Int, Double).self)
             return UsageGroup(
                 group: group,
                 totals: UsageTotals(
                     requests: requests, promptTokens: prompt, completionTokens: completion, costUSD: cost,
-                    savedUSD: saved, cacheHits: hits, errors: errors, p50LatencyMs: p50, p95LatencyMs: p95))
+                    savedUSD: saved, cacheHits: hits, errors: errors, p50LatencyMs: p50, p95LatencyMs: p95,
+                    overflowRequests: overflowed, overflowCostUSD: overflowCost))
         }
     }
 
@@ -483,28 +490,32 @@ public final class PostgresStore: GatewayStore, Service {
     }
 
     private static func decodeKey(_ row: PostgresRow) throws -> APIKeyRecord {
-        let (id, name, hash, prefix, createdAt, lastUsedAt, expiresAt, models, rpm, tpm, budget, revoked) = try row.decode(
-            (String, String, String, String, Double, Double?, Double?, String, Int?, Int?, Double?, Bool).self)
-        return APIKeyRecord(
+        let (id, name, hash, prefix, createdAt, lastUsedAt, expiresAt, models, rpm, tpm, budget, revoked, overflow, priority) =
+            try row.decode((String, String, String, String, Double, Double?, Double?, String, Int?, Int?, Double?, Bool, Bool, String).self)
+        var record = APIKeyRecord(
             id: id, name: name, hash: hash, prefix: prefix, createdAt: createdAt, lastUsedAt: lastUsedAt,
             expiresAt: expiresAt, allowedModels: try KeyColumns.decodeModels(models), rpm: rpm, tpm: tpm,
             budgetUSD: budget, revoked: revoked)
+        record.allowOverflow = overflow
+        record.priority = PriorityClass(rawValue: priority) ?? .interactive
+        return record
     }
 
     private static func decodeUsage(_ row: PostgresRow) throws -> UsageRecord {
         // Columns come back in `UsageSQL.columns` order.
         let (
             id, time, requestID, keyID, clientIP, route, model, upstream, status, errorCode, stream, cacheHit, prompt,
-            completion, estimated, latency, ttft, cost, saved, cached, cacheWrite, reasoning, requestBody, responseBody
+            completion, estimated, latency, ttft, cost, saved, cached, cacheWrite, reasoning, requestBody, responseBody, overflowed
         ) = try row.decode(
             (String, Double, String, String?, String?, String, String?, String?, Int, String?, Bool, Bool, Int, Int, Bool,
-             Double, Double?, Double, Double, Int, Int, Int, String?, String?).self)
+             Double, Double?, Double, Double, Int, Int, Int, String?, String?, Bool).self)
         return UsageRecord(
             id: id, time: time, requestID: requestID, keyID: keyID, clientIP: clientIP, route: route, model: model,
             upstream: upstream, status: status, errorCode: errorCode, stream: stream, cacheHit: cacheHit,
             promptTokens: prompt, completionTokens: completion, cachedTokens: cached, cacheWriteTokens: cacheWrite,
             reasoningTokens: reasoning, tokensEstimated: estimated, latencyMs: latency,
-            timeToFirstTokenMs: ttft, costUSD: cost, savedUSD: saved, requestBody: requestBody, responseBody: responseBody)
+            timeToFirstTokenMs: ttft, costUSD: cost, savedUSD: saved, overflowed: overflowed, requestBody: requestBody,
+            responseBody: responseBody)
     }
 
     private static func decodeResponse(_ row: PostgresRow) throws -> StoredResponse {

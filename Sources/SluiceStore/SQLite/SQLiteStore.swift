@@ -191,6 +191,7 @@ public final class SQLiteStore: GatewayStore, Service {
                         Self.data(key.rpm), Self.data(key.tpm), Self.data(key.budgetUSD), .integer(key.revoked ? 1 : 0),
                         .float(Date().timeIntervalSince1970),
                     ])
+                if let terms = KeyColumns.schedulingUpdate(key, dialect: .sqlite) { try await Self.run(terms, on: connection) }
                 try await Self.bumpKeyRevision(connection)
             }
         }
@@ -302,6 +303,7 @@ public final class SQLiteStore: GatewayStore, Service {
                         guard let keyID = row.column("key_id")?.string else { continue }
                         spent[keyID, default: 0] += row.column("cost_usd")?.double ?? 0
                     }
+                    if let mark = UsageSQL.markOverflowed(Array(chunk), dialect: .sqlite) { try await Self.run(mark, on: connection) }
                 }
                 for (keyID, cost) in spent {
                     try await Self.run(UsageSQL.addSpend(keyID: keyID, costUSD: cost), on: connection)
@@ -397,7 +399,8 @@ public final class SQLiteStore: GatewayStore, Service {
                     completionTokens: Int(values[3].integer ?? 0), costUSD: values[4].double ?? 0,
                     savedUSD: values[5].double ?? 0, cacheHits: Int(values[6].integer ?? 0),
                     errors: Int(values[7].integer ?? 0), p50LatencyMs: values[8].double ?? 0,
-                    p95LatencyMs: values[9].double ?? 0))
+                    p95LatencyMs: values[9].double ?? 0, overflowRequests: Int(values[10].integer ?? 0),
+                    overflowCostUSD: values[11].double ?? 0))
         }
     }
 
@@ -475,15 +478,18 @@ public final class SQLiteStore: GatewayStore, Service {
         func text(_ name: String) -> String? { row.column(name)?.string }
         func double(_ name: String) -> Double? { row.column(name).flatMap { $0.isNull ? nil : $0.double } }
         func int(_ name: String) -> Int? { row.column(name).flatMap { $0.isNull ? nil : $0.integer.map { Int($0) } } }
-        return APIKeyRecord(
+        var record = APIKeyRecord(
             id: text("id") ?? "", name: text("name") ?? "", hash: text("hash") ?? "", prefix: text("prefix") ?? "",
             createdAt: double("created_at") ?? 0, lastUsedAt: double("last_used_at"), expiresAt: double("expires_at"),
             allowedModels: try KeyColumns.decodeModels(text("allowed_models")), rpm: int("rpm"), tpm: int("tpm"),
             budgetUSD: double("budget_usd"), revoked: int("revoked") == 1)
+        record.allowOverflow = int("allow_overflow") == 1
+        record.priority = text("priority").flatMap(PriorityClass.init) ?? .interactive
+        return record
     }
 
     private static func decodeUsage(_ row: SQLiteRow) -> UsageRecord {
-        // Columns come back in `UsageSQL.columns` order.
+        // Columns come back in `UsageSQL.columns` order, then `overflowed`.
         let v = row.columns.map(\.data)
         func text(_ i: Int) -> String? { v[i].isNull ? nil : v[i].string }
         func double(_ i: Int) -> Double? { v[i].isNull ? nil : v[i].double }
@@ -494,7 +500,7 @@ public final class SQLiteStore: GatewayStore, Service {
             stream: int(10) != 0, cacheHit: int(11) != 0, promptTokens: int(12), completionTokens: int(13),
             cachedTokens: int(19), cacheWriteTokens: int(20), reasoningTokens: int(21),
             tokensEstimated: int(14) != 0, latencyMs: double(15) ?? 0, timeToFirstTokenMs: double(16),
-            costUSD: double(17) ?? 0, savedUSD: double(18) ?? 0, requestBody: text(22), responseBody: text(23))
+            costUSD: double(17) ?? 0, savedUSD: double(18) ?? 0, overflowed: int(24) != 0, requestBody: text(22), responseBody: text(23))
     }
 
     private static func decodeResponse(_ row: SQLiteRow) -> StoredResponse {

@@ -1,9 +1,23 @@
 import Foundation
+import SluiceCore
 
 /// The `api_keys` columns both stores select, and the JSON text form of `allowed_models`.
 enum KeyColumns {
     static let list =
-        "id, name, hash, prefix, created_at, last_used_at, expires_at, allowed_models, rpm, tpm, budget_usd, revoked"
+        "id, name, hash, prefix, created_at, last_used_at, expires_at, allowed_models, rpm, tpm, budget_usd, revoked, allow_overflow, priority"
+
+    /// Sets a new key's scheduling terms, when they are not the defaults the columns start with: a statement of its
+    /// own, so the insert stays the one every key without them uses.
+    static func schedulingUpdate(_ key: APIKeyRecord, dialect: SQLDialect) -> SQLStatement? {
+        guard key.allowOverflow || key.priority != .interactive else { return nil }
+        var statement = SQLStatement(dialect, "UPDATE api_keys SET allow_overflow = ")
+        statement.bind(key.allowOverflow)
+        statement.append(", priority = ")
+        statement.bind(key.priority.rawValue)
+        statement.append(" WHERE id = ")
+        statement.bind(key.id)
+        return statement
+    }
 
     static func encodeModels(_ models: [String]) throws -> String {
         String(decoding: try JSONEncoder().encode(models), as: UTF8.self)

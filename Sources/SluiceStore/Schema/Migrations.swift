@@ -227,6 +227,25 @@ extension Migration {
                 "ALTER TABLE usage_records ADD COLUMN reasoning_tokens BIGINT NOT NULL DEFAULT 0",
             ]
         ),
+        // Versions need not be contiguous: each runs once, in order (8 to 11 are kept for shared limits and teams).
+        Migration(
+            version: 12,
+            name: "keys that may overflow to hosted upstreams, and their priority class",
+            sqlite: [
+                "ALTER TABLE api_keys ADD COLUMN allow_overflow INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE api_keys ADD COLUMN priority TEXT NOT NULL DEFAULT 'interactive'",
+            ],
+            postgres: [
+                "ALTER TABLE api_keys ADD COLUMN allow_overflow BOOLEAN NOT NULL DEFAULT FALSE",
+                "ALTER TABLE api_keys ADD COLUMN priority TEXT NOT NULL DEFAULT 'interactive'",
+            ]
+        ),
+        Migration(
+            version: 13,
+            name: "usage records say whether the call overflowed to a hosted upstream",
+            sqlite: ["ALTER TABLE usage_records ADD COLUMN overflowed INTEGER NOT NULL DEFAULT 0"],
+            postgres: ["ALTER TABLE usage_records ADD COLUMN overflowed BOOLEAN NOT NULL DEFAULT FALSE"]
+        ),
     ]
 }
 

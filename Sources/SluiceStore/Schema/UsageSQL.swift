@@ -93,6 +93,22 @@ enum UsageSQL {
         return statement
     }
 
+    /// Flags the records of a batch that overflowed, after the batch is inserted: a separate statement, so the insert
+    /// stays the one every batch without overflow uses. Setting a flag twice is harmless when a batch is retried.
+    static func markOverflowed(_ records: [UsageRecord], dialect: SQLDialect) -> SQLStatement? {
+        let ids = records.filter(\.overflowed).map(\.id)
+        guard !ids.isEmpty else { return nil }
+        var statement = SQLStatement(dialect, "UPDATE usage_records SET overflowed = ")
+        statement.bind(true)
+        statement.append(" WHERE id IN (")
+        for (index, id) in ids.enumerated() {
+            if index > 0 { statement.append(", ") }
+            statement.bind(id)
+        }
+        statement.append(")")
+        return statement
+    }
+
     /// Appends ` WHERE …` for the query's filters. `until` is exclusive, `since` inclusive.
     static func appendFilter(_ query: UsageQuery, to statement: inout SQLStatement) {
         statement.append(" WHERE time >= ")
@@ -123,7 +139,7 @@ enum UsageSQL {
     }
 
     /// Totals (one row) or groups (one row per group, ascending), each row being
-    /// `group, requests, prompt, completion, cost, saved, cache hits, errors, p50, p95`.
+    /// `group, requests, prompt, completion, cost, saved, cache hits, errors, p50, p95, overflowed, overflow cost`.
     ///
     /// Latency percentiles use the nearest-rank definition on both backends: the value at rank ceil(p·N) in
     /// ascending order, 0 for no rows. PostgreSQL's `percentile_disc` is exactly that; SQLite has no percentile
@@ -140,7 +156,8 @@ enum UsageSQL {
             statement.append("COUNT(*) FILTER (WHERE cache_hit), ")
             statement.append("COUNT(*) FILTER (WHERE status >= 400 OR error_code IS NOT NULL), ")
             statement.append("COALESCE(percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms), 0)::DOUBLE PRECISION, ")
-            statement.append("COALESCE(percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms), 0)::DOUBLE PRECISION ")
+            statement.append("COALESCE(percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms), 0)::DOUBLE PRECISION, ")
+            statement.append("COUNT(*) FILTER (WHERE overflowed), COALESCE(SUM(cost_usd) FILTER (WHERE overflowed), 0)::DOUBLE PRECISION ")
             statement.append("FROM usage_records")
             appendFilter(query, to: &statement)
             if group != nil {
@@ -154,9 +171,10 @@ enum UsageSQL {
             statement.append("COUNT(*) FILTER (WHERE cache_hit), ")
             statement.append("COUNT(*) FILTER (WHERE status >= 400 OR error_code IS NOT NULL), ")
             statement.append("COALESCE(MAX(CASE WHEN rn = (n + 1) / 2 THEN latency_ms END), 0.0), ")
-            statement.append("COALESCE(MAX(CASE WHEN rn = (19 * n + 19) / 20 THEN latency_ms END), 0.0) ")
+            statement.append("COALESCE(MAX(CASE WHEN rn = (19 * n + 19) / 20 THEN latency_ms END), 0.0), ")
+            statement.append("COUNT(*) FILTER (WHERE overflowed), COALESCE(SUM(cost_usd) FILTER (WHERE overflowed), 0.0) ")
             statement.append("FROM (SELECT \(group ?? "''") AS grp, prompt_tokens, completion_tokens, cost_usd, saved_usd, ")
-            statement.append("cache_hit, status, error_code, latency_ms, ")
+            statement.append("cache_hit, status, error_code, latency_ms, overflowed, ")
             statement.append("ROW_NUMBER() OVER (\(partition)ORDER BY latency_ms) AS rn, ")
             statement.append("COUNT(*) OVER (\(partition)) AS n FROM usage_records")
             appendFilter(query, to: &statement)
@@ -170,7 +188,7 @@ enum UsageSQL {
 
     /// Newest first; ties broken by id so pages are stable.
     static func recent(_ query: UsageQuery, limit: Int, dialect: SQLDialect) -> SQLStatement {
-        var statement = SQLStatement(dialect, "SELECT \(columnList) FROM usage_records")
+        var statement = SQLStatement(dialect, "SELECT \(columnList), overflowed FROM usage_records")
         appendFilter(query, to: &statement)
         statement.append(" ORDER BY time DESC, id DESC LIMIT ")
         statement.bind(max(0, limit))

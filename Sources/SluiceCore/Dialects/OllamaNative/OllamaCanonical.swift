@@ -170,6 +170,14 @@ extension OllamaChat {
         case .effort?, .budget?: out.think = true
         }
         if request.origin == .ollamaChat || request.origin == .openAIChat { out.keepAlive = request.extensions["keep_alive"] }
+        // What the gateway itself sets for Ollama (a virtual model's defaults, the context guard's num_ctx).
+        if let extra = request.ollama["options"]?.objectValue {
+            var options = out.options ?? Ollama.Options()
+            options.extra.merge(extra) { _, set in set }
+            out.options = options
+        }
+        if let keepAlive = request.ollama["keep_alive"] { out.keepAlive = keepAlive }
+        if let think = request.ollama["think"] { out.think = think }
         return out
     }
 

@@ -82,6 +82,8 @@ extension OpenAIChat {
         if let top = request.topLogprobs { out.extensions["top_logprobs"] = .int(top) }
         if let bias = request.logitBias, !bias.isEmpty { out.extensions["logit_bias"] = .object(bias.mapValues { .double($0) }) }
         if let keepAlive = request.keepAlive { out.extensions["keep_alive"] = keepAlive }
+        // Ollama's own `think` (through `extra_body`, or a virtual model's default) wins over `reasoning_effort`.
+        if let think = request.think { out.ollama["think"] = think }
         if let options = request.options, !options.isEmpty { out.extensions["options"] = .object(options) }
         if let include = request.streamOptions?.includeUsage { out.extensions["stream_options"] = ["include_usage": .bool(include)] }
         return out
