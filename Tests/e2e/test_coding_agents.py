@@ -106,6 +106,18 @@ def _image_reached(gw, text: str) -> None:
         assert {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}} in blocks, blocks
 
 
+def test_block_types_sluice_does_not_model_pass_through_to_an_anthropic_upstream(kind_gateway):
+    """Claude Code reads PDFs as `document` blocks; only an Anthropic upstream can serve them, and it gets them as sent."""
+    document = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"}}
+    body = {"model": CHAT_MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": [document, {"type": "text", "text": "sum up"}]}]}
+    r = httpx.post(f"{kind_gateway.url}/v1/messages", json=body, timeout=30)
+    if kind_gateway.kind == "anthropic":
+        assert r.status_code == 200, r.text
+        assert received(kind_gateway, "/v1/messages")["body"] == body
+    else:
+        assert r.status_code == 400 and "document" in r.json()["error"]["message"], r.text
+
+
 def test_messages_images_reach_each_upstream(kind_gateway):
     text = f"what is in this image {nonce()}"
     message = claude(kind_gateway).messages.create(

@@ -43,19 +43,34 @@ struct PassThroughProbe: Decodable, HasItemLimits {
     }
 }
 
+/// The few fields of a request body the gateway reads itself when the bytes pass through to an upstream of the
+/// client's own dialect.
+protocol PassThroughProbing: Decodable {
+    var model: String { get }
+    var stream: Bool? { get }
+}
+
+extension PassThroughProbe: PassThroughProbing {}
+extension AnthropicPassThroughProbe: PassThroughProbing {}
+
 extension Gateway {
-    /// The probe of a body bound only for OpenAI-compatible upstreams, or nil when an upstream that translates
-    /// might serve it (then the typed, field-named validation applies).
-    func passThroughProbe(_ body: ByteBuffer, context: SluiceRequestContext) throws -> PassThroughProbe? {
-        guard upstreams.contains(where: { $0.endpoint.kind == .openai }) else { return nil }
+    /// The probe of a body bound only for upstreams of `kind`, or nil when an upstream that translates might serve
+    /// it (then the typed, field-named validation applies).
+    func passThroughProbe<Probe: PassThroughProbing>(_ type: Probe.Type, kind: UpstreamKind, _ body: ByteBuffer, context: SluiceRequestContext) throws -> Probe? {
+        guard upstreams.contains(where: { $0.endpoint.kind == kind }) else { return nil }
         // Still checked: JSON syntax, duplicate keys, number ranges, and the fields the gateway itself reads.
-        let probe = try RequestDecoding.decode(PassThroughProbe.self, from: body)
+        let probe = try RequestDecoding.decode(Probe.self, from: body)
         if probe.model.isEmpty { throw APIError.invalidValue("model", "must not be empty.") }
         let model = aliasTarget(probe.model) ?? probe.model
         guard let servers = try? servers(for: model, requested: probe.model, context: context, stream: probe.stream ?? false),
-            servers.allSatisfy({ upstreams[$0].endpoint.kind == .openai })
+            servers.allSatisfy({ upstreams[$0].endpoint.kind == kind })
         else { return nil }
         return probe
+    }
+
+    /// The probe of an OpenAI body bound only for OpenAI-compatible upstreams.
+    func passThroughProbe(_ body: ByteBuffer, context: SluiceRequestContext) throws -> PassThroughProbe? {
+        try passThroughProbe(PassThroughProbe.self, kind: .openai, body, context: context)
     }
 
     /// A typed embeddings request; token-id input, which no translating upstream takes, gets a 400 that says so.
@@ -98,17 +113,8 @@ struct AnthropicPassThroughProbe: Decodable {
 }
 
 extension Gateway {
-    /// The probe of a Messages body bound only for Anthropic upstreams, or nil when an upstream that translates
-    /// might serve it (then the canonical decoder's field-named validation applies).
+    /// The probe of a Messages body bound only for Anthropic upstreams.
     func anthropicPassThroughProbe(_ body: ByteBuffer, context: SluiceRequestContext) throws -> AnthropicPassThroughProbe? {
-        guard upstreams.contains(where: { $0.endpoint.kind == .anthropic }) else { return nil }
-        // Still checked: JSON syntax, duplicate keys, number ranges, and the fields the gateway itself reads.
-        let probe = try RequestDecoding.decode(AnthropicPassThroughProbe.self, from: body)
-        if probe.model.isEmpty { throw APIError.invalidValue("model", "must not be empty.") }
-        let model = aliasTarget(probe.model) ?? probe.model
-        guard let servers = try? servers(for: model, requested: probe.model, context: context, stream: probe.stream ?? false),
-            servers.allSatisfy({ upstreams[$0].endpoint.kind == .anthropic })
-        else { return nil }
-        return probe
+        try passThroughProbe(AnthropicPassThroughProbe.self, kind: .anthropic, body, context: context)
     }
 }
