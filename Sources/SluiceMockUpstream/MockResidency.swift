@@ -53,6 +53,15 @@ final class MockResidency: Sendable {
         return ["models": .array(models)]
     }
 
+    /// Zeroes the counters `/mock/stats` reports; what is loaded and cached stays, as on a real server.
+    func resetCounters() {
+        state.withLock {
+            $0.loads = 0
+            $0.cacheHits = 0
+            $0.cacheMisses = 0
+        }
+    }
+
     var statsJSON: JSONValue {
         state.withLock { ["loads": .int($0.loads), "prompt_cache_hits": .int($0.cacheHits), "prompt_cache_misses": .int($0.cacheMisses)] }
     }

@@ -182,6 +182,7 @@ struct MockServer: Sendable {
         router.get("mock/requests") { _, _ in try json(recorder.json) }
         router.post("mock/reset") { _, _ in
             stats.update { $0 = .init() }
+            residency.resetCounters()
             recorder.reset()
             return try json(["ok": true] as JSONValue)
         }

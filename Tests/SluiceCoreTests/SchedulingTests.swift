@@ -209,6 +209,23 @@ import Testing
         #expect(body["options"] == nil && body["keep_alive"] == nil && body["think"] == nil)
         #expect(body["temperature"] == 0.2)
     }
+
+    /// `think` is the default of the client's reasoning setting, whatever its dialect calls it.
+    @Test func theClientsReasoningBeatsTheThinkDefault() {
+        for (shape, asked) in [
+            (RequestShape.openAIChat, ["reasoning_effort": JSONValue.string("high")]), (.anthropicMessages, ["thinking": ["type": "disabled"]]),
+            (.openAIResponses, ["reasoning": ["effort": "low"]]), (.ollamaChat, ["think": true]),
+        ] {
+            var body: [String: JSONValue] = ["model": "coder", "messages": []].merging(asked) { a, _ in a }
+            #expect(coder.ollamaSettings(for: body, shape: shape)["think"] == nil, "\(shape)")
+            coder.apply(to: &body, shape: shape, ollama: true)
+            #expect(body["think"] == asked["think"], "\(shape)")
+            var pinned = coder
+            pinned.overridable = false
+            #expect(pinned.ollamaSettings(for: body, shape: shape)["think"] == false, "\(shape)")
+        }
+        #expect(coder.ollamaSettings(for: ["model": "coder"], shape: .anthropicMessages) == ["options": ["num_ctx": 32768], "keep_alive": "30m", "think": false])
+    }
 }
 
 @Suite struct ContextGuardTests {

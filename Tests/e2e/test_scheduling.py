@@ -391,3 +391,40 @@ def test_warm_up_gates_readiness(procs, tmp_path):
     warm = last_sent(slow, "/api/generate")
     assert warm["model"] == MODEL and warm["keep_alive"] == "1h"
     assert slow.stats()["loads"] == 1
+    slow.reset()
+    assert slow.stats()["loads"] == 0 and loaded_on(gw, "gpu") == [MODEL]
+
+
+def test_with_a_hosted_overflow_beside_the_gpus_defaults_still_reach_the_gpus_and_clients_choose_reasoning(procs, tmp_path):
+    """The README's worked example: a hosted overflow serving the same model must not stop the virtual model's
+    Ollama settings from reaching the GPUs, nor receive them itself; a client's own reasoning setting beats the
+    model's `think` default; and the gateway is ready only while a GPU is."""
+    gpu = procs.start_mock("--loaded", MODEL)
+    hosted = procs.start_mock("--model", "vendor/llama-3.2-3b")
+    path = tmp_path / "sluice.yaml"
+    path.write_text(
+        "upstreams:\n"
+        f"  - {{name: gpu, url: {gpu.url}, kind: ollama}}\n"
+        f"  - {{name: hosted, url: {hosted.url}, kind: openai, overflow: true, model_names: {{llama3.2: vendor/llama-3.2-3b}},"
+        " price: {input: 1, output: 2}}\n"
+        + VIRTUAL_MODELS
+    )
+    gw = procs.start_gateway(args=["--config", str(path), "--probe-interval", "200ms"])
+    with httpx.Client(base_url=gw.url, timeout=30) as client:
+        assert client.post("/v1/chat/completions", json=chat_body(f"hi {nonce()}", model="coder")).status_code == 200
+        sent = last_sent(gpu, "/api/chat")
+        assert sent["options"]["num_ctx"] == 8192 and sent["keep_alive"] == "30m" and sent["think"] is False, sent
+        body = chat_body(f"think {nonce()}", model="coder", reasoning_effort="high")
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+        assert last_sent(gpu, "/api/chat")["think"] == "high"
+        r = client.post("/v1/messages", json={"model": "coder", "max_tokens": 20, "thinking": {"type": "disabled"},
+                                              "messages": [{"role": "user", "content": f"hi {nonce()}"}]})
+        assert r.status_code == 200, r.text
+        assert last_sent(gpu, "/api/chat")["think"] is False
+        r = client.post("/v1/responses", json={"model": "coder", "input": f"hi {nonce()}", "reasoning": {"effort": "low"}})
+        assert r.status_code == 200, r.text
+        assert last_sent(gpu, "/api/chat")["think"] == "low"
+    assert not [e for e in httpx.get(f"{hosted.url}/mock/requests", timeout=10).json() if e["path"] == "/v1/chat/completions"]
+    assert httpx.get(f"{gw.url}/readyz", timeout=10).status_code == 200
+    gpu.process.signal(signal.SIGKILL)
+    wait_until(lambda: httpx.get(f"{gw.url}/readyz", timeout=10).status_code == 503, "readiness to follow the GPU, not the overflow")

@@ -36,6 +36,9 @@ public struct ChatCompletionRequest: Codable, Sendable, Equatable {
     public var options: [String: JSONValue]?
     /// Top-k sampling, which vLLM, llama.cpp and Ollama clients send (OpenAI's SDK through `extra_body`).
     public var topK: Int?
+    /// What the gateway tells an Ollama upstream that the body does not say (a virtual model's defaults when the body
+    /// also goes to a hosted upstream), as Ollama's own fields; never on the wire.
+    public var ollama: [String: JSONValue] = [:]
 
     public init(model: String, messages: [ChatMessage], stream: Bool? = nil) {
         self.model = model

@@ -75,20 +75,35 @@ extension VirtualModel {
         if ollama, shape.carriesOllamaFields {
             if let numCtx { editor.set(["options", "num_ctx"], .int(numCtx)) }
             if let keepAlive { editor.set(["keep_alive"], keepAlive) }
-            if let think { editor.set(["think"], think) }
+            // The client's own reasoning setting, in whatever form its dialect has, is what `think` defaults.
+            if let think, !overridable || !Self.asksForReasoning(body, shape: shape) { editor.body["think"] = think }
         }
         if let systemPrefix { Self.prefixSystem(&editor.body, with: systemPrefix, shape: shape) }
         body = editor.body
     }
 
     /// Its Ollama settings (`options.num_ctx`, `keep_alive`, `think`) as Ollama's own fields, for a request whose
-    /// dialect cannot carry them (``Generation/Request/ollama``).
-    public var ollamaSettings: [String: JSONValue] {
+    /// body does not take them to the Ollama upstream (``Generation/Request/ollama``): a dialect that cannot carry
+    /// them, or a chat body that also goes to a hosted upstream. The client's values in `body` win unless pinned.
+    public func ollamaSettings(for body: [String: JSONValue], shape: RequestShape) -> [String: JSONValue] {
         var out: [String: JSONValue] = [:]
-        if let numCtx { out["options"] = ["num_ctx": .int(numCtx)] }
-        if let keepAlive { out["keep_alive"] = keepAlive }
-        if let think { out["think"] = think }
+        let options = body["options"]?.objectValue ?? [:]
+        if let numCtx, !overridable || options["num_ctx"] == nil { out["options"] = ["num_ctx": .int(numCtx)] }
+        if let keepAlive, !overridable || body["keep_alive"] == nil { out["keep_alive"] = keepAlive }
+        if let think, !overridable || !Self.asksForReasoning(body, shape: shape) { out["think"] = think }
         return out
+    }
+
+    /// Whether the client set reasoning itself: chat's `reasoning_effort` (or Ollama's `think` through `extra_body`),
+    /// Ollama's `think`, Anthropic's `thinking`, Responses' `reasoning.effort`.
+    static func asksForReasoning(_ body: [String: JSONValue], shape: RequestShape) -> Bool {
+        switch shape {
+        case .openAIChat: body["reasoning_effort"] != nil || body["think"] != nil
+        case .ollamaChat, .ollamaGenerate: body["think"] != nil
+        case .anthropicMessages: body["thinking"] != nil
+        case .openAIResponses: body["reasoning"]?["effort"] != nil
+        case .openAICompletion: false
+        }
     }
 
     /// Puts `prefix` before the system prompt, wherever the shape keeps it.

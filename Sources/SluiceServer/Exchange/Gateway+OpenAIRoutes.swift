@@ -21,6 +21,7 @@ extension Gateway {
         let scheduled = try schedule(&body, shape: .openAIChat, context: context)
         let probe = try passThroughProbe(body, context: context)
         var chat = try probe?.chatRequest ?? RequestDecoding.decodeValidated(ChatCompletionRequest.self, from: body)
+        chat.ollama = scheduled.ollama
         // Members the chat type does not decode reach an OpenAI upstream in the bytes; translated, they would be lost.
         let unserved = probe == nil ? ChatCompletionRequest.unservedFields(in: body) : UnservedFields([], advisory: [])
         let requested = scheduled.requested ?? chat.model

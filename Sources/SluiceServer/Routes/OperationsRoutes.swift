@@ -57,7 +57,10 @@ struct OperationsRoutes {
         router.get("readyz") { _, context in
             let results = await statuses(logger: context.logger)
             let keysLoaded = directory.isReady
-            let ready = keysLoaded && results.contains { $0.ok }
+            // A hosted overflow answers only keys allowed to overflow, and only after a local upstream kept them
+            // waiting: the gateway is ready when a local upstream is (or, with only hosted ones, when one is).
+            let local = upstreams.indices.filter { !upstreams[$0].endpoint.overflow }
+            let ready = keysLoaded && (local.isEmpty ? results.contains { $0.ok } : local.contains { results[$0].ok })
             return try JSONResponse(Readiness(status: ready ? "ready" : "unavailable", keysLoaded: keysLoaded, upstreams: results))
                 .response(status: ready ? .ok : .serviceUnavailable)
         }

@@ -32,13 +32,15 @@ extension Gateway {
         let target = virtual?.model ?? aliasTarget(requested) ?? requested
         let servers = pool.servers(of: target)
         let ollama = !servers.isEmpty && servers.allSatisfy { upstreams[$0].endpoint.kind == .ollama }
+        let someOllama = servers.contains { upstreams[$0].endpoint.kind == .ollama }
         var changed = false
-        // Ollama fields for a dialect that cannot carry them; empty where the body does.
-        let aside = ollama && (shape == .anthropicMessages || shape == .openAIResponses)
+        // Ollama fields the body does not take to the Ollama upstream: a dialect that cannot carry them, or a chat
+        // body that a hosted upstream of the same model (an overflow) would get as sent and refuse with them.
+        let aside = someOllama && (shape == .anthropicMessages || shape == .openAIResponses || (shape == .openAIChat && !ollama))
         var scheduled = ScheduledRequest()
         if let virtual {
+            if aside { scheduled.ollama = virtual.ollamaSettings(for: members, shape: shape) }
             virtual.apply(to: &members, shape: shape, ollama: ollama)
-            if aside { scheduled.ollama = virtual.ollamaSettings }
             changed = true
         }
         let limit = members["options"]?["num_ctx"]?.intValue ?? virtual?.numCtx ?? pool.contextLength(of: target, on: servers)
@@ -47,7 +49,7 @@ extension Gateway {
             let verdict = ContextGuard.decide(
                 estimate: estimate, limit: limit, model: virtual?.name ?? requested, policy: scheduler.settings.contextPolicy,
                 answerReserve: ContextGuard.answerLimit(members) ?? ContextGuard.defaultAnswerReserve,
-                canRaise: ollama && (shape.carriesOllamaFields || aside), maximum: scheduler.settings.contextMax)
+                canRaise: (ollama && shape.carriesOllamaFields) || aside, maximum: scheduler.settings.contextMax)
             switch verdict {
             case .fits:
                 break

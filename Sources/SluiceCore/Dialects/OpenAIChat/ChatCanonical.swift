@@ -84,6 +84,7 @@ extension OpenAIChat {
         if let keepAlive = request.keepAlive { out.extensions["keep_alive"] = keepAlive }
         // Ollama's own `think` (through `extra_body`, or a virtual model's default) wins over `reasoning_effort`.
         if let think = request.think { out.ollama["think"] = think }
+        out.ollama.merge(request.ollama) { _, gateway in gateway }
         if let options = request.options, !options.isEmpty { out.extensions["options"] = .object(options) }
         if let include = request.streamOptions?.includeUsage { out.extensions["stream_options"] = ["include_usage": .bool(include)] }
         return out
