@@ -203,7 +203,11 @@ func buildRouter(
     let overflowPrices = upstreams.compactMap { upstream in upstream.endpoint.price.map { (upstream.endpoint.name, $0) } }
     costs.upstreamPrices = Dictionary(overflowPrices, uniquingKeysWith: { first, _ in first })
     // Local answers save what the hosted overflow would have charged for them.
-    costs.localComparisonPrice = upstreams.first { $0.endpoint.overflow && $0.endpoint.price != nil }?.endpoint.price
+    costs.localComparisonPrices = upstreams.compactMap { upstream in
+        guard upstream.endpoint.overflow, let price = upstream.endpoint.price else { return nil }
+        // The local names it serves: its listed models, or the ones it knows under another name.
+        return (upstream.endpoint.models.isEmpty ? Array(upstream.endpoint.modelNames.keys) : upstream.endpoint.models, price)
+    }
     let calculator = costs
     let accounting = AccountingRecorder(
         next: recorder, limiter: limiter, directory: directory,

@@ -150,7 +150,7 @@ import Testing
     @Test func overflowCostsItsPriceAndLocalSavesAgainstIt() {
         var costs = CostCalculator()
         costs.upstreamPrices = ["hosted": ModelPrice(inputPerMillion: 1, outputPerMillion: 2)]
-        costs.localComparisonPrice = ModelPrice(inputPerMillion: 1, outputPerMillion: 2)
+        costs.localComparisonPrices = [(["llama3.2"], ModelPrice(inputPerMillion: 1, outputPerMillion: 2))]
         let hosted = UsageRecord(
             id: "1", time: 0, requestID: "r", route: "/v1/chat/completions", model: "llama3.2", upstream: "hosted", status: 200,
             promptTokens: 1_000_000, completionTokens: 1_000_000, latencyMs: 1, overflowed: true)
@@ -158,6 +158,10 @@ import Testing
         var local = hosted
         local.upstream = "gpu"
         #expect(costs.outcome(for: local, isLocalUpstream: true) == .init(costUSD: 0, savedUSD: 3))
+        // A model the overflow does not serve saves against the reference model, as without overflow.
+        var other = local
+        other.model = "qwen2.5:0.5b"
+        #expect(costs.outcome(for: other, isLocalUpstream: true).savedUSD == CostCalculator().outcome(for: other, isLocalUpstream: true).savedUSD)
     }
 }
 

@@ -179,9 +179,10 @@ public struct CostCalculator: Sendable {
 
     /// Prices of upstreams that charge their own rate whatever the model (hosted `overflow` upstreams), by name.
     public var upstreamPrices: [String: ModelPrice] = [:]
-    /// When set, local answers save what this hosted price would have charged, instead of the reference model's:
-    /// the price of the overflow upstream that would otherwise have served them.
-    public var localComparisonPrice: ModelPrice?
+    /// Hosted overflow prices and the models each serves (empty: any). A local answer of a model one of them serves
+    /// saves what it would have charged, instead of the reference model's price: that upstream is where the call would
+    /// otherwise have gone. Models no overflow serves keep the reference model.
+    public var localComparisonPrices: [(models: [String], price: ModelPrice)] = []
 
     public init(prices: PriceTable = PriceTable(), referenceModel: String? = "gpt-4o-mini") {
         self.prices = prices
@@ -195,7 +196,8 @@ public struct CostCalculator: Sendable {
         // Nothing was consumed (errors, /v1/models), so there is nothing to price and nothing to flag.
         guard prompt + completion > 0, let model = record.model else { return Outcome() }
         let own = record.upstream.flatMap { upstreamPrices[$0] }
-        if let fixed = own ?? (isLocalUpstream ? localComparisonPrice : nil) {
+        let comparison = isLocalUpstream ? localComparisonPrices.first { UpstreamChooser.serves($0.models, model: model) }?.price : nil
+        if let fixed = own ?? comparison {
             let value = fixed.cost(promptTokens: prompt, completionTokens: completion)
             return record.cacheHit || own == nil ? Outcome(costUSD: 0, savedUSD: value) : Outcome(costUSD: value, savedUSD: 0)
         }
