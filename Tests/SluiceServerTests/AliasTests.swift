@@ -13,3 +13,15 @@ import Testing
         #expect(Gateway.undatedName("qwen3:30b-a3b-2507") == nil)
     }
 }
+
+/// Upstream names label records, metrics and breakers: two upstreams may not share one.
+@Suite struct UpstreamNameTests {
+    @Test func twoUpstreamsWithOneNameAreRefused() throws {
+        let list: [[String: Any]] = [
+            ["name": "a", "url": "http://127.0.0.1:1", "kind": "ollama"], ["name": "a", "url": "http://127.0.0.1:2", "kind": "ollama"],
+        ]
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.parseUpstreams(list, path: "sluice.yaml") }
+        let distinct = try ConfigurationLoader.parseUpstreams([list[0], ["name": "b", "url": "http://127.0.0.1:2"]], path: "sluice.yaml")
+        #expect(distinct.map(\.name) == ["a", "b"])
+    }
+}

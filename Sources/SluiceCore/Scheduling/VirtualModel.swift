@@ -130,7 +130,8 @@ extension VirtualModel {
             }
             body["messages"] = .array(messages)
         case .openAICompletion:
-            if let prompt = body["prompt"]?.stringValue { body["prompt"] = .string(prefix + "\n\n" + prompt) }
+            // A completion prompt is raw text (and fill-in-the-middle input): it has no system prompt to prefix.
+            break
         }
     }
 }

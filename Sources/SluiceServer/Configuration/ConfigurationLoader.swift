@@ -308,6 +308,10 @@ public struct ConfigurationLoader: Sendable {
                 // It serves the models it has names for.
                 endpoint.models += endpoint.modelNames.keys.sorted().filter { !endpoint.models.contains($0) }
             }
+            // Records, metrics, breakers and affinity all name upstreams: two with one name would be one to them.
+            if out.contains(where: { $0.name == endpoint.name }) {
+                throw ConfigurationError("upstreams[\(i)] in \(path) is named '\(endpoint.name)', as an earlier upstream is: names must differ")
+            }
             out.append(endpoint)
         }
         return out
