@@ -110,13 +110,14 @@ public func buildApplication(
                 now: dependencies.now))
     }
 
+    let limiter = makeRequestLimiter(configuration: configuration, store: store, logger: logger, dependencies: dependencies, services: &services)
     let pool = UpstreamPool(upstreams: upstreams, metrics: dependencies.metrics, limits: configuration.upstreamLimits, now: dependencies.now)
     // Last in, so it stops first: no probe runs against an HTTP client that is shutting down.
     let probeResults = ProbeResults(maxAge: ProbeResults.maxAge(probeInterval: configuration.probeInterval))
     services.append(UpstreamProber(pool: pool, results: probeResults, interval: configuration.probeInterval, logger: logger))
     let router = buildRouter(
         configuration: configuration, pool: pool, probeResults: probeResults, directory: directory, store: store, keySync: sync,
-        recorder: recorder, dependencies: dependencies)
+        limiter: limiter, recorder: recorder, dependencies: dependencies)
     let writeTimeoutClosed = dependencies.metrics.clientConnectionClosedCounter(reason: "write_timeout")
     let writeTimeout = TimeAmount.nanoseconds(configuration.clientWriteTimeout.nanoseconds)
     let http1 = HTTPServerBuilder.guardedHTTP1(
@@ -169,6 +170,7 @@ func buildRouter(
     directory: KeyDirectory,
     store: (any GatewayStore)?,
     keySync: KeyDirectorySync? = nil,
+    limiter: (any RequestLimiter)? = nil,
     recorder: any UsageRecorder,
     dependencies: ApplicationDependencies
 ) -> Router<SluiceRequestContext> {
@@ -185,9 +187,11 @@ func buildRouter(
         bufferBudget: AnswerBufferBudget(limit: configuration.maxBufferedBytes), coalesceWait: configuration.cacheCoalesceWait,
         drain: ShutdownDrain(grace: configuration.shutdownGrace), responseStore: store,
         responseRetention: configuration.responseRetention, now: now)
-    let limiter = RateLimiter(
-        globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
-        now: now())
+    let limiter =
+        limiter
+        ?? RateLimiter(
+            globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
+            now: now())
     let localUpstreams = Set(upstreams.filter { $0.endpoint.kind == .ollama }.map(\.endpoint.name))
     let calculator = CostCalculator(prices: PriceTable(overrides: configuration.prices), referenceModel: configuration.referenceModel)
     let accounting = AccountingRecorder(

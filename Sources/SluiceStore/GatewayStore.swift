@@ -21,6 +21,8 @@ public enum UsageGrouping: String, Sendable, CaseIterable {
     case key, model, day
     /// The API route (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`, `/api/chat`, …).
     case route
+    /// The team of the record's key ("" for keys without a team and anonymous calls).
+    case team
 }
 
 /// Totals over a set of usage records.
@@ -85,6 +87,10 @@ public protocol GatewayStore: Sendable {
     func key(hash: String) async throws -> APIKeyRecord?
     func key(id: String) async throws -> APIKeyRecord?
     func listKeys() async throws -> [APIKeyRecord]
+    /// Inserts a team; throws when one with its name exists. Bumps the key revision, so instances reload teams.
+    func insertTeam(_ team: TeamRecord) async throws
+    /// Every team, by name.
+    func listTeams() async throws -> [TeamRecord]
     /// Returns false when no such key exists.
     func revokeKey(id: String) async throws -> Bool
     /// Records last-used times in one statement or transaction.
@@ -99,6 +105,16 @@ public protocol GatewayStore: Sendable {
     func removeInstance(id: String) async throws
     /// How many instances reported since `since` still serve keys older than `keyRevision`.
     func instancesBehind(keyRevision: Int64, reportedSince since: Double) async throws -> Int
+
+    /// How many instances reported since `since` (the live ones; shared rate limits fall back to `limit / live`).
+    func liveInstances(reportedSince since: Double) async throws -> Int
+
+    /// Exchanges leases of shared rate-limit buckets in one transaction: each request hands back what it returns
+    /// and takes its share (``RateLeaseArithmetic``), atomically against every other instance. Missing buckets are
+    /// created full; answers come in the order of `requests`.
+    func exchangeRateLeases(_ requests: [RateLeaseRequest], instances: Int, now: Double) async throws -> [RateLease]
+    /// Deletes buckets that have refilled completely by `now`; returns how many.
+    func forgetFullRateBuckets(now: Double) async throws -> Int
 
     /// Records that the dashboard session with this token digest was signed out, until it would have expired
     /// anyway; forgets sessions that expired before `now`.

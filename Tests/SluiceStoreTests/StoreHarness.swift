@@ -130,11 +130,20 @@ struct TestDatabase: Sendable {
         }
     }
 
+    /// Inserts a key with only the first schema's columns, as an older release would have.
+    func insertOldKey(_ id: String) async throws {
+        try await execute(
+            """
+            INSERT INTO api_keys (id, name, hash, prefix, created_at, allowed_models, updated_at)
+            VALUES ('\(id)', '\(id)', 'hash-\(id)', 'sk-sluice-\(id)', \(day0), '[]', \(day0))
+            """)
+    }
+
     /// Drops every table the migrations create, so the next store starts from an empty schema.
     private func reset() async throws {
         try await Self.withPostgresStore(url: self.location) { store in
             _ = try await store.client.query(
-                "DROP TABLE IF EXISTS usage_records, api_keys, key_revision, gateway_instances, ended_sessions, key_spend, stored_responses, schema_migrations", logger: testLogger)
+                "DROP TABLE IF EXISTS usage_records, api_keys, key_revision, gateway_instances, ended_sessions, key_spend, stored_responses, rate_buckets, teams, schema_migrations", logger: testLogger)
         }
     }
 }

@@ -24,7 +24,7 @@ extension StoreContractTests {
         try await TestDatabase.withFresh(backend) { database in
             try await database.withStore(migrate: false) { store in
                 try await store.migrate(through: previous)
-                try await store.insertKey(apiKey("key_old", createdAt: day0))
+                try await database.insertOldKey("key_old")
                 try await store.insertUsage([usage("u1", time: day0, key: "key_old", cost: 0.5)])
                 await #expect(throws: StoreError.self) {
                     try await store.response(id: "resp_1", keyID: "key_old", now: day0)

@@ -66,6 +66,9 @@ public struct UsageReport: Codable, Sendable {
         if grouping == .key {
             for key in try await store.listKeys() { names[key.id] = key.name }
         }
+        if grouping == .team {
+            for team in try await store.listTeams() { names[team.id] = team.name }
+        }
         return UsageReport(
             since: query.since, until: query.until, by: grouping?.rawValue, totals: Row(group: nil, totals: breakdown.totals),
             groups: breakdown.groups.map { group in

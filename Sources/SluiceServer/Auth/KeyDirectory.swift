@@ -29,6 +29,8 @@ public final class KeyDirectory: Sendable {
         var loaded = false
         /// The newest load applied (see ``beginLoad()``).
         var appliedLoad: UInt64 = 0
+        var teams: [String: TeamRecord] = [:]
+        var teamOfKey: [String: String] = [:]
     }
 
     let masterKeyDigest: SHA256Words?
@@ -40,12 +42,39 @@ public final class KeyDirectory: Sendable {
 
     /// - Parameter loaded: true when there is no store to load from (tests, embedded use): the directory starts
     ///   ready with `keys`.
-    public init(masterKey: String?, keys: [APIKeyRecord] = [], loaded: Bool) {
+    public init(masterKey: String?, keys: [APIKeyRecord] = [], teams: [TeamRecord] = [], loaded: Bool) {
         self.masterKeyDigest = masterKey.map { SHA256Words(hashing: $0) }
         var initial = Snapshot()
         initial.loaded = loaded
-        initial.byDigest = Self.index(keys)
+        Self.fill(&initial, keys: keys, teams: teams)
         self.snapshot = Mutex(initial)
+    }
+
+    /// Indexes keys and teams. A key's allowed models become what both it and its team allow, so the one check the
+    /// gateway makes covers both; when they allow nothing in common, no model name matches.
+    static func fill(_ snapshot: inout Snapshot, keys: [APIKeyRecord], teams: [TeamRecord]) {
+        snapshot.teams = Dictionary(teams.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        var teamOfKey: [String: String] = [:]
+        let keys = keys.map { key in
+            guard let teamID = key.teamID else { return key }
+            teamOfKey[key.id] = teamID
+            guard let team = snapshot.teams[teamID] else { return key }
+            var key = key
+            key.allowedModels = effectiveModels(key: key.allowedModels, team: team.allowedModels) ?? ["\u{0}"]
+            return key
+        }
+        snapshot.teamOfKey = teamOfKey
+        snapshot.byDigest = Self.index(keys)
+    }
+
+    /// The team with this id, as last loaded.
+    public func team(id: String) -> TeamRecord? {
+        snapshot.withLock { $0.teams[id] }
+    }
+
+    /// The team of a key, if it has one.
+    public func teamID(ofKey keyID: String) -> String? {
+        snapshot.withLock { $0.teamOfKey[keyID] }
     }
 
     /// False until the first load from the store.
@@ -93,12 +122,15 @@ public final class KeyDirectory: Sendable {
     }
 
     /// Replaces the table with a fresh load from the store, unless a load begun later was applied already.
-    public func replace(with keys: [APIKeyRecord], revision: Int64, load: UInt64? = nil) {
+    public func replace(with keys: [APIKeyRecord], teams: [TeamRecord] = [], revision: Int64, load: UInt64? = nil) {
         let load = load ?? beginLoad()
-        let byDigest = Self.index(keys)
+        var fresh = Snapshot()
+        Self.fill(&fresh, keys: keys, teams: teams)
         snapshot.withLock {
             guard load > $0.appliedLoad else { return }
-            $0.byDigest = byDigest
+            $0.byDigest = fresh.byDigest
+            $0.teams = fresh.teams
+            $0.teamOfKey = fresh.teamOfKey
             $0.revision = revision
             $0.loaded = true
             $0.appliedLoad = load
@@ -124,10 +156,21 @@ public final class KeyDirectory: Sendable {
         spend.withLock { $0[keyID] ?? 0 }
     }
 
-    /// Adds the cost of a request just finished.
+    /// What a team has spent (the sum of its keys'), as far as this instance knows.
+    public func spent(teamID: String) -> Double {
+        spend.withLock { $0[Self.teamSubject(teamID)] ?? 0 }
+    }
+
+    static func teamSubject(_ teamID: String) -> String { "team:" + teamID }
+
+    /// Adds the cost of a request just finished, to its key and its key's team.
     public func addSpend(keyID: String, cost: Double) {
         guard cost > 0 else { return }
-        spend.withLock { $0[keyID, default: 0] += cost }
+        let teamID = teamID(ofKey: keyID)
+        spend.withLock {
+            $0[keyID, default: 0] += cost
+            if let teamID { $0[Self.teamSubject(teamID), default: 0] += cost }
+        }
     }
 
     /// Takes in the store's totals for the budgeted keys.
@@ -137,17 +180,30 @@ public final class KeyDirectory: Sendable {
     /// what other instances spent; taking the store's word alone would let a key just past its budget through again
     /// until its records were written.
     func mergeSpend(_ totals: [String: Double], budgeted: [String]) {
+        let teamOfKey = snapshot.withLock { $0.teamOfKey }
+        var teamTotals: [String: Double] = [:]
+        for id in budgeted {
+            if let team = teamOfKey[id] { teamTotals[Self.teamSubject(team), default: 0] += totals[id] ?? 0 }
+        }
         spend.withLock { spend in
             var merged: [String: Double] = [:]
             for id in budgeted {
                 merged[id] = max(spend[id] ?? 0, totals[id] ?? 0)
             }
+            for (subject, total) in teamTotals {
+                merged[subject] = max(spend[subject] ?? 0, total)
+            }
             spend = merged
         }
     }
 
-    /// Keys with a budget, whose spend must be tracked.
+    /// Keys whose spend must be tracked: those with a budget, and every key of a team with one (revoked keys
+    /// included, since what they spent still counts for their team).
     var budgetedKeyIDs: [String] {
-        snapshot.withLock { $0.byDigest.values.filter { $0.budgetUSD != nil && !$0.revoked }.map(\.id) }
+        snapshot.withLock { snapshot in
+            snapshot.byDigest.values.filter { key in
+                (key.budgetUSD != nil && !key.revoked) || key.teamID.flatMap { snapshot.teams[$0]?.budgetUSD } != nil
+            }.map(\.id)
+        }
     }
 }

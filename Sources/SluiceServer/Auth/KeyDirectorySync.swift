@@ -80,7 +80,8 @@ public struct KeyDirectorySync: Service {
         let revision = try await store.keysRevision()
         if revision != directory.revision || !directory.isReady {
             let keys = try await store.listKeys()
-            directory.replace(with: keys, revision: revision, load: load)
+            let teams = try await store.listTeams()
+            directory.replace(with: keys, teams: teams, revision: revision, load: load)
             logger.debug("loaded API keys", metadata: ["count": "\(keys.count)", "revision": "\(revision)"])
         }
         // The revision read before the keys were listed: whatever this instance serves is at least that new.

@@ -34,7 +34,7 @@ public struct ConfigurationLoader: Sendable {
         "retention-days", "response-retention", "reference-model", "record-usage",
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
         "client-header-timeout", "client-body-timeout", "client-idle-timeout", "max-connections",
-        "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes",
+        "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes", "rate-limit-sync-interval",
     ]
     /// Keys only a config file can hold.
     static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases"]
@@ -315,6 +315,11 @@ public struct ConfigurationLoader: Sendable {
         if let v = try duration("client-write-timeout") { c.clientWriteTimeout = v }
         if let v = try duration("cache-coalesce-wait") { c.cacheCoalesceWait = v }
         if let v = try bytes("max-buffered-bytes") { c.maxBufferedBytes = v }
+        if let v = try duration("rate-limit-sync-interval") {
+            // The README's bound on shared limits assumes at most 250 ms between exchanges.
+            guard v >= .milliseconds(10), v <= .milliseconds(250) else { throw fail("rate-limit-sync-interval", "a duration from 10ms to 250ms") }
+            c.rateLimitSyncInterval = v
+        }
         return c
     }
 
@@ -390,7 +395,7 @@ extension GatewayConfiguration {
             "client_header_timeout": .string("\(clientHeaderTimeout)"), "client_body_timeout": .string("\(clientBodyTimeout)"),
             "client_idle_timeout": .string("\(clientIdleTimeout)"), "max_connections": .int(maxConnections),
             "client_write_timeout": .string("\(clientWriteTimeout)"), "cache_coalesce_wait": .string("\(cacheCoalesceWait)"),
-            "max_buffered_bytes": .int(maxBufferedBytes),
+            "max_buffered_bytes": .int(maxBufferedBytes), "rate_limit_sync_interval": .string("\(rateLimitSyncInterval)"),
             "aliases": .object(aliases.mapValues { .string($0) }),
             "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),
         ]

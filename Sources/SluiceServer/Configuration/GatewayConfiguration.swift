@@ -20,6 +20,8 @@ public struct GatewayConfiguration: Sendable {
     public var rateLimitRPS = 0.0
     public var rateLimitBurst = 0
     public var ipRateLimitRPM = 0
+    /// Time between exchanges of shared rate-limit leases with PostgreSQL (see ``SharedRateLimiter``).
+    public var rateLimitSyncInterval = Duration.milliseconds(250)
     public var trustedProxies: [String] = []
     public var cacheTTL = Duration.seconds(300)
     public var cacheMaxBytes = 64 * 1024 * 1024

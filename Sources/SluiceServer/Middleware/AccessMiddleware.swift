@@ -12,14 +12,14 @@ import SluiceCore
 public struct AccessMiddleware: RouterMiddleware {
     public typealias Context = SluiceRequestContext
     let directory: KeyDirectory
-    let limiter: RateLimiter
+    let limiter: any RequestLimiter
     let authMode: GatewayConfiguration.AuthMode
     let metrics: GatewayMetrics
     let now: @Sendable () -> Double
     let sessions: DashboardSessions?
 
     public init(
-        directory: KeyDirectory, limiter: RateLimiter, authMode: GatewayConfiguration.AuthMode, metrics: GatewayMetrics,
+        directory: KeyDirectory, limiter: any RequestLimiter, authMode: GatewayConfiguration.AuthMode, metrics: GatewayMetrics,
         sessions: DashboardSessions? = nil, now: @escaping @Sendable () -> Double
     ) {
         self.directory = directory
@@ -77,15 +77,20 @@ public struct AccessMiddleware: RouterMiddleware {
             }
 
         var key: APIKeyRecord?
+        var team: TeamRecord?
         if case .key(let record) = identity {
             key = record
+            team = record.teamID.flatMap(directory.team(id:))
             // Budget and rate refusals are this key's usage too.
             context.trace.update { $0.keyID = record.id }
             if let budget = record.budgetUSD, directory.spent(keyID: record.id) >= budget {
                 throw APIError.budgetExceeded()
             }
+            if let team, let budget = team.budgetUSD, directory.spent(teamID: team.id) >= budget {
+                throw APIError.budgetExceeded(team: true)
+            }
         }
-        let verdict = limiter.admit(clientIP: context.clientIP, key: key, now: now)
+        let verdict = limiter.admit(clientIP: context.clientIP, key: key, team: team, now: now)
         if let refusedBy = verdict.refusedBy {
             metrics.rateLimited(limit: refusedBy)
             context.logger.info("rate limited", metadata: ["limit": .string(refusedBy), "key_id": .string(key?.id ?? "")])

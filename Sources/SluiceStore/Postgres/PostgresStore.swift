@@ -103,10 +103,11 @@ public final class PostgresStore: GatewayStore, Service {
                 try await connection.query(
                     """
                     INSERT INTO api_keys (id, name, hash, prefix, created_at, last_used_at, expires_at, allowed_models,
-                        rpm, tpm, budget_usd, revoked, updated_at)
+                        rpm, tpm, budget_usd, revoked, updated_at, budget_period, budget_alert, team_id)
                     VALUES (\(key.id.sanitized), \(key.name.sanitized), \(key.hash.sanitized), \(key.prefix.sanitized),
                         \(key.createdAt), \(key.lastUsedAt), \(key.expiresAt), \(models.sanitized), \(key.rpm), \(key.tpm),
-                        \(key.budgetUSD), \(key.revoked), \(Date().timeIntervalSince1970))
+                        \(key.budgetUSD), \(key.revoked), \(Date().timeIntervalSince1970), \(key.budgetPeriod.rawValue),
+                        \(key.budgetAlert), \(key.teamID?.sanitized))
                     """,
                     logger: self.logger)
                 try await Self.bumpKeyRevision(connection, logger: self.logger)
@@ -137,6 +138,34 @@ public final class PostgresStore: GatewayStore, Service {
             try await connection.query(
                 PostgresQuery(unsafeSQL: "SELECT \(KeyColumns.list) FROM api_keys ORDER BY created_at, id"), logger: self.logger
             ).collect().map(Self.decodeKey)
+        }
+    }
+
+    public func insertTeam(_ team: TeamRecord) async throws {
+        let models = try KeyColumns.encodeModels(team.allowedModels)
+        try await self.withConnection("insert a team") { connection in
+            try await connection.withTransaction(logger: self.logger) { connection in
+                let inserted = try await connection.query(
+                    """
+                    INSERT INTO teams (id, name, created_at, allowed_models, rpm, tpm, budget_usd, budget_period, budget_alert, updated_at)
+                    VALUES (\(team.id.sanitized), \(team.name.sanitized), \(team.createdAt), \(models.sanitized), \(team.rpm),
+                        \(team.tpm), \(team.budgetUSD), \(team.budgetPeriod.rawValue), \(team.budgetAlert), \(Date().timeIntervalSince1970))
+                    ON CONFLICT (name) DO NOTHING RETURNING id
+                    """,
+                    logger: self.logger
+                ).collect()
+                guard !inserted.isEmpty else { throw StoreError("a team named \(team.name) exists already") }
+                // Teams travel with the keys: every instance reloads both when the revision moves.
+                try await Self.bumpKeyRevision(connection, logger: self.logger)
+            }
+        }
+    }
+
+    public func listTeams() async throws -> [TeamRecord] {
+        try await self.withConnection("list teams") { connection in
+            try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT \(KeyColumns.teamList) FROM teams ORDER BY name"), logger: self.logger
+            ).collect().map(Self.decodeTeam)
         }
     }
 
@@ -197,6 +226,70 @@ public final class PostgresStore: GatewayStore, Service {
             try await connection.query(
                 Self.query(InstanceSQL.behind(keyRevision: keyRevision, reportedSince: since, dialect: .postgres)), logger: self.logger
             ).collect().first.map { try $0.decode(Int.self) } ?? 0
+        }
+    }
+
+    public func liveInstances(reportedSince since: Double) async throws -> Int {
+        try await self.withConnection("count the live instances") { connection in
+            try await connection.query(Self.query(RateBucketSQL.live(reportedSince: since, dialect: .postgres)), logger: self.logger)
+                .collect().first.map { try $0.decode(Int.self) } ?? 0
+        }
+    }
+
+    // MARK: Shared rate limits
+
+    public func exchangeRateLeases(_ requests: [RateLeaseRequest], instances: Int, now: Double) async throws -> [RateLease] {
+        guard !requests.isEmpty else { return [] }
+        // Rows are created and locked in scope order, so instances exchanging overlapping sets never deadlock.
+        let sorted = requests.sorted { $0.scope < $1.scope }
+        let scopes = sorted.map(\.scope.sanitized)
+        return try await self.withConnection("exchange rate-limit leases") { connection in
+            try await connection.withTransaction(logger: self.logger) { connection in
+                try await connection.query(
+                    """
+                    INSERT INTO rate_buckets (scope, capacity, refill_per_second, tokens, updated_at)
+                    SELECT scope, capacity, refill, capacity, \(now)
+                    FROM unnest(\(scopes)::TEXT[], \(sorted.map(\.capacity))::DOUBLE PRECISION[],
+                        \(sorted.map(\.refillPerSecond))::DOUBLE PRECISION[]) AS v(scope, capacity, refill)
+                    ORDER BY scope
+                    ON CONFLICT (scope) DO NOTHING
+                    """,
+                    logger: self.logger)
+                var stored: [String: (tokens: Double, updatedAt: Double)] = [:]
+                let rows = try await connection.query(
+                    "SELECT scope, tokens, updated_at FROM rate_buckets WHERE scope = ANY(\(scopes)::TEXT[]) ORDER BY scope FOR UPDATE",
+                    logger: self.logger)
+                for try await (scope, tokens, updatedAt) in rows.decode((String, Double, Double).self) {
+                    stored[scope] = (tokens, updatedAt)
+                }
+                var leases: [String: RateLease] = [:]
+                var balances: [Double] = []
+                for request in sorted {
+                    let (tokens, lease) = RateLeaseArithmetic.exchange(
+                        stored: stored[request.scope.sanitized], request, instances: instances, now: now)
+                    leases[request.scope] = lease
+                    balances.append(tokens)
+                }
+                try await connection.query(
+                    """
+                    UPDATE rate_buckets AS b SET capacity = v.capacity, refill_per_second = v.refill, tokens = v.tokens,
+                        updated_at = \(now)
+                    FROM unnest(\(scopes)::TEXT[], \(sorted.map(\.capacity))::DOUBLE PRECISION[],
+                        \(sorted.map(\.refillPerSecond))::DOUBLE PRECISION[], \(balances)::DOUBLE PRECISION[])
+                        AS v(scope, capacity, refill, tokens)
+                    WHERE b.scope = v.scope
+                    """,
+                    logger: self.logger)
+                return requests.compactMap { leases[$0.scope] }
+            }
+        }
+    }
+
+    public func forgetFullRateBuckets(now: Double) async throws -> Int {
+        try await self.withConnection("forget full rate-limit buckets") { connection in
+            var statement = RateBucketSQL.forgetFull(now: now, dialect: .postgres)
+            statement.append(" RETURNING 1")
+            return try await connection.query(Self.query(statement), logger: self.logger).collect().count
         }
     }
 
@@ -479,12 +572,21 @@ public final class PostgresStore: GatewayStore, Service {
     }
 
     private static func decodeKey(_ row: PostgresRow) throws -> APIKeyRecord {
-        let (id, name, hash, prefix, createdAt, lastUsedAt, expiresAt, models, rpm, tpm, budget, revoked) = try row.decode(
-            (String, String, String, String, Double, Double?, Double?, String, Int?, Int?, Double?, Bool).self)
+        let (id, name, hash, prefix, createdAt, lastUsedAt, expiresAt, models, rpm, tpm, budget, revoked, period, alert, team) =
+            try row.decode(
+                (String, String, String, String, Double, Double?, Double?, String, Int?, Int?, Double?, Bool, String, Double?, String?).self)
         return APIKeyRecord(
             id: id, name: name, hash: hash, prefix: prefix, createdAt: createdAt, lastUsedAt: lastUsedAt,
             expiresAt: expiresAt, allowedModels: try KeyColumns.decodeModels(models), rpm: rpm, tpm: tpm,
-            budgetUSD: budget, revoked: revoked)
+            budgetUSD: budget, revoked: revoked, budgetPeriod: KeyColumns.period(period), budgetAlert: alert, teamID: team)
+    }
+
+    private static func decodeTeam(_ row: PostgresRow) throws -> TeamRecord {
+        let (id, name, createdAt, models, rpm, tpm, budget, period, alert) = try row.decode(
+            (String, String, Double, String, Int?, Int?, Double?, String, Double?).self)
+        return TeamRecord(
+            id: id, name: name, createdAt: createdAt, allowedModels: try KeyColumns.decodeModels(models), rpm: rpm, tpm: tpm,
+            budgetUSD: budget, budgetPeriod: KeyColumns.period(period), budgetAlert: alert)
     }
 
     private static func decodeUsage(_ row: PostgresRow) throws -> UsageRecord {

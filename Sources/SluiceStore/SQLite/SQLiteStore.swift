@@ -182,14 +182,15 @@ public final class SQLiteStore: GatewayStore, Service {
                 _ = try await connection.execute(
                     """
                     INSERT INTO api_keys (id, name, hash, prefix, created_at, last_used_at, expires_at, allowed_models,
-                        rpm, tpm, budget_usd, revoked, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        rpm, tpm, budget_usd, revoked, updated_at, budget_period, budget_alert, team_id)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     [
                         .text(key.id), .text(key.name), .text(key.hash), .text(key.prefix), .float(key.createdAt),
                         Self.data(key.lastUsedAt), Self.data(key.expiresAt), .text(try KeyColumns.encodeModels(key.allowedModels)),
                         Self.data(key.rpm), Self.data(key.tpm), Self.data(key.budgetUSD), .integer(key.revoked ? 1 : 0),
-                        .float(Date().timeIntervalSince1970),
+                        .float(Date().timeIntervalSince1970), .text(key.budgetPeriod.rawValue), Self.data(key.budgetAlert),
+                        key.teamID.map { .text($0) } ?? .null,
                     ])
                 try await Self.bumpKeyRevision(connection)
             }
@@ -214,6 +215,34 @@ public final class SQLiteStore: GatewayStore, Service {
         try await self.withConnection { connection in
             try await connection.execute("SELECT \(KeyColumns.list) FROM api_keys ORDER BY created_at, id")
                 .map(Self.decodeKey)
+        }
+    }
+
+    public func insertTeam(_ team: TeamRecord) async throws {
+        try await self.withConnection { connection in
+            try await self.inTransaction(connection) {
+                let existing = try await connection.execute("SELECT 1 FROM teams WHERE name = ?", [.text(team.name.sanitized)])
+                guard existing.isEmpty else { throw StoreError("a team named \(team.name) exists already") }
+                _ = try await connection.execute(
+                    """
+                    INSERT INTO teams (id, name, created_at, allowed_models, rpm, tpm, budget_usd, budget_period, budget_alert, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    [
+                        .text(team.id.sanitized), .text(team.name.sanitized), .float(team.createdAt),
+                        .text(try KeyColumns.encodeModels(team.allowedModels)), Self.data(team.rpm), Self.data(team.tpm),
+                        Self.data(team.budgetUSD), .text(team.budgetPeriod.rawValue), Self.data(team.budgetAlert),
+                        .float(Date().timeIntervalSince1970),
+                    ])
+                // Teams travel with the keys: every instance reloads both when the revision moves.
+                try await Self.bumpKeyRevision(connection)
+            }
+        }
+    }
+
+    public func listTeams() async throws -> [TeamRecord] {
+        try await self.withConnection { connection in
+            try await connection.execute("SELECT \(KeyColumns.teamList) FROM teams ORDER BY name").map(Self.decodeTeam)
         }
     }
 
@@ -268,6 +297,47 @@ public final class SQLiteStore: GatewayStore, Service {
         try await self.withConnection { connection in
             let rows = try await Self.run(InstanceSQL.behind(keyRevision: keyRevision, reportedSince: since, dialect: .sqlite), on: connection)
             return Int(rows.first?.columns.first?.data.integer ?? 0)
+        }
+    }
+
+    public func liveInstances(reportedSince since: Double) async throws -> Int {
+        try await self.withConnection { connection in
+            let rows = try await Self.run(RateBucketSQL.live(reportedSince: since, dialect: .sqlite), on: connection)
+            return Int(rows.first?.columns.first?.data.integer ?? 0)
+        }
+    }
+
+    // MARK: Shared rate limits
+
+    public func exchangeRateLeases(_ requests: [RateLeaseRequest], instances: Int, now: Double) async throws -> [RateLease] {
+        guard !requests.isEmpty else { return [] }
+        return try await self.withConnection { connection in
+            try await self.inTransaction(connection) {
+                var leases: [RateLease] = []
+                for request in requests {
+                    let scope = request.scope.sanitized
+                    let rows = try await connection.execute(
+                        "SELECT tokens, updated_at FROM rate_buckets WHERE scope = ?", [.text(scope)])
+                    let stored = rows.first.map { ($0.column("tokens")?.double ?? 0, $0.column("updated_at")?.double ?? now) }
+                    let (tokens, lease) = RateLeaseArithmetic.exchange(stored: stored, request, instances: instances, now: now)
+                    _ = try await connection.execute(
+                        """
+                        INSERT INTO rate_buckets (scope, capacity, refill_per_second, tokens, updated_at) VALUES (?, ?, ?, ?, ?)
+                        ON CONFLICT (scope) DO UPDATE SET capacity = excluded.capacity,
+                            refill_per_second = excluded.refill_per_second, tokens = excluded.tokens, updated_at = excluded.updated_at
+                        """,
+                        [.text(scope), .float(request.capacity), .float(request.refillPerSecond), .float(tokens), .float(now)])
+                    leases.append(lease)
+                }
+                return leases
+            }
+        }
+    }
+
+    public func forgetFullRateBuckets(now: Double) async throws -> Int {
+        try await self.withConnection { connection in
+            try await Self.run(RateBucketSQL.forgetFull(now: now, dialect: .sqlite), on: connection)
+            return try await Self.changes(connection)
         }
     }
 
@@ -479,7 +549,19 @@ public final class SQLiteStore: GatewayStore, Service {
             id: text("id") ?? "", name: text("name") ?? "", hash: text("hash") ?? "", prefix: text("prefix") ?? "",
             createdAt: double("created_at") ?? 0, lastUsedAt: double("last_used_at"), expiresAt: double("expires_at"),
             allowedModels: try KeyColumns.decodeModels(text("allowed_models")), rpm: int("rpm"), tpm: int("tpm"),
-            budgetUSD: double("budget_usd"), revoked: int("revoked") == 1)
+            budgetUSD: double("budget_usd"), revoked: int("revoked") == 1, budgetPeriod: KeyColumns.period(text("budget_period")),
+            budgetAlert: double("budget_alert"), teamID: text("team_id"))
+    }
+
+    private static func decodeTeam(_ row: SQLiteRow) throws -> TeamRecord {
+        func text(_ name: String) -> String? { row.column(name)?.string }
+        func double(_ name: String) -> Double? { row.column(name).flatMap { $0.isNull ? nil : $0.double } }
+        func int(_ name: String) -> Int? { row.column(name).flatMap { $0.isNull ? nil : $0.integer.map { Int($0) } } }
+        return TeamRecord(
+            id: text("id") ?? "", name: text("name") ?? "", createdAt: double("created_at") ?? 0,
+            allowedModels: try KeyColumns.decodeModels(text("allowed_models")), rpm: int("rpm"), tpm: int("tpm"),
+            budgetUSD: double("budget_usd"), budgetPeriod: KeyColumns.period(text("budget_period")),
+            budgetAlert: double("budget_alert"))
     }
 
     private static func decodeUsage(_ row: SQLiteRow) -> UsageRecord {

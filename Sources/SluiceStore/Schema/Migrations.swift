@@ -212,6 +212,75 @@ extension Migration {
                 "CREATE INDEX stored_responses_expires_at ON stored_responses (expires_at)",
             ]
         ),
+        // 7 belongs to the usage records' cached and reasoning token columns.
+        Migration(
+            version: 8,
+            name: "rate limits shared by every instance, leased out in shares",
+            sqlite: [
+                """
+                CREATE TABLE rate_buckets (
+                    scope TEXT PRIMARY KEY NOT NULL,
+                    capacity REAL NOT NULL,
+                    refill_per_second REAL NOT NULL,
+                    tokens REAL NOT NULL,
+                    updated_at REAL NOT NULL
+                )
+                """
+            ],
+            postgres: [
+                """
+                CREATE TABLE rate_buckets (
+                    scope TEXT PRIMARY KEY,
+                    capacity DOUBLE PRECISION NOT NULL,
+                    refill_per_second DOUBLE PRECISION NOT NULL,
+                    tokens DOUBLE PRECISION NOT NULL,
+                    updated_at DOUBLE PRECISION NOT NULL
+                )
+                """
+            ]
+        ),
+        Migration(
+            version: 9,
+            name: "teams, whose keys share a budget, limits and models",
+            sqlite: [
+                """
+                CREATE TABLE teams (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    name TEXT NOT NULL UNIQUE,
+                    created_at REAL NOT NULL,
+                    allowed_models TEXT NOT NULL DEFAULT '[]',
+                    rpm INTEGER,
+                    tpm INTEGER,
+                    budget_usd REAL,
+                    budget_period TEXT NOT NULL DEFAULT 'total',
+                    budget_alert REAL,
+                    updated_at REAL NOT NULL
+                )
+                """,
+                "ALTER TABLE api_keys ADD COLUMN team_id TEXT",
+                "ALTER TABLE api_keys ADD COLUMN budget_period TEXT NOT NULL DEFAULT 'total'",
+                "ALTER TABLE api_keys ADD COLUMN budget_alert REAL",
+            ],
+            postgres: [
+                """
+                CREATE TABLE teams (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    allowed_models TEXT NOT NULL DEFAULT '[]',
+                    rpm BIGINT,
+                    tpm BIGINT,
+                    budget_usd DOUBLE PRECISION,
+                    budget_period TEXT NOT NULL DEFAULT 'total',
+                    budget_alert DOUBLE PRECISION,
+                    updated_at DOUBLE PRECISION NOT NULL
+                )
+                """,
+                "ALTER TABLE api_keys ADD COLUMN team_id TEXT",
+                "ALTER TABLE api_keys ADD COLUMN budget_period TEXT NOT NULL DEFAULT 'total'",
+                "ALTER TABLE api_keys ADD COLUMN budget_alert DOUBLE PRECISION",
+            ]
+        ),
     ]
 }
 

@@ -115,6 +115,7 @@ enum UsageSQL {
         case (.key, _): "COALESCE(key_id, '')"
         case (.model, _): "COALESCE(model, '')"
         case (.route, _): "route"
+        case (.team, _): "COALESCE((SELECT team_id FROM api_keys WHERE api_keys.id = usage_records.key_id), '')"
         case (.day, .sqlite): "strftime('%Y-%m-%d', time, 'unixepoch')"
         case (.day, .postgres): "to_char(to_timestamp(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
         }
