@@ -131,6 +131,11 @@ public protocol GatewayStore: Sendable {
     func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord]
     /// What each of these keys has spent in all, for budgets; keys that never spent are left out.
     func spend(keyIDs: [String]) async throws -> [String: Double]
+    /// What each of these keys spent from `since` (a whole UTC hour) on, read from the hourly rollups.
+    func periodSpend(keyIDs: [String], since: Double) async throws -> [String: Double]
+    /// Records that the budget alert of `subject` for the period starting at `periodStart` went out; true only for
+    /// the first caller, so several instances send it once.
+    func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool
     /// Deletes at most `limit` records older than `before`; returns how many it deleted.
     func deleteUsage(before: Double, limit: Int) async throws -> Int
 

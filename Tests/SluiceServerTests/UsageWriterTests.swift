@@ -139,6 +139,8 @@ final class FakeUsageStore: GatewayStore {
     func liveInstances(reportedSince since: Double) async throws -> Int { 1 }
     func exchangeRateLeases(_ requests: [RateLeaseRequest], instances: Int, now: Double) async throws -> [RateLease] { [] }
     func forgetFullRateBuckets(now: Double) async throws -> Int { 0 }
+    func periodSpend(keyIDs: [String], since: Double) async throws -> [String: Double] { [:] }
+    func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool { true }
     func endSession(digest: String, expiresAt: Double, now: Double) async throws {
         if update({ $0.failing }) { throw StoreError("fake store is down") }
     }

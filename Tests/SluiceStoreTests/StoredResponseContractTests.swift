@@ -25,7 +25,7 @@ extension StoreContractTests {
             try await database.withStore(migrate: false) { store in
                 try await store.migrate(through: previous)
                 try await database.insertOldKey("key_old")
-                try await store.insertUsage([usage("u1", time: day0, key: "key_old", cost: 0.5)])
+                try await database.insertOldUsage("u1", key: "key_old", cost: 0.5)
                 await #expect(throws: StoreError.self) {
                     try await store.response(id: "resp_1", keyID: "key_old", now: day0)
                 }

@@ -317,10 +317,30 @@ public final class PostgresStore: GatewayStore, Service {
         guard !records.isEmpty else { return }
         try await self.withConnection("insert usage records") { connection in
             try await connection.withTransaction(logger: self.logger) { connection in
+                // Only rows this batch inserted are rolled up: a retried batch that had committed adds nothing twice.
+                var inserted = Set<String>()
                 for start in stride(from: 0, to: records.count, by: UsageSQL.insertChunk) {
                     let chunk = records[start..<min(start + UsageSQL.insertChunk, records.count)]
-                    try await connection.query(Self.insertQuery(chunk), logger: self.logger)
+                    for try await id in try await connection.query(Self.insertQuery(chunk), logger: self.logger).decode(String.self) {
+                        inserted.insert(id)
+                    }
                 }
+                let rows = RollupSQL.aggregate(records.filter { inserted.contains($0.id.sanitized) })
+                guard !rows.isEmpty else { return }
+                var binds = PostgresBindings(capacity: 12)
+                binds.append(rows.map(\.group.hour))
+                binds.append(rows.map(\.group.keyID))
+                binds.append(rows.map(\.group.model))
+                binds.append(rows.map(\.group.route))
+                binds.append(rows.map(\.group.upstream))
+                binds.append(rows.map(\.requests))
+                binds.append(rows.map(\.promptTokens))
+                binds.append(rows.map(\.completionTokens))
+                binds.append(rows.map(\.costUSD))
+                binds.append(rows.map(\.savedUSD))
+                binds.append(rows.map(\.errors))
+                binds.append(rows.map(\.cacheHits))
+                try await connection.query(PostgresQuery(unsafeSQL: RollupSQL.postgresUpsert, binds: binds), logger: self.logger)
             }
         }
     }
@@ -363,6 +383,30 @@ public final class PostgresStore: GatewayStore, Service {
                 }
             }
             return spent
+        }
+    }
+
+    public func periodSpend(keyIDs: [String], since: Double) async throws -> [String: Double] {
+        try await self.withConnection("read what keys spent this period") { connection in
+            var spent: [String: Double] = [:]
+            for start in stride(from: 0, to: keyIDs.count, by: UsageSQL.spendChunk) {
+                let chunk = keyIDs[start..<min(start + UsageSQL.spendChunk, keyIDs.count)]
+                let rows = try await connection.query(
+                    Self.query(RollupSQL.periodSpend(keyIDs: chunk, since: since, dialect: .postgres)), logger: self.logger)
+                for try await (keyID, total) in rows.decode((String, Double).self) {
+                    spent[keyID] = total
+                }
+            }
+            return spent
+        }
+    }
+
+    public func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool {
+        try await self.withConnection("record a budget alert") { connection in
+            try await !connection.query(
+                Self.query(RollupSQL.claimAlert(subject: subject, periodStart: periodStart, at: time, dialect: .postgres)),
+                logger: self.logger
+            ).collect().isEmpty
         }
     }
 
@@ -545,11 +589,14 @@ public final class PostgresStore: GatewayStore, Service {
         """
         WITH inserted AS (
         \(insert)
-        RETURNING key_id, cost_usd
+        RETURNING id, key_id, cost_usd
         )
+        , spent AS (
         INSERT INTO key_spend (key_id, spent_usd)
         SELECT key_id, SUM(cost_usd) FROM inserted WHERE key_id IS NOT NULL GROUP BY key_id ORDER BY key_id
         ON CONFLICT (key_id) DO UPDATE SET spent_usd = key_spend.spent_usd + excluded.spent_usd
+        )
+        SELECT id FROM inserted
         """
     }
 

@@ -365,16 +365,23 @@ public final class SQLiteStore: GatewayStore, Service {
         try await self.withConnection { connection in
             try await self.inTransaction(connection) {
                 // Only rows this batch inserted count: a retried batch that had committed adds nothing twice.
-                var spent: [String: Double] = [:]
+                var inserted = Set<String>()
                 for start in stride(from: 0, to: records.count, by: UsageSQL.insertChunk) {
                     let chunk = records[start..<min(start + UsageSQL.insertChunk, records.count)]
                     for row in try await Self.run(UsageSQL.sqliteInsert(chunk), on: connection) {
-                        guard let keyID = row.column("key_id")?.string else { continue }
-                        spent[keyID, default: 0] += row.column("cost_usd")?.double ?? 0
+                        if let id = row.column("id")?.string { inserted.insert(id) }
                     }
                 }
-                for (keyID, cost) in spent {
+                let new = records.filter { inserted.contains($0.id.sanitized) }
+                var spent: [String: Double] = [:]
+                for record in new {
+                    if let keyID = record.keyID { spent[keyID.sanitized, default: 0] += record.costUSD }
+                }
+                for (keyID, cost) in spent.sorted(by: { $0.key < $1.key }) {
                     try await Self.run(UsageSQL.addSpend(keyID: keyID, costUSD: cost), on: connection)
+                }
+                for row in RollupSQL.aggregate(new) {
+                    try await Self.run(RollupSQL.sqliteUpsert(row), on: connection)
                 }
             }
         }
@@ -413,6 +420,26 @@ public final class SQLiteStore: GatewayStore, Service {
                 }
             }
             return spent
+        }
+    }
+
+    public func periodSpend(keyIDs: [String], since: Double) async throws -> [String: Double] {
+        try await self.withConnection { connection in
+            var spent: [String: Double] = [:]
+            for start in stride(from: 0, to: keyIDs.count, by: UsageSQL.spendChunk) {
+                let chunk = keyIDs[start..<min(start + UsageSQL.spendChunk, keyIDs.count)]
+                for row in try await Self.run(RollupSQL.periodSpend(keyIDs: chunk, since: since, dialect: .sqlite), on: connection) {
+                    guard let keyID = row.columns.first?.data.string else { continue }
+                    spent[keyID] = row.columns.dropFirst().first?.data.double ?? 0
+                }
+            }
+            return spent
+        }
+    }
+
+    public func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool {
+        try await self.withConnection { connection in
+            try await !Self.run(RollupSQL.claimAlert(subject: subject, periodStart: periodStart, at: time, dialect: .sqlite), on: connection).isEmpty
         }
     }
 

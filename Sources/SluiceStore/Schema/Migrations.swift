@@ -281,6 +281,56 @@ extension Migration {
                 "ALTER TABLE api_keys ADD COLUMN budget_alert DOUBLE PRECISION",
             ]
         ),
+        Migration(
+            version: 10,
+            name: "hourly usage rollups, written with each usage batch, and budget alerts sent once per period",
+            sqlite: [
+                """
+                CREATE TABLE usage_rollups (
+                    hour REAL NOT NULL,
+                    key_id TEXT NOT NULL,
+                    team_id TEXT NOT NULL,
+                    model TEXT NOT NULL,
+                    route TEXT NOT NULL,
+                    upstream TEXT NOT NULL,
+                    requests INTEGER NOT NULL,
+                    prompt_tokens INTEGER NOT NULL,
+                    completion_tokens INTEGER NOT NULL,
+                    cost_usd REAL NOT NULL,
+                    saved_usd REAL NOT NULL,
+                    errors INTEGER NOT NULL,
+                    cache_hits INTEGER NOT NULL,
+                    PRIMARY KEY (hour, key_id, team_id, model, route, upstream)
+                )
+                """,
+                "CREATE INDEX usage_rollups_key_hour ON usage_rollups (key_id, hour)",
+                MigrationSQL.backfillRollups(hour: "CAST(time / 3600 AS INTEGER) * 3600.0"),
+                "CREATE TABLE budget_alerts (subject TEXT NOT NULL, period_start REAL NOT NULL, sent_at REAL NOT NULL, PRIMARY KEY (subject, period_start))",
+            ],
+            postgres: [
+                """
+                CREATE TABLE usage_rollups (
+                    hour DOUBLE PRECISION NOT NULL,
+                    key_id TEXT NOT NULL,
+                    team_id TEXT NOT NULL,
+                    model TEXT NOT NULL,
+                    route TEXT NOT NULL,
+                    upstream TEXT NOT NULL,
+                    requests BIGINT NOT NULL,
+                    prompt_tokens BIGINT NOT NULL,
+                    completion_tokens BIGINT NOT NULL,
+                    cost_usd DOUBLE PRECISION NOT NULL,
+                    saved_usd DOUBLE PRECISION NOT NULL,
+                    errors BIGINT NOT NULL,
+                    cache_hits BIGINT NOT NULL,
+                    PRIMARY KEY (hour, key_id, team_id, model, route, upstream)
+                )
+                """,
+                "CREATE INDEX usage_rollups_key_hour ON usage_rollups (key_id, hour)",
+                MigrationSQL.backfillRollups(hour: "floor(time / 3600) * 3600"),
+                "CREATE TABLE budget_alerts (subject TEXT NOT NULL, period_start DOUBLE PRECISION NOT NULL, sent_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (subject, period_start))",
+            ]
+        ),
     ]
 }
 
@@ -291,6 +341,20 @@ enum MigrationSQL {
         INSERT INTO key_spend (key_id, spent_usd)
         SELECT key_id, SUM(cost_usd) FROM usage_records WHERE key_id IS NOT NULL GROUP BY key_id
         """
+
+    /// Rollups of the records held when rollups began; from then on each inserted batch adds its own.
+    static func backfillRollups(hour: String) -> String {
+        """
+        INSERT INTO usage_rollups (hour, key_id, team_id, model, route, upstream, requests, prompt_tokens,
+            completion_tokens, cost_usd, saved_usd, errors, cache_hits)
+        SELECT \(hour) AS h, COALESCE(u.key_id, ''), COALESCE(k.team_id, ''), COALESCE(u.model, ''), u.route,
+            COALESCE(u.upstream, ''), COUNT(*), SUM(u.prompt_tokens), SUM(u.completion_tokens), SUM(u.cost_usd),
+            SUM(u.saved_usd), SUM(CASE WHEN u.status >= 400 OR u.error_code IS NOT NULL THEN 1 ELSE 0 END),
+            SUM(CASE WHEN u.cache_hit THEN 1 ELSE 0 END)
+        FROM usage_records u LEFT JOIN api_keys k ON k.id = u.key_id
+        GROUP BY h, COALESCE(u.key_id, ''), COALESCE(k.team_id, ''), COALESCE(u.model, ''), u.route, COALESCE(u.upstream, '')
+        """
+    }
 
     static let createVersionTable = """
         CREATE TABLE IF NOT EXISTS schema_migrations (

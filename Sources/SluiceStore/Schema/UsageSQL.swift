@@ -74,7 +74,7 @@ enum UsageSQL {
         ]
     }
 
-    /// A multi-row insert that skips ids already stored and returns the key and cost of the rows it did insert
+    /// A multi-row insert that skips ids already stored and returns the ids of the rows it did insert
     /// (SQLite; PostgreSQL unnests arrays instead).
     static func sqliteInsert(_ records: ArraySlice<UsageRecord>) -> SQLStatement {
         var statement = SQLStatement(.sqlite)
@@ -87,7 +87,7 @@ enum UsageSQL {
             }
             statement.append(")")
         }
-        statement.append(" RETURNING key_id, cost_usd")
+        statement.append(" RETURNING id")
         return statement
     }
 

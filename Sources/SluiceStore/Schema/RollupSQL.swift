@@ -1,0 +1,126 @@
+import SluiceCore
+
+/// One row of the hourly rollups: what a key spent on a model, route and upstream within one UTC hour.
+struct RollupRow: Sendable, Hashable {
+    struct Group: Hashable {
+        var hour: Double
+        var keyID: String
+        var model: String
+        var route: String
+        var upstream: String
+    }
+
+    var group: Group
+    var requests = 0
+    var promptTokens = 0
+    var completionTokens = 0
+    var costUSD = 0.0
+    var savedUSD = 0.0
+    var errors = 0
+    var cacheHits = 0
+}
+
+/// Hourly rollups, written in the same transaction as the usage batch they sum, so reports over long spans and
+/// budget periods read a few rows per key and hour instead of every record.
+enum RollupSQL {
+    static let columns =
+        "hour, key_id, team_id, model, route, upstream, requests, prompt_tokens, completion_tokens, cost_usd, saved_usd, errors, cache_hits"
+
+    /// The start of the UTC hour containing `time`.
+    static func hour(_ time: Double) -> Double { (time / 3600).rounded(.down) * 3600 }
+
+    /// Sums records into rollup rows, in a stable order (so concurrent writers lock rows in the same order).
+    static func aggregate(_ records: some Sequence<UsageRecord>) -> [RollupRow] {
+        var rows: [RollupRow.Group: RollupRow] = [:]
+        for record in records {
+            let group = RollupRow.Group(
+                hour: hour(record.time), keyID: (record.keyID ?? "").sanitized, model: (record.model ?? "").sanitized,
+                route: record.route.sanitized, upstream: (record.upstream ?? "").sanitized)
+            var row = rows[group] ?? RollupRow(group: group)
+            row.requests += 1
+            row.promptTokens += record.promptTokens
+            row.completionTokens += record.completionTokens
+            row.costUSD += record.costUSD
+            row.savedUSD += record.savedUSD
+            if record.status >= 400 || record.errorCode != nil { row.errors += 1 }
+            if record.cacheHit { row.cacheHits += 1 }
+            rows[group] = row
+        }
+        return rows.values.sorted {
+            ($0.group.hour, $0.group.keyID, $0.group.model, $0.group.route, $0.group.upstream)
+                < ($1.group.hour, $1.group.keyID, $1.group.model, $1.group.route, $1.group.upstream)
+        }
+    }
+
+    /// Adds to an existing row; the team is the key's, looked up as the row is written.
+    static let onConflict = """
+        ON CONFLICT (hour, key_id, team_id, model, route, upstream) DO UPDATE SET
+            requests = usage_rollups.requests + excluded.requests,
+            prompt_tokens = usage_rollups.prompt_tokens + excluded.prompt_tokens,
+            completion_tokens = usage_rollups.completion_tokens + excluded.completion_tokens,
+            cost_usd = usage_rollups.cost_usd + excluded.cost_usd,
+            saved_usd = usage_rollups.saved_usd + excluded.saved_usd,
+            errors = usage_rollups.errors + excluded.errors,
+            cache_hits = usage_rollups.cache_hits + excluded.cache_hits
+        """
+
+    /// One row's upsert (SQLite; PostgreSQL unnests arrays).
+    static func sqliteUpsert(_ row: RollupRow) -> SQLStatement {
+        var statement = SQLStatement(.sqlite, "INSERT INTO usage_rollups (\(columns)) VALUES (")
+        statement.bind(row.group.hour)
+        statement.append(", ")
+        statement.bind(row.group.keyID)
+        statement.append(", COALESCE((SELECT team_id FROM api_keys WHERE id = ")
+        statement.bind(row.group.keyID)
+        statement.append("), ''), ")
+        let values: [SQLValue] = [
+            .text(row.group.model), .text(row.group.route), .text(row.group.upstream), .int(row.requests), .int(row.promptTokens),
+            .int(row.completionTokens), .double(row.costUSD), .double(row.savedUSD), .int(row.errors), .int(row.cacheHits),
+        ]
+        for (index, value) in values.enumerated() {
+            if index > 0 { statement.append(", ") }
+            statement.bind(value)
+        }
+        statement.append(") " + onConflict)
+        return statement
+    }
+
+    static let postgresUpsert = """
+        INSERT INTO usage_rollups (\(columns))
+        SELECT v.hour, v.key_id, COALESCE(k.team_id, ''), v.model, v.route, v.upstream, v.requests, v.prompt_tokens,
+            v.completion_tokens, v.cost_usd, v.saved_usd, v.errors, v.cache_hits
+        FROM unnest($1::float8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::int8[],
+            $9::float8[], $10::float8[], $11::int8[], $12::int8[])
+            WITH ORDINALITY AS v(hour, key_id, model, route, upstream, requests, prompt_tokens, completion_tokens, cost_usd,
+                saved_usd, errors, cache_hits, n)
+        LEFT JOIN api_keys k ON k.id = v.key_id
+        ORDER BY v.n
+        \(onConflict)
+        """
+
+    /// What each key spent from `since` on, summed from the rollups (periods start on whole hours).
+    static func periodSpend(keyIDs: ArraySlice<String>, since: Double, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(dialect, "SELECT key_id, SUM(cost_usd) FROM usage_rollups WHERE hour >= ")
+        statement.bind(since)
+        statement.append(" AND key_id IN (")
+        for (index, keyID) in keyIDs.enumerated() {
+            if index > 0 { statement.append(", ") }
+            statement.bind(keyID)
+        }
+        statement.append(") GROUP BY key_id")
+        return statement
+    }
+
+    /// Records that an alert for `subject` went out for the period starting at `periodStart`; returns a row only
+    /// to the first instance that claims it.
+    static func claimAlert(subject: String, periodStart: Double, at time: Double, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(dialect, "INSERT INTO budget_alerts (subject, period_start, sent_at) VALUES (")
+        statement.bind(subject)
+        statement.append(", ")
+        statement.bind(periodStart)
+        statement.append(", ")
+        statement.bind(time)
+        statement.append(") ON CONFLICT (subject, period_start) DO NOTHING RETURNING subject")
+        return statement
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import SluiceCore
+import SluiceStore
+import Testing
+
+/// The hourly rollups part of the store contract, on both backends.
+extension StoreContractTests {
+    @Test(arguments: Backend.available)
+    func rollupsSumEachBatchOnceAndGiveEachPeriodsSpend(_ backend: Backend) async throws {
+        try await TestDatabase.withFresh(backend) { database in
+            try await database.withStore { store in
+                try await store.insertTeam(TeamRecord(id: "team_1", name: "one", createdAt: day0))
+                var key = apiKey("key_a", createdAt: day0)
+                key.teamID = "team_1"
+                try await store.insertKey(key)
+                let batch = [
+                    usage("r1", time: day0 + 10, key: "key_a", model: "m", cost: 1),
+                    usage("r2", time: day0 + 20, key: "key_a", model: "m", status: 500, cost: 2),
+                    usage("r3", time: day0 + 3_700, key: "key_a", model: "m", cacheHit: true, cost: 4),
+                    usage("r4", time: day0 + 30, key: nil, model: "m", cost: 8),
+                ]
+                try await store.insertUsage(batch)
+                // A retried batch, and one overlapping it, add only what is new.
+                try await store.insertUsage(batch + [usage("r5", time: day0 + 86_400, key: "key_a", model: "m", cost: 16)])
+                #expect(try await store.periodSpend(keyIDs: ["key_a", "key_b"], since: day0) == ["key_a": 23])
+                #expect(try await store.periodSpend(keyIDs: ["key_a"], since: day0 + 3_600) == ["key_a": 20])
+                #expect(try await store.periodSpend(keyIDs: ["key_a"], since: day0 + 86_400) == ["key_a": 16])
+                #expect(try await store.spend(keyID: "key_a") == 23)
+                // Retention deletes records, never rollups: budgets over a period outlive the records.
+                #expect(try await store.deleteUsage(before: .greatestFiniteMagnitude, limit: 100) == 5)
+                #expect(try await store.periodSpend(keyIDs: ["key_a"], since: day0) == ["key_a": 23])
+                // A team's usage groups by the team of the record's key.
+                try await store.insertUsage([usage("r6", time: day0 + 40, key: "key_a", model: "m", cost: 32)])
+                let groups = try await store.usageGroups(UsageQuery(since: 0), by: .team)
+                #expect(groups.map(\.group) == ["team_1"])
+            }
+        }
+    }
+
+    @Test(arguments: Backend.available)
+    func aBudgetAlertIsClaimedOncePerPeriod(_ backend: Backend) async throws {
+        try await TestDatabase.withFresh(backend) { database in
+            try await database.withStore { store in
+                let first = try await store.claimBudgetAlert(subject: "key:a", periodStart: day0, at: day0 + 1)
+                let again = try await store.claimBudgetAlert(subject: "key:a", periodStart: day0, at: day0 + 2)
+                let nextPeriod = try await store.claimBudgetAlert(subject: "key:a", periodStart: day1, at: day1 + 1)
+                let otherSubject = try await store.claimBudgetAlert(subject: "team:t", periodStart: day0, at: day0 + 1)
+                #expect([first, again, nextPeriod, otherSubject] == [true, false, true, true])
+            }
+        }
+    }
+}
