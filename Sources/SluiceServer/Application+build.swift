@@ -100,7 +100,10 @@ public func buildApplication(
             services.append(writer)
             recorder = writer
         }
-        let keySync = KeyDirectorySync(directory: directory, store: store, logger: logger, now: dependencies.now)
+        let alerts = BudgetAlerts(
+            store: store, webhook: configuration.budgetWebhook, logger: logger, metrics: dependencies.metrics, now: dependencies.now)
+        services.append(alerts)
+        let keySync = KeyDirectorySync(directory: directory, store: store, logger: logger, alerts: alerts, now: dependencies.now)
         services.append(keySync)
         sync = keySync
         // Even with usage retention off (0 days), stored responses expire and are deleted.

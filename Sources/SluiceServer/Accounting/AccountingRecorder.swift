@@ -29,7 +29,7 @@ public struct AccountingRecorder: UsageRecorder {
                 limiter.chargeTokens(
                     keyID: keyID, teamID: directory.teamID(ofKey: keyID), tokens: record.promptTokens + record.completionTokens, now: now())
             }
-            directory.addSpend(keyID: keyID, cost: record.costUSD)
+            directory.addSpend(keyID: keyID, cost: record.costUSD, now: now())
         }
         next.record(record)
     }

@@ -31,14 +31,34 @@ public final class KeyDirectory: Sendable {
         var appliedLoad: UInt64 = 0
         var teams: [String: TeamRecord] = [:]
         var teamOfKey: [String: String] = [:]
+        /// By subject: the key id, or `team:` and the team id.
+        var budgets: [String: Budget] = [:]
     }
 
     let masterKeyDigest: SHA256Words?
     private let snapshot: Mutex<Snapshot>
     private let lastUsed = Mutex<[String: Double]>([:])
     private let loads = Atomic<UInt64>(0)
-    /// Spend per key with a budget: the store's total at the last refresh plus costs recorded here since.
-    private let spend = Mutex<[String: Double]>([:])
+    /// Spend per budget (key id, or `team:` and the team id) in its current period: the store's total at the last
+    /// refresh plus costs recorded here since.
+    private let spend = Mutex<[String: Spend]>([:])
+
+    /// What a budget's owner spent in the period starting at `periodStart`.
+    struct Spend: Sendable, Equatable {
+        var periodStart: Double
+        var amount: Double
+    }
+
+    /// One budget the directory tracks: a key's own, or a team's (spent by all its keys, revoked ones included).
+    struct Budget: Sendable, Equatable {
+        var subject: String
+        var name: String
+        var limitUSD: Double
+        var period: BudgetPeriod
+        var alert: Double?
+        var keyIDs: [String]
+        var isTeam: Bool
+    }
 
     /// - Parameter loaded: true when there is no store to load from (tests, embedded use): the directory starts
     ///   ready with `keys`.
@@ -65,6 +85,23 @@ public final class KeyDirectory: Sendable {
         }
         snapshot.teamOfKey = teamOfKey
         snapshot.byDigest = Self.index(keys)
+        var budgets: [String: Budget] = [:]
+        var members: [String: [String]] = [:]
+        for key in keys {
+            if let team = key.teamID { members[team, default: []].append(key.id) }
+            guard let limit = key.budgetUSD, !key.revoked else { continue }
+            budgets[key.id] = Budget(
+                subject: key.id, name: key.name, limitUSD: limit, period: key.budgetPeriod, alert: key.budgetAlert, keyIDs: [key.id],
+                isTeam: false)
+        }
+        for team in teams {
+            guard let limit = team.budgetUSD else { continue }
+            let subject = teamSubject(team.id)
+            budgets[subject] = Budget(
+                subject: subject, name: team.name, limitUSD: limit, period: team.budgetPeriod, alert: team.budgetAlert,
+                keyIDs: members[team.id] ?? [], isTeam: true)
+        }
+        snapshot.budgets = budgets
     }
 
     /// The team with this id, as last loaded.
@@ -131,6 +168,7 @@ public final class KeyDirectory: Sendable {
             $0.byDigest = fresh.byDigest
             $0.teams = fresh.teams
             $0.teamOfKey = fresh.teamOfKey
+            $0.budgets = fresh.budgets
             $0.revision = revision
             $0.loaded = true
             $0.appliedLoad = load
@@ -151,59 +189,76 @@ public final class KeyDirectory: Sendable {
         }
     }
 
-    /// What a key has spent, as far as this instance knows.
-    public func spent(keyID: String) -> Double {
-        spend.withLock { $0[keyID] ?? 0 }
+    /// What a key has spent in its current budget period, as far as this instance knows.
+    public func spent(keyID: String, now: Double) -> Double {
+        spent(subject: keyID, now: now)
     }
 
-    /// What a team has spent (the sum of its keys'), as far as this instance knows.
-    public func spent(teamID: String) -> Double {
-        spend.withLock { $0[Self.teamSubject(teamID)] ?? 0 }
+    /// What a team's keys have spent together in its current budget period, as far as this instance knows.
+    public func spent(teamID: String, now: Double) -> Double {
+        spent(subject: Self.teamSubject(teamID), now: now)
+    }
+
+    /// Nothing once the period the count belongs to is over: a budget starts again at its period's boundary even
+    /// before the next refresh from the store.
+    func spent(subject: String, now: Double) -> Double {
+        let period = snapshot.withLock { $0.budgets[subject]?.period } ?? .total
+        return spend.withLock { spend in
+            guard let entry = spend[subject], entry.periodStart == period.start(containing: now) else { return 0 }
+            return entry.amount
+        }
     }
 
     static func teamSubject(_ teamID: String) -> String { "team:" + teamID }
 
+    /// The 403 for a key over its own budget or its team's in the current period, if it is.
+    public func budgetRefusal(key: APIKeyRecord, team: TeamRecord?, now: Double) -> APIError? {
+        if let budget = key.budgetUSD, spent(keyID: key.id, now: now) >= budget { return .budgetExceeded() }
+        if let team, let budget = team.budgetUSD, spent(teamID: team.id, now: now) >= budget { return .budgetExceeded(team: true) }
+        return nil
+    }
+
     /// Adds the cost of a request just finished, to its key and its key's team.
-    public func addSpend(keyID: String, cost: Double) {
+    public func addSpend(keyID: String, cost: Double, now: Double) {
         guard cost > 0 else { return }
-        let teamID = teamID(ofKey: keyID)
-        spend.withLock {
-            $0[keyID, default: 0] += cost
-            if let teamID { $0[Self.teamSubject(teamID), default: 0] += cost }
+        let subjects = snapshot.withLock { snapshot in
+            ([keyID] + (snapshot.teamOfKey[keyID].map { [Self.teamSubject($0)] } ?? [])).map { subject in
+                (subject, (snapshot.budgets[subject]?.period ?? .total).start(containing: now))
+            }
+        }
+        spend.withLock { spend in
+            for (subject, start) in subjects {
+                if let entry = spend[subject], entry.periodStart == start {
+                    spend[subject]?.amount += cost
+                } else {
+                    spend[subject] = Spend(periodStart: start, amount: cost)
+                }
+            }
         }
     }
 
-    /// Takes in the store's totals for the budgeted keys.
+    /// Takes in the store's totals for the current periods.
     ///
-    /// Spend only grows, so the larger of the store's total and this instance's own count wins. The store may not
-    /// hold yet what was spent here a moment ago (those records wait for the next batch), and the count here misses
-    /// what other instances spent; taking the store's word alone would let a key just past its budget through again
-    /// until its records were written.
-    func mergeSpend(_ totals: [String: Double], budgeted: [String]) {
-        let teamOfKey = snapshot.withLock { $0.teamOfKey }
-        var teamTotals: [String: Double] = [:]
-        for id in budgeted {
-            if let team = teamOfKey[id] { teamTotals[Self.teamSubject(team), default: 0] += totals[id] ?? 0 }
-        }
+    /// Within one period spend only grows, so the larger of the store's total and this instance's own count wins.
+    /// The store may not hold yet what was spent here a moment ago (those records wait for the next batch), and
+    /// the count here misses what other instances spent; taking the store's word alone would let a key just past
+    /// its budget through again until its records were written. A count from an earlier period gives way.
+    func mergeSpend(_ totals: [String: Spend]) {
         spend.withLock { spend in
-            var merged: [String: Double] = [:]
-            for id in budgeted {
-                merged[id] = max(spend[id] ?? 0, totals[id] ?? 0)
-            }
-            for (subject, total) in teamTotals {
-                merged[subject] = max(spend[subject] ?? 0, total)
+            var merged: [String: Spend] = [:]
+            for (subject, total) in totals {
+                if let local = spend[subject], local.periodStart == total.periodStart {
+                    merged[subject] = Spend(periodStart: total.periodStart, amount: max(local.amount, total.amount))
+                } else {
+                    merged[subject] = total
+                }
             }
             spend = merged
         }
     }
 
-    /// Keys whose spend must be tracked: those with a budget, and every key of a team with one (revoked keys
-    /// included, since what they spent still counts for their team).
-    var budgetedKeyIDs: [String] {
-        snapshot.withLock { snapshot in
-            snapshot.byDigest.values.filter { key in
-                (key.budgetUSD != nil && !key.revoked) || key.teamID.flatMap { snapshot.teams[$0]?.budgetUSD } != nil
-            }.map(\.id)
-        }
+    /// Every budget to track, keys' and teams'.
+    var budgets: [Budget] {
+        snapshot.withLock { Array($0.budgets.values) }
     }
 }

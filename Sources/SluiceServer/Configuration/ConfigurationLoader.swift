@@ -34,7 +34,7 @@ public struct ConfigurationLoader: Sendable {
         "retention-days", "response-retention", "reference-model", "record-usage",
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
         "client-header-timeout", "client-body-timeout", "client-idle-timeout", "max-connections",
-        "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes", "rate-limit-sync-interval",
+        "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes", "rate-limit-sync-interval", "budget-webhook",
     ]
     /// Keys only a config file can hold.
     static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases"]
@@ -315,6 +315,12 @@ public struct ConfigurationLoader: Sendable {
         if let v = try duration("client-write-timeout") { c.clientWriteTimeout = v }
         if let v = try duration("cache-coalesce-wait") { c.cacheCoalesceWait = v }
         if let v = try bytes("max-buffered-bytes") { c.maxBufferedBytes = v }
+        if let v = string("budget-webhook") {
+            guard let url = URL(string: v), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
+                throw fail("budget-webhook", "an http:// or https:// URL")
+            }
+            c.budgetWebhook = v
+        }
         if let v = try duration("rate-limit-sync-interval") {
             // The README's bound on shared limits assumes at most 250 ms between exchanges.
             guard v >= .milliseconds(10), v <= .milliseconds(250) else { throw fail("rate-limit-sync-interval", "a duration from 10ms to 250ms") }
@@ -396,6 +402,7 @@ extension GatewayConfiguration {
             "client_idle_timeout": .string("\(clientIdleTimeout)"), "max_connections": .int(maxConnections),
             "client_write_timeout": .string("\(clientWriteTimeout)"), "cache_coalesce_wait": .string("\(cacheCoalesceWait)"),
             "max_buffered_bytes": .int(maxBufferedBytes), "rate_limit_sync_interval": .string("\(rateLimitSyncInterval)"),
+            "budget_webhook": budgetWebhook.map { .string(CredentialMasking.redacted($0)) } ?? .null,
             "aliases": .object(aliases.mapValues { .string($0) }),
             "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),
         ]

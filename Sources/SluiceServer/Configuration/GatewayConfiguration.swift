@@ -22,6 +22,8 @@ public struct GatewayConfiguration: Sendable {
     public var ipRateLimitRPM = 0
     /// Time between exchanges of shared rate-limit leases with PostgreSQL (see ``SharedRateLimiter``).
     public var rateLimitSyncInterval = Duration.milliseconds(250)
+    /// Where soft budget alerts are POSTed as JSON, once per period; nil: logged and counted only.
+    public var budgetWebhook: String?
     public var trustedProxies: [String] = []
     public var cacheTTL = Duration.seconds(300)
     public var cacheMaxBytes = 64 * 1024 * 1024

@@ -143,6 +143,11 @@ public final class GatewayMetrics: Sendable {
         Counter(label: "sluice_rate_limited_total", dimensions: [("limit", name)], factory: factory).increment()
     }
 
+    /// A soft budget alert sent (`sluice_budget_alerts_total{owner}`, owner `key` or `team`).
+    func budgetAlert(owner: String) {
+        Counter(label: "sluice_budget_alerts_total", dimensions: [("owner", owner)], factory: factory).increment()
+    }
+
     /// One exchange of shared rate-limit leases with the store (`sluice_rate_limit_exchanges_total{result}`).
     func rateLimitExchange(ok: Bool) {
         Counter(label: "sluice_rate_limit_exchanges_total", dimensions: [("result", ok ? "ok" : "failed")], factory: factory).increment()

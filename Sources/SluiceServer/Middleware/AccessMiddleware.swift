@@ -83,12 +83,7 @@ public struct AccessMiddleware: RouterMiddleware {
             team = record.teamID.flatMap(directory.team(id:))
             // Budget and rate refusals are this key's usage too.
             context.trace.update { $0.keyID = record.id }
-            if let budget = record.budgetUSD, directory.spent(keyID: record.id) >= budget {
-                throw APIError.budgetExceeded()
-            }
-            if let team, let budget = team.budgetUSD, directory.spent(teamID: team.id) >= budget {
-                throw APIError.budgetExceeded(team: true)
-            }
+            if let refusal = directory.budgetRefusal(key: record, team: team, now: now) { throw refusal }
         }
         let verdict = limiter.admit(clientIP: context.clientIP, key: key, team: team, now: now)
         if let refusedBy = verdict.refusedBy {
