@@ -234,7 +234,9 @@ func buildRouter(
     let sessions = DashboardSessions(masterKey: configuration.masterKey, store: store, now: now)
     router.add(
         middleware: AccessMiddleware(
-            directory: directory, limiter: limiter, authMode: configuration.auth, metrics: metrics, sessions: sessions, now: now))
+            directory: directory, limiter: limiter, authMode: configuration.auth, metrics: metrics, sessions: sessions,
+            worstCase: worstCaseCost(pool: pool, calculator: calculator, localUpstreams: localUpstreams),
+            reservationHold: configuration.upstreamTimeout.milliseconds / 1000 + 60, maxBodyBytes: configuration.maxBodyBytes, now: now))
     OpenAIRoutes(gateway: gateway).addRoutes(to: router.group("v1"))
     NativeRoutes(gateway: gateway).addRoutes(to: router)
     OperationsRoutes(

@@ -136,6 +136,11 @@ public protocol GatewayStore: Sendable {
     /// Records that the budget alert of `subject` for the period starting at `periodStart` went out; true only for
     /// the first caller, so several instances send it once.
     func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool
+    /// Publishes this instance's new reservations and deletes the settled ones (a settled id that was never
+    /// published deletes nothing), in one transaction; also forgets reservations expired by `now`.
+    func publishReservations(instanceID: String, reserved: [BudgetReservation], settled: [String], now: Double) async throws
+    /// What other instances hold reserved per key and have not let expire by `now`.
+    func reservedByOthers(keyIDs: [String], instanceID: String, now: Double) async throws -> [String: Double]
     /// Deletes at most `limit` records older than `before`; returns how many it deleted.
     func deleteUsage(before: Double, limit: Int) async throws -> Int
 

@@ -83,3 +83,33 @@ struct BudgetPeriodTests {
         try await store.close()
     }
 }
+
+@Suite("Budget reservations")
+struct BudgetReservationTests {
+    @Test func concurrentCallsReserveNoMoreThanTheBudgetAndSettleOnce() {
+        let key = APIKeyRecord(id: "k", name: "k", hash: String(repeating: "b", count: 64), prefix: "p", createdAt: 0, budgetUSD: 3)
+        let directory = KeyDirectory(masterKey: nil, keys: [key], loaded: true)
+        let admitted = (0..<20).filter { i in
+            directory.reserve(BudgetReservation(requestID: "r\(i)", keyID: "k", amountUSD: 1, expiresAt: 100), key: key, team: nil, now: 0)
+        }
+        #expect(admitted.count == 3)
+        // Settled twice: released once. The real cost replaces the worst case.
+        directory.addSpend(keyID: "k", cost: 0.5, now: 1)
+        directory.reservations.settle(requestID: "r0")
+        directory.reservations.settle(requestID: "r0")
+        #expect(directory.reservations.reserved(keyID: "k") == 2)
+        #expect(!directory.reserve(BudgetReservation(requestID: "x", keyID: "k", amountUSD: 0.6, expiresAt: 100), key: key, team: nil, now: 1))
+        #expect(directory.reserve(BudgetReservation(requestID: "y", keyID: "k", amountUSD: 0.5, expiresAt: 100), key: key, team: nil, now: 1))
+        // A reservation whose call never settled stops counting at its expiry.
+        directory.reservations.expire(now: 101)
+        #expect(directory.reservations.reserved(keyID: "k") == 0)
+    }
+
+    @Test func theEstimateReadsTheModelAndTheTokenLimit() {
+        let body = Array(#"{"model":"gpt-4o","max_tokens":50,"messages":[]}"#.utf8)
+        #expect(CallEstimate(body: body) == nil ? false : CallEstimate(body: body)!.maxTokens == 50)
+        #expect(CallEstimate(body: Array(#"{"model":"m","options":{"num_predict":7}}"#.utf8))?.maxTokens == 7)
+        #expect(CallEstimate(body: Array(#"{"model":"m"}"#.utf8))?.maxTokens == BudgetReservations.defaultMaxTokens)
+        #expect(CallEstimate(body: Array("not json".utf8)) == nil)
+    }
+}

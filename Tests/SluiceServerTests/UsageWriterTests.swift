@@ -141,6 +141,8 @@ final class FakeUsageStore: GatewayStore {
     func forgetFullRateBuckets(now: Double) async throws -> Int { 0 }
     func periodSpend(keyIDs: [String], since: Double) async throws -> [String: Double] { [:] }
     func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool { true }
+    func publishReservations(instanceID: String, reserved: [BudgetReservation], settled: [String], now: Double) async throws {}
+    func reservedByOthers(keyIDs: [String], instanceID: String, now: Double) async throws -> [String: Double] { [:] }
     func endSession(digest: String, expiresAt: Double, now: Double) async throws {
         if update({ $0.failing }) { throw StoreError("fake store is down") }
     }

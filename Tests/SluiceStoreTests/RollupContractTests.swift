@@ -50,3 +50,32 @@ extension StoreContractTests {
         }
     }
 }
+
+extension StoreContractTests {
+    /// Reservations count for the other instances until settled or, for an instance that died, until they expire.
+    @Test(arguments: Backend.available)
+    func reservationsOfOtherInstancesCountUntilSettledOrExpired(_ backend: Backend) async throws {
+        try await TestDatabase.withFresh(backend) { database in
+            try await database.withStore { store in
+                func reservation(_ id: String, _ amount: Double, expires: Double) -> BudgetReservation {
+                    BudgetReservation(requestID: id, keyID: "key_a", amountUSD: amount, expiresAt: expires)
+                }
+                try await store.publishReservations(
+                    instanceID: "one", reserved: [reservation("r1", 1, expires: day0 + 60), reservation("r2", 2, expires: day0 + 600)],
+                    settled: [], now: day0)
+                try await store.publishReservations(
+                    instanceID: "two", reserved: [reservation("r1", 4, expires: day0 + 600)], settled: [], now: day0)
+                #expect(try await store.reservedByOthers(keyIDs: ["key_a"], instanceID: "two", now: day0) == ["key_a": 3])
+                #expect(try await store.reservedByOthers(keyIDs: ["key_a"], instanceID: "one", now: day0) == ["key_a": 4])
+                // Settling is idempotent by request id, and only the instance's own.
+                for _ in 0..<2 {
+                    try await store.publishReservations(instanceID: "one", reserved: [], settled: ["r2", "r9"], now: day0 + 1)
+                }
+                #expect(try await store.reservedByOthers(keyIDs: ["key_a"], instanceID: "two", now: day0 + 1) == ["key_a": 1])
+                #expect(try await store.reservedByOthers(keyIDs: ["key_a"], instanceID: "one", now: day0 + 1) == ["key_a": 4])
+                // Instance "one" dies: its reservation stops counting at its expiry.
+                #expect(try await store.reservedByOthers(keyIDs: ["key_a"], instanceID: "two", now: day0 + 61).isEmpty)
+            }
+        }
+    }
+}

@@ -155,7 +155,7 @@ struct TestDatabase: Sendable {
     private func reset() async throws {
         try await Self.withPostgresStore(url: self.location) { store in
             _ = try await store.client.query(
-                "DROP TABLE IF EXISTS usage_records, api_keys, key_revision, gateway_instances, ended_sessions, key_spend, stored_responses, rate_buckets, teams, usage_rollups, budget_alerts, schema_migrations", logger: testLogger)
+                "DROP TABLE IF EXISTS usage_records, api_keys, key_revision, gateway_instances, ended_sessions, key_spend, stored_responses, rate_buckets, teams, usage_rollups, budget_alerts, budget_reservations, schema_migrations", logger: testLogger)
         }
     }
 }

@@ -39,3 +39,20 @@ public enum BudgetPeriod: String, Sendable, Codable, CaseIterable {
         return calendar.dateInterval(of: component, for: date)?.end.timeIntervalSince1970
     }
 }
+
+/// A call's worst-case cost, held against its key's (and team's) budget from before it is sent until its usage
+/// record settles it.
+public struct BudgetReservation: Sendable, Equatable {
+    public var requestID: String
+    public var keyID: String
+    public var amountUSD: Double
+    /// When a reservation whose instance died stops counting.
+    public var expiresAt: Double
+
+    public init(requestID: String, keyID: String, amountUSD: Double, expiresAt: Double) {
+        self.requestID = requestID
+        self.keyID = keyID
+        self.amountUSD = amountUSD
+        self.expiresAt = expiresAt
+    }
+}

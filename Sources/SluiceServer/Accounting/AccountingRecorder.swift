@@ -30,6 +30,8 @@ public struct AccountingRecorder: UsageRecorder {
                     keyID: keyID, teamID: directory.teamID(ofKey: keyID), tokens: record.promptTokens + record.completionTokens, now: now())
             }
             directory.addSpend(keyID: keyID, cost: record.costUSD, now: now())
+            // Counted as spend now: the worst case held for the call goes.
+            directory.reservations.settle(requestID: record.requestID)
         }
         next.record(record)
     }

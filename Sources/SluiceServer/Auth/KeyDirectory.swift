@@ -42,6 +42,10 @@ public final class KeyDirectory: Sendable {
     /// Spend per budget (key id, or `team:` and the team id) in its current period: the store's total at the last
     /// refresh plus costs recorded here since.
     private let spend = Mutex<[String: Spend]>([:])
+    /// What other instances hold reserved per key, as of the last refresh.
+    private let reservedElsewhere = Mutex<[String: Double]>([:])
+    /// Worst-case costs of this instance's calls in flight.
+    public let reservations = BudgetReservations()
 
     /// What a budget's owner spent in the period starting at `periodStart`.
     struct Spend: Sendable, Equatable {
@@ -216,6 +220,26 @@ public final class KeyDirectory: Sendable {
         if let budget = key.budgetUSD, spent(keyID: key.id, now: now) >= budget { return .budgetExceeded() }
         if let team, let budget = team.budgetUSD, spent(teamID: team.id, now: now) >= budget { return .budgetExceeded(team: true) }
         return nil
+    }
+
+    /// Reserves a call's worst-case cost against its key's budget and its team's, or says it does not fit.
+    public func reserve(_ reservation: BudgetReservation, key: APIKeyRecord, team: TeamRecord?, now: Double) -> Bool {
+        var budgets: [(keyIDs: [String], available: Double)] = []
+        let elsewhere = reservedElsewhere.withLock { $0 }
+        if let limit = key.budgetUSD {
+            budgets.append(([key.id], limit - spent(keyID: key.id, now: now) - (elsewhere[key.id] ?? 0)))
+        }
+        if let team, let limit = team.budgetUSD {
+            let members = snapshot.withLock { $0.budgets[Self.teamSubject(team.id)]?.keyIDs } ?? [key.id]
+            let others = members.reduce(0) { $0 + (elsewhere[$1] ?? 0) }
+            budgets.append((members, limit - spent(teamID: team.id, now: now) - others))
+        }
+        return reservations.tryReserve(reservation, budgets: budgets)
+    }
+
+    /// Takes in what other instances hold reserved.
+    func mergeReservedElsewhere(_ reserved: [String: Double]) {
+        reservedElsewhere.withLock { $0 = reserved }
     }
 
     /// Adds the cost of a request just finished, to its key and its key's team.

@@ -53,6 +53,7 @@ public struct KeyDirectorySync: Service {
         while !Task.isCancelled {
             do {
                 try await refresh()
+                try await publishReservations()
                 // Budgets need the store's totals, since other instances spend too: one read of the running totals
                 // per poll keeps a budget's overshoot across instances to what they spend between polls and flushes.
                 try await refreshSpend()
@@ -69,6 +70,19 @@ public struct KeyDirectorySync: Service {
                 }
             }
             try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// Publishes this instance's new budget reservations and deletes settled ones, so other instances count them.
+    public func publishReservations() async throws {
+        let now = self.now()
+        directory.reservations.expire(now: now)
+        let (reserved, settled) = directory.reservations.takeChanges()
+        do {
+            try await store.publishReservations(instanceID: instanceID, reserved: reserved, settled: settled, now: now)
+        } catch {
+            directory.reservations.restore(reserved: reserved, settled: settled)
+            throw error
         }
     }
 
@@ -98,6 +112,8 @@ public struct KeyDirectorySync: Service {
             totals[budget.subject] = KeyDirectory.Spend(periodStart: since, amount: budget.keyIDs.reduce(0) { $0 + (spent[$1] ?? 0) })
         }
         directory.mergeSpend(totals)
+        let budgetedKeys = Set(budgets.flatMap(\.keyIDs)).sorted()
+        directory.mergeReservedElsewhere(try await store.reservedByOthers(keyIDs: budgetedKeys, instanceID: instanceID, now: now))
         guard let alerts else { return }
         for budget in budgets {
             guard let alert = budget.alert else { continue }

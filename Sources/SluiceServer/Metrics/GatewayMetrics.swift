@@ -143,6 +143,11 @@ public final class GatewayMetrics: Sendable {
         Counter(label: "sluice_rate_limited_total", dimensions: [("limit", name)], factory: factory).increment()
     }
 
+    /// A budgeted call refused because its worst-case cost did not fit what its budget had left.
+    func budgetReservationRefused() {
+        Counter(label: "sluice_budget_reservations_refused_total", dimensions: [], factory: factory).increment()
+    }
+
     /// A soft budget alert sent (`sluice_budget_alerts_total{owner}`, owner `key` or `team`).
     func budgetAlert(owner: String) {
         Counter(label: "sluice_budget_alerts_total", dimensions: [("owner", owner)], factory: factory).increment()

@@ -17,11 +17,21 @@ public struct AccessMiddleware: RouterMiddleware {
     let metrics: GatewayMetrics
     let now: @Sendable () -> Double
     let sessions: DashboardSessions?
+    /// Prices a budgeted call's worst case for its reservation (0 for models only local upstreams serve); nil: no
+    /// reservations.
+    let worstCase: (@Sendable (CallEstimate) -> Double)?
+    /// How long a reservation counts at most: the longest a call can run, plus a margin.
+    let reservationHold: Double
+    let maxBodyBytes: Int
 
     public init(
         directory: KeyDirectory, limiter: any RequestLimiter, authMode: GatewayConfiguration.AuthMode, metrics: GatewayMetrics,
-        sessions: DashboardSessions? = nil, now: @escaping @Sendable () -> Double
+        sessions: DashboardSessions? = nil, worstCase: (@Sendable (CallEstimate) -> Double)? = nil, reservationHold: Double = 360,
+        maxBodyBytes: Int = 4 << 20, now: @escaping @Sendable () -> Double
     ) {
+        self.worstCase = worstCase
+        self.reservationHold = reservationHold
+        self.maxBodyBytes = maxBodyBytes
         self.directory = directory
         self.sessions = sessions
         self.limiter = limiter
@@ -92,6 +102,11 @@ public struct AccessMiddleware: RouterMiddleware {
             throw APIError.rateLimited(refusedBy, retryAfter: verdict.retryAfter, headers: verdict.headers)
         }
 
+        var request = request
+        if let key, let worstCase, key.budgetUSD != nil || team?.budgetUSD != nil, request.method == .post {
+            try await reserve(&request, key: key, team: team, worstCase: worstCase, context: context, now: now)
+        }
+
         var context = context
         context.identity = identity
         if let key {
@@ -103,6 +118,24 @@ public struct AccessMiddleware: RouterMiddleware {
             if let name = HTTPField.Name(name) { response.headers[name] = value }
         }
         return response
+    }
+
+    /// Holds the call's worst-case cost against its budgets before it is sent, or refuses it with 403 when that
+    /// does not fit; the call's usage record settles it. The body is read here once and handed on as read.
+    func reserve(
+        _ request: inout Request, key: APIKeyRecord, team: TeamRecord?, worstCase: @Sendable (CallEstimate) -> Double,
+        context: Context, now: Double
+    ) async throws {
+        let body = try await request.collectBody(upTo: maxBodyBytes)
+        guard let estimate = CallEstimate(body: body.readableBytesView) else { return }
+        let amount = worstCase(estimate)
+        guard amount > 0 else { return }
+        let reservation = BudgetReservation(
+            requestID: context.requestID, keyID: key.id, amountUSD: amount, expiresAt: now + reservationHold)
+        guard directory.reserve(reservation, key: key, team: team, now: now) else {
+            metrics.budgetReservationRefused()
+            throw APIError.budgetExceeded(team: key.budgetUSD == nil)
+        }
     }
 
     /// Who the request comes from, or the 401/403/503 that refuses it.

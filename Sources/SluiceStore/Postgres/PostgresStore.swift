@@ -401,6 +401,36 @@ public final class PostgresStore: GatewayStore, Service {
         }
     }
 
+    public func publishReservations(instanceID: String, reserved: [BudgetReservation], settled: [String], now: Double) async throws {
+        try await self.withConnection("publish budget reservations") { connection in
+            try await connection.withTransaction(logger: self.logger) { connection in
+                for reservation in reserved {
+                    try await connection.query(
+                        Self.query(ReservationSQL.insert(reservation, instanceID: instanceID, dialect: .postgres)), logger: self.logger)
+                }
+                for requestID in settled {
+                    try await connection.query(
+                        Self.query(ReservationSQL.settle(requestID: requestID, instanceID: instanceID, dialect: .postgres)), logger: self.logger)
+                }
+                try await connection.query(Self.query(ReservationSQL.forgetExpired(now: now, dialect: .postgres)), logger: self.logger)
+            }
+        }
+    }
+
+    public func reservedByOthers(keyIDs: [String], instanceID: String, now: Double) async throws -> [String: Double] {
+        try await self.withConnection("read budget reservations") { connection in
+            var reserved: [String: Double] = [:]
+            for start in stride(from: 0, to: keyIDs.count, by: UsageSQL.spendChunk) {
+                let chunk = keyIDs[start..<min(start + UsageSQL.spendChunk, keyIDs.count)]
+                let statement = ReservationSQL.reservedByOthers(keyIDs: chunk, instanceID: instanceID, now: now, dialect: .postgres)
+                for try await (keyID, total) in try await connection.query(Self.query(statement), logger: self.logger).decode((String, Double).self) {
+                    reserved[keyID] = total
+                }
+            }
+            return reserved
+        }
+    }
+
     public func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool {
         try await self.withConnection("record a budget alert") { connection in
             try await !connection.query(

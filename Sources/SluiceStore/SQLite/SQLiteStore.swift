@@ -437,6 +437,35 @@ public final class SQLiteStore: GatewayStore, Service {
         }
     }
 
+    public func publishReservations(instanceID: String, reserved: [BudgetReservation], settled: [String], now: Double) async throws {
+        try await self.withConnection { connection in
+            try await self.inTransaction(connection) {
+                for reservation in reserved {
+                    try await Self.run(ReservationSQL.insert(reservation, instanceID: instanceID, dialect: .sqlite), on: connection)
+                }
+                for requestID in settled {
+                    try await Self.run(ReservationSQL.settle(requestID: requestID, instanceID: instanceID, dialect: .sqlite), on: connection)
+                }
+                try await Self.run(ReservationSQL.forgetExpired(now: now, dialect: .sqlite), on: connection)
+            }
+        }
+    }
+
+    public func reservedByOthers(keyIDs: [String], instanceID: String, now: Double) async throws -> [String: Double] {
+        try await self.withConnection { connection in
+            var reserved: [String: Double] = [:]
+            for start in stride(from: 0, to: keyIDs.count, by: UsageSQL.spendChunk) {
+                let chunk = keyIDs[start..<min(start + UsageSQL.spendChunk, keyIDs.count)]
+                let statement = ReservationSQL.reservedByOthers(keyIDs: chunk, instanceID: instanceID, now: now, dialect: .sqlite)
+                for row in try await Self.run(statement, on: connection) {
+                    guard let keyID = row.columns.first?.data.string else { continue }
+                    reserved[keyID] = row.columns.dropFirst().first?.data.double ?? 0
+                }
+            }
+            return reserved
+        }
+    }
+
     public func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool {
         try await self.withConnection { connection in
             try await !Self.run(RollupSQL.claimAlert(subject: subject, periodStart: periodStart, at: time, dialect: .sqlite), on: connection).isEmpty

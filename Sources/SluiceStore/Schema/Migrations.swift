@@ -331,6 +331,36 @@ extension Migration {
                 "CREATE TABLE budget_alerts (subject TEXT NOT NULL, period_start DOUBLE PRECISION NOT NULL, sent_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (subject, period_start))",
             ]
         ),
+        Migration(
+            version: 11,
+            name: "budget reservations of calls in flight, by instance, expiring",
+            sqlite: [
+                """
+                CREATE TABLE budget_reservations (
+                    request_id TEXT NOT NULL,
+                    instance_id TEXT NOT NULL,
+                    key_id TEXT NOT NULL,
+                    amount_usd REAL NOT NULL,
+                    expires_at REAL NOT NULL,
+                    PRIMARY KEY (instance_id, request_id)
+                )
+                """,
+                "CREATE INDEX budget_reservations_key ON budget_reservations (key_id, expires_at)",
+            ],
+            postgres: [
+                """
+                CREATE TABLE budget_reservations (
+                    request_id TEXT NOT NULL,
+                    instance_id TEXT NOT NULL,
+                    key_id TEXT NOT NULL,
+                    amount_usd DOUBLE PRECISION NOT NULL,
+                    expires_at DOUBLE PRECISION NOT NULL,
+                    PRIMARY KEY (instance_id, request_id)
+                )
+                """,
+                "CREATE INDEX budget_reservations_key ON budget_reservations (key_id, expires_at)",
+            ]
+        ),
     ]
 }
 

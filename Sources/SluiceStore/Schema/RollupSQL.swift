@@ -124,3 +124,52 @@ enum RollupSQL {
         return statement
     }
 }
+
+/// SQL of the budget reservations both stores share.
+enum ReservationSQL {
+    static func insert(_ reservation: BudgetReservation, instanceID: String, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(
+            dialect, "INSERT INTO budget_reservations (request_id, instance_id, key_id, amount_usd, expires_at) VALUES (")
+        statement.bind(reservation.requestID.sanitized)
+        statement.append(", ")
+        statement.bind(instanceID.sanitized)
+        statement.append(", ")
+        statement.bind(reservation.keyID.sanitized)
+        statement.append(", ")
+        statement.bind(reservation.amountUSD)
+        statement.append(", ")
+        statement.bind(reservation.expiresAt)
+        statement.append(") ON CONFLICT (instance_id, request_id) DO UPDATE SET amount_usd = excluded.amount_usd, expires_at = excluded.expires_at")
+        return statement
+    }
+
+    /// Settling twice, or a reservation never published, deletes nothing: settlement is idempotent by request id.
+    static func settle(requestID: String, instanceID: String, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(dialect, "DELETE FROM budget_reservations WHERE instance_id = ")
+        statement.bind(instanceID.sanitized)
+        statement.append(" AND request_id = ")
+        statement.bind(requestID.sanitized)
+        return statement
+    }
+
+    static func forgetExpired(now: Double, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(dialect, "DELETE FROM budget_reservations WHERE expires_at < ")
+        statement.bind(now)
+        return statement
+    }
+
+    /// What other instances hold reserved per key, expired reservations (of instances that died) left out.
+    static func reservedByOthers(keyIDs: ArraySlice<String>, instanceID: String, now: Double, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(dialect, "SELECT key_id, SUM(amount_usd) FROM budget_reservations WHERE instance_id <> ")
+        statement.bind(instanceID.sanitized)
+        statement.append(" AND expires_at >= ")
+        statement.bind(now)
+        statement.append(" AND key_id IN (")
+        for (index, keyID) in keyIDs.enumerated() {
+            if index > 0 { statement.append(", ") }
+            statement.bind(keyID)
+        }
+        statement.append(") GROUP BY key_id")
+        return statement
+    }
+}
