@@ -109,7 +109,8 @@ public func buildApplication(
         // Even with usage retention off (0 days), stored responses expire and are deleted.
         services.append(
             RetentionService(
-                store: store, retentionDays: configuration.retentionDays, logger: logger, metrics: dependencies.metrics,
+                store: store, retentionDays: configuration.retentionDays, rollupRetentionDays: configuration.rollupRetentionDays,
+                logger: logger, metrics: dependencies.metrics,
                 now: dependencies.now))
     }
 

@@ -141,6 +141,8 @@ public protocol GatewayStore: Sendable {
     func publishReservations(instanceID: String, reserved: [BudgetReservation], settled: [String], now: Double) async throws
     /// What other instances hold reserved per key and have not let expire by `now`.
     func reservedByOthers(keyIDs: [String], instanceID: String, now: Double) async throws -> [String: Double]
+    /// Deletes at most `limit` hourly rollups of hours before `before`; returns how many it deleted.
+    func deleteRollups(before: Double, limit: Int) async throws -> Int
     /// Deletes at most `limit` records older than `before`; returns how many it deleted.
     func deleteUsage(before: Double, limit: Int) async throws -> Int
 

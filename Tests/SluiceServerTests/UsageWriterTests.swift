@@ -143,6 +143,7 @@ final class FakeUsageStore: GatewayStore {
     func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool { true }
     func publishReservations(instanceID: String, reserved: [BudgetReservation], settled: [String], now: Double) async throws {}
     func reservedByOthers(keyIDs: [String], instanceID: String, now: Double) async throws -> [String: Double] { [:] }
+    func deleteRollups(before: Double, limit: Int) async throws -> Int { 0 }
     func endSession(digest: String, expiresAt: Double, now: Double) async throws {
         if update({ $0.failing }) { throw StoreError("fake store is down") }
     }

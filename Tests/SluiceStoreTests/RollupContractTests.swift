@@ -79,3 +79,45 @@ extension StoreContractTests {
         }
     }
 }
+
+extension StoreContractTests {
+    /// A report over more than a day reads rollups for whole hours and records for the partial ends, and adds up
+    /// to what the records alone say (latency percentiles aside).
+    @Test(arguments: Backend.available)
+    func longReportsFromRollupsAgreeWithTheRecords(_ backend: Backend) async throws {
+        try await TestDatabase.withFresh(backend) { database in
+            try await database.withStore { store in
+                var records: [UsageRecord] = []
+                for i in 0..<200 {
+                    let time = day0 + Double(i) * 1_237.5
+                    records.append(
+                        usage(
+                            "r\(i)", time: time, key: i % 3 == 0 ? nil : "key_\(i % 4)", model: "m\(i % 5)", status: i % 7 == 0 ? 500 : 200,
+                            cacheHit: i % 6 == 0, prompt: i, completion: 2 * i, cost: Double(i) / 8, saved: 0.5,
+                            route: i % 2 == 0 ? "/v1/chat/completions" : "/api/chat"))
+                }
+                try await store.insertUsage(records)
+                let query = UsageQuery(since: day0 + 1_000, until: day0 + 200 * 1_237.5 - 500)
+                #expect(query.until! - query.since > 86_400)
+                for grouping in [nil, UsageGrouping.key, .model, .route, .day] {
+                    let report = try await store.usageReport(query, by: grouping)
+                    let expected = records.filter { $0.time >= query.since && $0.time < query.until! }
+                    #expect(report.totals.requests == expected.count)
+                    #expect(report.totals.promptTokens == expected.reduce(0) { $0 + $1.promptTokens })
+                    #expect(abs(report.totals.costUSD - expected.reduce(0) { $0 + $1.costUSD }) < 1e-6)
+                    #expect(report.totals.errors == expected.filter { $0.status >= 400 }.count)
+                    #expect(report.totals.cacheHits == expected.filter(\.cacheHit).count)
+                    if grouping != nil {
+                        #expect(report.groups.reduce(0) { $0 + $1.totals.requests } == expected.count)
+                    }
+                }
+                let byModel = try await store.usageReport(query, by: .model).groups
+                #expect(byModel.map(\.group) == ["m0", "m1", "m2", "m3", "m4"])
+                // Rollup retention deletes whole old hours, and only those.
+                #expect(try await store.deleteRollups(before: day0 + 7_200, limit: 1_000) > 0)
+                #expect(try await store.deleteRollups(before: day0 + 7_200, limit: 1_000) == 0)
+                #expect(try await store.periodSpend(keyIDs: ["key_1"], since: 0) == store.periodSpend(keyIDs: ["key_1"], since: day0 + 7_200))
+            }
+        }
+    }
+}

@@ -16,7 +16,8 @@ def test_a_teams_budget_and_models_apply_to_all_its_keys(procs, database):
     args = ["--database", database, "--master-key", MASTER, "--upstream-kind", "openai", "--cache-ttl", "0"]
     gateway = procs.start_gateway(upstream=mock.url, args=args)
     team = f"t-{nonce()[:8]}"
-    done = procs.run_sluice("teams", "create", team, "--budget", "0.000001", "--budget-period", "monthly",
+    # Room for one call's worst case (its body and max_tokens priced), not for two.
+    done = procs.run_sluice("teams", "create", team, "--budget", "0.00002", "--budget-period", "monthly",
                             "--rpm", "100", "--models", "gpt-4o-mini", "--database", database)
     assert done.returncode == 0, done.stderr
     secrets = []
@@ -28,12 +29,13 @@ def test_a_teams_budget_and_models_apply_to_all_its_keys(procs, database):
     assert unknown.returncode != 0 and "no-such-team" in unknown.stderr
 
     def ask(secret: str, model: str = "gpt-4o-mini") -> httpx.Response:
-        return httpx.post(f"{gateway.v1}/chat/completions", json=chat_body(nonce(), model=model),
+        return httpx.post(f"{gateway.v1}/chat/completions", json=chat_body(nonce(), model=model, max_tokens=20),
                           headers={"authorization": f"Bearer {secret}"}, timeout=30)
 
     # The team allows only gpt-4o-mini, though the keys themselves allow every model.
     assert ask(secrets[0], model="gpt-4o").status_code == 403
-    # One priced answer through the first key spends the team's budget: the second key is refused too.
+    # One priced answer through the first key leaves the team less than a call's worst case: the second key is
+    # refused too.
     assert ask(secrets[0]).status_code == 200
     refused = wait_until(lambda: (r := ask(secrets[1])).status_code == 403 and r, "the team's spend to count")
     assert refused.json()["error"]["code"] == "budget_exceeded"

@@ -34,7 +34,7 @@ public struct ConfigurationLoader: Sendable {
         "retention-days", "response-retention", "reference-model", "record-usage",
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
         "client-header-timeout", "client-body-timeout", "client-idle-timeout", "max-connections",
-        "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes", "rate-limit-sync-interval", "budget-webhook",
+        "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes", "rate-limit-sync-interval", "budget-webhook", "rollup-retention-days",
     ]
     /// Keys only a config file can hold.
     static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases"]
@@ -300,6 +300,7 @@ public struct ConfigurationLoader: Sendable {
         c.tlsKey = string("tls-key")
         if let v = try duration("shutdown-grace") { c.shutdownGrace = v }
         if let v = try int("retention-days", 0...36_500) { c.retentionDays = v }
+        if let v = try int("rollup-retention-days", 0...36_500) { c.rollupRetentionDays = v }
         if let v = try duration("response-retention") { c.responseRetention = v }
         if let v = string("reference-model") { c.referenceModel = v }
         if let v = try int("breaker-failures", 1...1_000) { c.breakerFailures = v }
@@ -393,6 +394,7 @@ extension GatewayConfiguration {
             "log_bodies": .bool(logBodies), "store_bodies": .bool(storeBodies),
             "tls_cert": tlsCert.map { .string($0) } ?? .null, "tls_key": tlsKey.map { .string($0) } ?? .null,
             "shutdown_grace": .string("\(shutdownGrace)"), "retention_days": .int(retentionDays),
+            "rollup_retention_days": .int(rollupRetentionDays),
             "response_retention": .string("\(responseRetention)"), "record_usage": .bool(recordUsage),
             "reference_model": .string(referenceModel),
             "breaker_failures": .int(breakerFailures), "breaker_cooldown": .string("\(breakerCooldown)"),

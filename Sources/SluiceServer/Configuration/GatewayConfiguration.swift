@@ -22,6 +22,8 @@ public struct GatewayConfiguration: Sendable {
     public var ipRateLimitRPM = 0
     /// Time between exchanges of shared rate-limit leases with PostgreSQL (see ``SharedRateLimiter``).
     public var rateLimitSyncInterval = Duration.milliseconds(250)
+    /// Hourly usage rollups older than this many days are deleted; 0 keeps them all.
+    public var rollupRetentionDays = 400
     /// Where soft budget alerts are POSTed as JSON, once per period; nil: logged and counted only.
     public var budgetWebhook: String?
     public var trustedProxies: [String] = []

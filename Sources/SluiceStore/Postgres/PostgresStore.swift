@@ -346,6 +346,31 @@ public final class PostgresStore: GatewayStore, Service {
     }
 
     public func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown {
+        let plan = RollupSQL.plan(query)
+        if let hours = plan.hours {
+            var statements = plan.raw.map { raw in
+                (UsageSQL.report(raw, grouping: nil, dialect: .postgres), grouping.map { UsageSQL.report(raw, grouping: $0, dialect: .postgres) })
+            }
+            statements.append(
+                (RollupSQL.report(query, hours: hours, grouping: nil, dialect: .postgres),
+                 grouping.map { RollupSQL.report(query, hours: hours, grouping: $0, dialect: .postgres) }))
+            let parts = statements
+            return try await self.withConnection("read usage totals") { connection in
+                try await connection.withTransaction(logger: self.logger) { connection in
+                    try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: self.logger)
+                    var breakdowns: [UsageBreakdown] = []
+                    for (totals, groups) in parts {
+                        var groupRows: [UsageGroup] = []
+                        if let groups { groupRows = try await Self.groups(groups, on: connection, logger: self.logger) }
+                        breakdowns.append(
+                            UsageBreakdown(
+                                totals: try await Self.groups(totals, on: connection, logger: self.logger).first?.totals ?? UsageTotals(),
+                                groups: groupRows))
+                    }
+                    return RollupSQL.merge(breakdowns)
+                }
+            }
+        }
         let totals = UsageSQL.report(query, grouping: nil, dialect: .postgres)
         guard let grouping else {
             return try await self.withConnection("read usage totals") { connection in
@@ -437,6 +462,14 @@ public final class PostgresStore: GatewayStore, Service {
                 Self.query(RollupSQL.claimAlert(subject: subject, periodStart: periodStart, at: time, dialect: .postgres)),
                 logger: self.logger
             ).collect().isEmpty
+        }
+    }
+
+    public func deleteRollups(before: Double, limit: Int) async throws -> Int {
+        guard limit > 0 else { return 0 }
+        return try await self.withConnection("delete usage rollups") { connection in
+            try await connection.query(Self.query(RollupSQL.delete(before: before, limit: limit, dialect: .postgres)), logger: self.logger)
+                .collect().first.map { try $0.decode(Int.self) } ?? 0
         }
     }
 

@@ -388,7 +388,28 @@ public final class SQLiteStore: GatewayStore, Service {
     }
 
     public func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown {
-        try await self.withConnection { connection in
+        let plan = RollupSQL.plan(query)
+        if let hours = plan.hours {
+            return try await self.withConnection { connection in
+                try await self.inTransaction(connection, begin: "BEGIN DEFERRED") {
+                    var statements = plan.raw.map { raw in
+                        (UsageSQL.report(raw, grouping: nil, dialect: .sqlite), grouping.map { UsageSQL.report(raw, grouping: $0, dialect: .sqlite) })
+                    }
+                    statements.append(
+                        (RollupSQL.report(query, hours: hours, grouping: nil, dialect: .sqlite),
+                         grouping.map { RollupSQL.report(query, hours: hours, grouping: $0, dialect: .sqlite) }))
+                    var parts: [UsageBreakdown] = []
+                    for (totals, groups) in statements {
+                        var groupRows: [UsageGroup] = []
+                        if let groups { groupRows = try await Self.groups(groups, on: connection) }
+                        parts.append(
+                            UsageBreakdown(totals: try await Self.groups(totals, on: connection).first?.totals ?? UsageTotals(), groups: groupRows))
+                    }
+                    return RollupSQL.merge(parts)
+                }
+            }
+        }
+        return try await self.withConnection { connection in
             let totals = UsageSQL.report(query, grouping: nil, dialect: .sqlite)
             guard let grouping else {
                 return UsageBreakdown(totals: try await Self.groups(totals, on: connection).first?.totals ?? UsageTotals())
@@ -469,6 +490,14 @@ public final class SQLiteStore: GatewayStore, Service {
     public func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool {
         try await self.withConnection { connection in
             try await !Self.run(RollupSQL.claimAlert(subject: subject, periodStart: periodStart, at: time, dialect: .sqlite), on: connection).isEmpty
+        }
+    }
+
+    public func deleteRollups(before: Double, limit: Int) async throws -> Int {
+        guard limit > 0 else { return 0 }
+        return try await self.withConnection { connection in
+            try await Self.run(RollupSQL.delete(before: before, limit: limit, dialect: .sqlite), on: connection)
+            return try await Self.changes(connection)
         }
     }
 

@@ -173,3 +173,107 @@ enum ReservationSQL {
         return statement
     }
 }
+
+extension RollupSQL {
+    /// Reports spanning more than this read whole hours from the rollups and only the partial hours at either end
+    /// from the records.
+    static let rollupSpan: Double = 86_400
+
+    /// How a report is read: records only, or records for the partial hours at the ends and rollups between.
+    struct Plan {
+        /// Record queries for the partial hours (empty ranges left out).
+        var raw: [UsageQuery]
+        /// Whole hours `[from, to)` read from the rollups.
+        var hours: (from: Double, to: Double)?
+    }
+
+    static func plan(_ query: UsageQuery) -> Plan {
+        guard let until = query.until, until - query.since > rollupSpan else { return Plan(raw: [query], hours: nil) }
+        let from = (query.since / 3600).rounded(.up) * 3600
+        let to = hour(until)
+        var raw: [UsageQuery] = []
+        if query.since < from {
+            var head = query
+            head.until = from
+            raw.append(head)
+        }
+        if to < until {
+            var tail = query
+            tail.since = to
+            raw.append(tail)
+        }
+        return Plan(raw: raw, hours: (from, to))
+    }
+
+    static func groupExpression(_ grouping: UsageGrouping, dialect: SQLDialect) -> String {
+        switch (grouping, dialect) {
+        case (.key, _): "key_id"
+        case (.team, _): "team_id"
+        case (.model, _): "model"
+        case (.route, _): "route"
+        case (.day, .sqlite): "strftime('%Y-%m-%d', hour, 'unixepoch')"
+        case (.day, .postgres): "to_char(to_timestamp(hour) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        }
+    }
+
+    /// Totals or groups over whole hours, in the columns of ``UsageSQL/report(_:grouping:dialect:)``; latency
+    /// percentiles are not kept in rollups and read 0.
+    static func report(_ query: UsageQuery, hours: (from: Double, to: Double), grouping: UsageGrouping?, dialect: SQLDialect) -> SQLStatement {
+        let group = grouping.map { groupExpression($0, dialect: dialect) }
+        let (int, double, text) = dialect == .postgres ? ("::BIGINT", "::DOUBLE PRECISION", "::text") : ("", "", "")
+        var statement = SQLStatement(dialect, "SELECT \(group ?? "''\(text)") AS grp, ")
+        statement.append("COALESCE(SUM(requests), 0)\(int), COALESCE(SUM(prompt_tokens), 0)\(int), ")
+        statement.append("COALESCE(SUM(completion_tokens), 0)\(int), COALESCE(SUM(cost_usd), 0)\(double), ")
+        statement.append("COALESCE(SUM(saved_usd), 0)\(double), COALESCE(SUM(cache_hits), 0)\(int), COALESCE(SUM(errors), 0)\(int), ")
+        statement.append("0.0\(double), 0.0\(double) FROM usage_rollups WHERE hour >= ")
+        statement.bind(hours.from)
+        statement.append(" AND hour < ")
+        statement.bind(hours.to)
+        if let keyID = query.keyID {
+            statement.append(" AND key_id = ")
+            statement.bind(keyID)
+        }
+        if let model = query.model {
+            statement.append(" AND model = ")
+            statement.bind(model)
+        }
+        if group != nil { statement.append(" GROUP BY grp ORDER BY grp") }
+        return statement
+    }
+
+    /// Adds up breakdowns of disjoint spans; percentiles come from the record spans only (0 when none).
+    static func merge(_ parts: [UsageBreakdown]) -> UsageBreakdown {
+        var totals = UsageTotals()
+        var groups: [String: UsageTotals] = [:]
+        func add(_ a: inout UsageTotals, _ b: UsageTotals) {
+            a.requests += b.requests
+            a.promptTokens += b.promptTokens
+            a.completionTokens += b.completionTokens
+            a.costUSD += b.costUSD
+            a.savedUSD += b.savedUSD
+            a.cacheHits += b.cacheHits
+            a.errors += b.errors
+        }
+        for part in parts {
+            add(&totals, part.totals)
+            for group in part.groups { add(&groups[group.group, default: UsageTotals()], group.totals) }
+        }
+        return UsageBreakdown(totals: totals, groups: groups.keys.sorted().map { UsageGroup(group: $0, totals: groups[$0]!) })
+    }
+}
+
+extension RollupSQL {
+    /// One bounded statement, oldest first, so retention never holds a long lock.
+    static func delete(before: Double, limit: Int, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(dialect)
+        let key = dialect == .postgres ? "ctid" : "rowid"
+        if dialect == .postgres { statement.append("WITH deleted AS (") }
+        statement.append("DELETE FROM usage_rollups WHERE \(key) IN (SELECT \(key) FROM usage_rollups WHERE hour < ")
+        statement.bind(before)
+        statement.append(" ORDER BY hour LIMIT ")
+        statement.bind(max(0, limit))
+        statement.append(")")
+        if dialect == .postgres { statement.append(" RETURNING 1) SELECT COUNT(*) FROM deleted") }
+        return statement
+    }
+}
