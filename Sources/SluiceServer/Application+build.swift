@@ -237,7 +237,7 @@ func buildRouter(
         middleware: AccessMiddleware(
             directory: directory, limiter: limiter, authMode: configuration.auth, metrics: metrics, sessions: sessions,
             worstCase: worstCaseCost(pool: pool, calculator: calculator, localUpstreams: localUpstreams),
-            reservationHold: configuration.upstreamTimeout.milliseconds / 1000 + 60, maxBodyBytes: configuration.maxBodyBytes, now: now))
+            reservationHold: configuration.reservationHold, maxBodyBytes: configuration.maxBodyBytes, now: now))
     OpenAIRoutes(gateway: gateway).addRoutes(to: router.group("v1"))
     NativeRoutes(gateway: gateway).addRoutes(to: router)
     OperationsRoutes(

@@ -126,3 +126,11 @@ func worstCaseCost(pool: UpstreamPool, calculator: CostCalculator, localUpstream
         return calculator.outcome(for: record, isLocalUpstream: false).costUSD
     }
 }
+
+extension GatewayConfiguration {
+    /// How long a budget reservation counts at most: the longest a call can wait (to coalesce, for an upstream
+    /// slot) and run, plus 10 s. A reservation of an instance that died stops counting after this.
+    var reservationHold: Double {
+        (cacheCoalesceWait + upstreamQueueTimeout + upstreamTimeout).milliseconds / 1000 + 10
+    }
+}
