@@ -240,7 +240,9 @@ public final class PostgresStore: GatewayStore, Service {
 
     public func exchangeRateLeases(_ requests: [RateLeaseRequest], instances: Int, now: Double) async throws -> [RateLease] {
         guard !requests.isEmpty else { return [] }
-        // Rows are created and locked in scope order, so instances exchanging overlapping sets never deadlock.
+        // Rows are created or locked in scope order (the no-op update locks an existing row, so a concurrent
+        // sweep of full buckets cannot delete it between here and the update), and instances exchanging overlapping
+        // sets never deadlock.
         let sorted = requests.sorted { $0.scope < $1.scope }
         let scopes = sorted.map(\.scope.sanitized)
         return try await self.withConnection("exchange rate-limit leases") { connection in
@@ -252,7 +254,7 @@ public final class PostgresStore: GatewayStore, Service {
                     FROM unnest(\(scopes)::TEXT[], \(sorted.map(\.capacity))::DOUBLE PRECISION[],
                         \(sorted.map(\.refillPerSecond))::DOUBLE PRECISION[]) AS v(scope, capacity, refill)
                     ORDER BY scope
-                    ON CONFLICT (scope) DO NOTHING
+                    ON CONFLICT (scope) DO UPDATE SET capacity = rate_buckets.capacity
                     """,
                     logger: self.logger)
                 var stored: [String: (tokens: Double, updatedAt: Double)] = [:]

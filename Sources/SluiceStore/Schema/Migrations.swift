@@ -284,6 +284,8 @@ extension Migration {
         Migration(
             version: 10,
             name: "hourly usage rollups, written with each usage batch, and budget alerts sent once per period",
+            // SQLite keeps the rollups in primary-key order (WITHOUT ROWID), so a report's range of hours is one
+            // contiguous read instead of an index walk with a lookup per row.
             sqlite: [
                 """
                 CREATE TABLE usage_rollups (
@@ -301,7 +303,7 @@ extension Migration {
                     errors INTEGER NOT NULL,
                     cache_hits INTEGER NOT NULL,
                     PRIMARY KEY (hour, key_id, team_id, model, route, upstream)
-                )
+                ) WITHOUT ROWID
                 """,
                 "CREATE INDEX usage_rollups_key_hour ON usage_rollups (key_id, hour)",
                 MigrationSQL.backfillRollups(hour: "CAST(time / 3600 AS INTEGER) * 3600.0"),

@@ -266,9 +266,14 @@ extension RollupSQL {
     /// One bounded statement, oldest first, so retention never holds a long lock.
     static func delete(before: Double, limit: Int, dialect: SQLDialect) -> SQLStatement {
         var statement = SQLStatement(dialect)
-        let key = dialect == .postgres ? "ctid" : "rowid"
-        if dialect == .postgres { statement.append("WITH deleted AS (") }
-        statement.append("DELETE FROM usage_rollups WHERE \(key) IN (SELECT \(key) FROM usage_rollups WHERE hour < ")
+        if dialect == .postgres {
+            statement.append("WITH deleted AS (DELETE FROM usage_rollups WHERE ctid IN (SELECT ctid FROM usage_rollups WHERE hour < ")
+        } else {
+            // Rollups have no rowid in SQLite; their primary key leads with the hour.
+            statement.append(
+                "DELETE FROM usage_rollups WHERE (hour, key_id, team_id, model, route, upstream) IN "
+                    + "(SELECT hour, key_id, team_id, model, route, upstream FROM usage_rollups WHERE hour < ")
+        }
         statement.bind(before)
         statement.append(" ORDER BY hour LIMIT ")
         statement.bind(max(0, limit))
