@@ -52,7 +52,8 @@ public struct ApplicationDependencies: Sendable {
 /// Builds the gateway application the binary runs and the tests drive.
 ///
 /// Its services start in this order and stop in reverse, after the HTTP server has drained: the upstream client,
-/// the store, the usage writer (so its final flush still has a store), the key sync, the upstream prober.
+/// the store, the usage writer (so its final flush still has a store), the budget alerts, the key sync, retention,
+/// the shared rate-limit exchange (PostgreSQL only; it hands its leases back on the way out), the upstream prober.
 public func buildApplication(
     configuration: GatewayConfiguration,
     logger: Logger,
