@@ -350,24 +350,18 @@ public final class PostgresStore: GatewayStore, Service {
     public func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown {
         let plan = RollupSQL.plan(query)
         if let hours = plan.hours {
-            var statements = plan.raw.map { raw in
-                (UsageSQL.report(raw, grouping: nil, dialect: .postgres), grouping.map { UsageSQL.report(raw, grouping: $0, dialect: .postgres) })
-            }
-            statements.append(
-                (RollupSQL.report(query, hours: hours, grouping: nil, dialect: .postgres),
-                 grouping.map { RollupSQL.report(query, hours: hours, grouping: $0, dialect: .postgres) }))
-            let parts = statements
+            let parts = RollupSQL.statements(query, plan: plan, hours: hours, grouping: grouping, dialect: .postgres)
             return try await self.withConnection("read usage totals") { connection in
                 try await connection.withTransaction(logger: self.logger) { connection in
                     try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: self.logger)
                     var breakdowns: [UsageBreakdown] = []
                     for (totals, groups) in parts {
-                        var groupRows: [UsageGroup] = []
-                        if let groups { groupRows = try await Self.groups(groups, on: connection, logger: self.logger) }
-                        breakdowns.append(
-                            UsageBreakdown(
-                                totals: try await Self.groups(totals, on: connection, logger: self.logger).first?.totals ?? UsageTotals(),
-                                groups: groupRows))
+                        var part = UsageBreakdown()
+                        if let groups { part.groups = try await Self.groups(groups, on: connection, logger: self.logger) }
+                        if let totals {
+                            part.totals = try await Self.groups(totals, on: connection, logger: self.logger).first?.totals ?? UsageTotals()
+                        }
+                        breakdowns.append(part)
                     }
                     return RollupSQL.merge(breakdowns)
                 }

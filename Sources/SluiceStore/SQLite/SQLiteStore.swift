@@ -392,18 +392,12 @@ public final class SQLiteStore: GatewayStore, Service {
         if let hours = plan.hours {
             return try await self.withConnection { connection in
                 try await self.inTransaction(connection, begin: "BEGIN DEFERRED") {
-                    var statements = plan.raw.map { raw in
-                        (UsageSQL.report(raw, grouping: nil, dialect: .sqlite), grouping.map { UsageSQL.report(raw, grouping: $0, dialect: .sqlite) })
-                    }
-                    statements.append(
-                        (RollupSQL.report(query, hours: hours, grouping: nil, dialect: .sqlite),
-                         grouping.map { RollupSQL.report(query, hours: hours, grouping: $0, dialect: .sqlite) }))
                     var parts: [UsageBreakdown] = []
-                    for (totals, groups) in statements {
-                        var groupRows: [UsageGroup] = []
-                        if let groups { groupRows = try await Self.groups(groups, on: connection) }
-                        parts.append(
-                            UsageBreakdown(totals: try await Self.groups(totals, on: connection).first?.totals ?? UsageTotals(), groups: groupRows))
+                    for (totals, groups) in RollupSQL.statements(query, plan: plan, hours: hours, grouping: grouping, dialect: .sqlite) {
+                        var part = UsageBreakdown()
+                        if let groups { part.groups = try await Self.groups(groups, on: connection) }
+                        if let totals { part.totals = try await Self.groups(totals, on: connection).first?.totals ?? UsageTotals() }
+                        parts.append(part)
                     }
                     return RollupSQL.merge(parts)
                 }

@@ -241,7 +241,24 @@ extension RollupSQL {
         return statement
     }
 
-    /// Adds up breakdowns of disjoint spans; percentiles come from the record spans only (0 when none).
+    /// The statements of a planned report, as (totals, groups) per span. The rollups' totals are the sum of their
+    /// groups (they hold no percentiles), so a grouped report reads the rollups once.
+    static func statements(
+        _ query: UsageQuery, plan: Plan, hours: (from: Double, to: Double), grouping: UsageGrouping?, dialect: SQLDialect
+    ) -> [(totals: SQLStatement?, groups: SQLStatement?)] {
+        var statements: [(totals: SQLStatement?, groups: SQLStatement?)] = plan.raw.map { raw in
+            (UsageSQL.report(raw, grouping: nil, dialect: dialect), grouping.map { UsageSQL.report(raw, grouping: $0, dialect: dialect) })
+        }
+        if let grouping {
+            statements.append((nil, report(query, hours: hours, grouping: grouping, dialect: dialect)))
+        } else {
+            statements.append((report(query, hours: hours, grouping: nil, dialect: dialect), nil))
+        }
+        return statements
+    }
+
+    /// Adds up breakdowns of disjoint spans; percentiles come from the record spans only (0 when none). A span
+    /// read as groups only counts its groups into the totals.
     static func merge(_ parts: [UsageBreakdown]) -> UsageBreakdown {
         var totals = UsageTotals()
         var groups: [String: UsageTotals] = [:]
@@ -255,7 +272,11 @@ extension RollupSQL {
             a.errors += b.errors
         }
         for part in parts {
-            add(&totals, part.totals)
+            if part.totals == UsageTotals() {
+                for group in part.groups { add(&totals, group.totals) }
+            } else {
+                add(&totals, part.totals)
+            }
             for group in part.groups { add(&groups[group.group, default: UsageTotals()], group.totals) }
         }
         return UsageBreakdown(totals: totals, groups: groups.keys.sorted().map { UsageGroup(group: $0, totals: groups[$0]!) })
