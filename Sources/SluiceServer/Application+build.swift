@@ -52,7 +52,8 @@ public struct ApplicationDependencies: Sendable {
 /// Builds the gateway application the binary runs and the tests drive.
 ///
 /// Its services start in this order and stop in reverse, after the HTTP server has drained: the upstream client,
-/// the store, the usage writer (so its final flush still has a store), the key sync, the upstream prober.
+/// the store, the usage writer (so its final flush still has a store), the budget alerts, the key sync, retention,
+/// the shared rate-limit exchange (PostgreSQL only; it hands its leases back on the way out), the upstream prober.
 public func buildApplication(
     configuration: GatewayConfiguration,
     logger: Logger,
@@ -100,16 +101,21 @@ public func buildApplication(
             services.append(writer)
             recorder = writer
         }
-        let keySync = KeyDirectorySync(directory: directory, store: store, logger: logger, now: dependencies.now)
+        let alerts = BudgetAlerts(
+            store: store, webhook: configuration.budgetWebhook, logger: logger, metrics: dependencies.metrics, now: dependencies.now)
+        services.append(alerts)
+        let keySync = KeyDirectorySync(directory: directory, store: store, logger: logger, alerts: alerts, now: dependencies.now)
         services.append(keySync)
         sync = keySync
         // Even with usage retention off (0 days), stored responses expire and are deleted.
         services.append(
             RetentionService(
-                store: store, retentionDays: configuration.retentionDays, logger: logger, metrics: dependencies.metrics,
+                store: store, retentionDays: configuration.retentionDays, rollupRetentionDays: configuration.rollupRetentionDays,
+                logger: logger, metrics: dependencies.metrics,
                 now: dependencies.now))
     }
 
+    let limiter = makeRequestLimiter(configuration: configuration, store: store, logger: logger, dependencies: dependencies, services: &services)
     let pool = UpstreamPool(upstreams: upstreams, metrics: dependencies.metrics, limits: configuration.upstreamLimits, now: dependencies.now)
     // Last in, so it stops first: no probe runs against an HTTP client that is shutting down.
     let probeResults = ProbeResults(maxAge: ProbeResults.maxAge(probeInterval: configuration.probeInterval))
@@ -124,7 +130,7 @@ public func buildApplication(
             logger: logger))
     let router = buildRouter(
         configuration: configuration, pool: pool, probeResults: probeResults, directory: directory, store: store, keySync: sync,
-        recorder: recorder, dependencies: dependencies, scheduler: scheduler)
+        limiter: limiter, recorder: recorder, dependencies: dependencies, scheduler: scheduler)
     let writeTimeoutClosed = dependencies.metrics.clientConnectionClosedCounter(reason: "write_timeout")
     let writeTimeout = TimeAmount.nanoseconds(configuration.clientWriteTimeout.nanoseconds)
     let http1 = HTTPServerBuilder.guardedHTTP1(
@@ -177,6 +183,7 @@ func buildRouter(
     directory: KeyDirectory,
     store: (any GatewayStore)?,
     keySync: KeyDirectorySync? = nil,
+    limiter: (any RequestLimiter)? = nil,
     recorder: any UsageRecorder,
     dependencies: ApplicationDependencies,
     scheduler: Scheduler? = nil
@@ -195,9 +202,11 @@ func buildRouter(
         drain: ShutdownDrain(grace: configuration.shutdownGrace), responseStore: store,
         responseRetention: configuration.responseRetention,
         scheduler: scheduler ?? Scheduler(pool: pool, residency: nil, settings: configuration.schedulerSettings, now: now), now: now)
-    let limiter = RateLimiter(
-        globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
-        now: now())
+    let limiter =
+        limiter
+        ?? RateLimiter(
+            globalRPS: configuration.rateLimitRPS, globalBurst: configuration.rateLimitBurst, ipRPM: configuration.ipRateLimitRPM,
+            now: now())
     let localUpstreams = Set(upstreams.filter { $0.endpoint.kind == .ollama }.map(\.endpoint.name))
     var costs = CostCalculator(prices: PriceTable(overrides: configuration.prices), referenceModel: configuration.referenceModel)
     let overflowPrices = upstreams.compactMap { upstream in upstream.endpoint.price.map { (upstream.endpoint.name, $0) } }
@@ -241,7 +250,9 @@ func buildRouter(
     let sessions = DashboardSessions(masterKey: configuration.masterKey, store: store, now: now)
     router.add(
         middleware: AccessMiddleware(
-            directory: directory, limiter: limiter, authMode: configuration.auth, metrics: metrics, sessions: sessions, now: now))
+            directory: directory, limiter: limiter, authMode: configuration.auth, metrics: metrics, sessions: sessions,
+            worstCase: worstCaseCost(pool: pool, calculator: calculator, localUpstreams: localUpstreams),
+            reservationHold: configuration.reservationHold, maxBodyBytes: configuration.maxBodyBytes, now: now))
     APIRoutes(gateway: gateway).addRoutes(to: router)
     OperationsRoutes(
         upstreams: upstreams, pool: gateway.pool, metrics: metrics, probeTimeout: .seconds(2),

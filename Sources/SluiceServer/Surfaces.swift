@@ -67,6 +67,7 @@ enum Surfaces {
         // Administration
         Surface("/admin/keys", [.get, .post], .admin),
         Surface("/admin/keys/{id}", [.delete], .admin),
+        Surface("/admin/teams", [.get, .post], .admin),
         Surface("/admin/usage", [.get], .admin),
         Surface("/admin/usage/recent", [.get], .admin),
         Surface("/admin/config", [.get], .admin),

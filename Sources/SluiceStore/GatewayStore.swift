@@ -21,6 +21,8 @@ public enum UsageGrouping: String, Sendable, CaseIterable {
     case key, model, day
     /// The API route (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`, `/api/chat`, …).
     case route
+    /// The team of the record's key ("" for keys without a team and anonymous calls).
+    case team
 }
 
 /// Totals over a set of usage records.
@@ -91,6 +93,10 @@ public protocol GatewayStore: Sendable {
     func key(hash: String) async throws -> APIKeyRecord?
     func key(id: String) async throws -> APIKeyRecord?
     func listKeys() async throws -> [APIKeyRecord]
+    /// Inserts a team; throws when one with its name exists. Bumps the key revision, so instances reload teams.
+    func insertTeam(_ team: TeamRecord) async throws
+    /// Every team, by name.
+    func listTeams() async throws -> [TeamRecord]
     /// Returns false when no such key exists.
     func revokeKey(id: String) async throws -> Bool
     /// Records last-used times in one statement or transaction.
@@ -105,6 +111,16 @@ public protocol GatewayStore: Sendable {
     func removeInstance(id: String) async throws
     /// How many instances reported since `since` still serve keys older than `keyRevision`.
     func instancesBehind(keyRevision: Int64, reportedSince since: Double) async throws -> Int
+
+    /// How many instances reported since `since` (the live ones; shared rate limits fall back to `limit / live`).
+    func liveInstances(reportedSince since: Double) async throws -> Int
+
+    /// Exchanges leases of shared rate-limit buckets in one transaction: each request hands back what it returns
+    /// and takes its share (``RateLeaseArithmetic``), atomically against every other instance. Missing buckets are
+    /// created full; answers come in the order of `requests`.
+    func exchangeRateLeases(_ requests: [RateLeaseRequest], instances: Int, now: Double) async throws -> [RateLease]
+    /// Deletes buckets that have refilled completely by `now`; returns how many.
+    func forgetFullRateBuckets(now: Double) async throws -> Int
 
     /// Records that the dashboard session with this token digest was signed out, until it would have expired
     /// anyway; forgets sessions that expired before `now`.
@@ -121,6 +137,18 @@ public protocol GatewayStore: Sendable {
     func recentUsage(_ query: UsageQuery, limit: Int) async throws -> [UsageRecord]
     /// What each of these keys has spent in all, for budgets; keys that never spent are left out.
     func spend(keyIDs: [String]) async throws -> [String: Double]
+    /// What each of these keys spent from `since` (a whole UTC hour) on, read from the hourly rollups.
+    func periodSpend(keyIDs: [String], since: Double) async throws -> [String: Double]
+    /// Records that the budget alert of `subject` for the period starting at `periodStart` went out; true only for
+    /// the first caller, so several instances send it once.
+    func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool
+    /// Publishes this instance's new reservations and deletes the settled ones (a settled id that was never
+    /// published deletes nothing), in one transaction; also forgets reservations expired by `now`.
+    func publishReservations(instanceID: String, reserved: [BudgetReservation], settled: [String], now: Double) async throws
+    /// What other instances hold reserved per key and have not let expire by `now`.
+    func reservedByOthers(keyIDs: [String], instanceID: String, now: Double) async throws -> [String: Double]
+    /// Deletes at most `limit` hourly rollups of hours before `before`; returns how many it deleted.
+    func deleteRollups(before: Double, limit: Int) async throws -> Int
     /// Deletes at most `limit` records older than `before`; returns how many it deleted.
     func deleteUsage(before: Double, limit: Int) async throws -> Int
 

@@ -39,6 +39,9 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("reference-model"), help: "Hosted model local traffic is priced against for savings (default gpt-4o-mini).") var referenceModel: String?
     @Option(name: .customLong("breaker-failures"), help: "Consecutive upstream failures that open its circuit breaker (default 3).") var breakerFailures: String?
     @Option(name: .customLong("breaker-cooldown"), help: "How long an open breaker waits before a trial request (default 10s).") var breakerCooldown: String?
+    @Option(name: .customLong("rollup-retention-days"), help: "Hourly usage rollups older than this many days are deleted; 0 keeps all (default 400).") var rollupRetentionDays: String?
+    @Option(name: .customLong("budget-webhook"), help: "URL that soft budget alerts (--budget-alert) are POSTed to as JSON, once per period.") var budgetWebhook: String?
+    @Option(name: .customLong("rate-limit-sync-interval"), help: "With PostgreSQL: time between exchanges of shared rate-limit leases, 10ms to 250ms (default 250ms).") var rateLimitSyncInterval: String?
     @Option(name: .customLong("probe-interval"), help: "Time between background probes of every upstream; 0 disables (default 10s).") var probeInterval: String?
     @Option(name: .customLong("upstream-max-inflight"), help: "Requests in flight per upstream, streams included; 0 = no cap (default 256).") var upstreamMaxInflight: String?
     @Option(name: .customLong("upstream-queue"), help: "Requests that may wait for a busy upstream, in total (default 512).") var upstreamQueue: String?
@@ -80,6 +83,8 @@ struct ConfigOptions: ParsableArguments {
             ("client-write-timeout", clientWriteTimeout), ("cache-coalesce-wait", cacheCoalesceWait), ("max-buffered-bytes", maxBufferedBytes),
             ("affinity-ttl", affinityTTL), ("affinity-max", affinityMax), ("context-policy", contextPolicy), ("context-max", contextMax),
             ("overflow-after", overflowAfter), ("batch-share", batchShare),
+            ("rate-limit-sync-interval", rateLimitSyncInterval), ("budget-webhook", budgetWebhook),
+            ("rollup-retention-days", rollupRetentionDays),
         ]
         for (name, value) in pairs { if let value { out[name] = value } }
         if allowInsecure { out["allow-insecure"] = "true" }

@@ -7,7 +7,7 @@ struct Sluice: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "An OpenAI-compatible gateway in front of Ollama and OpenAI-compatible servers.",
-        subcommands: [Serve.self, Keys.self, Usage.self, CheckConfig.self, MockUpstream.self]
+        subcommands: [Serve.self, Keys.self, Teams.self, Usage.self, CheckConfig.self, MockUpstream.self]
     )
 
     /// Runs the command; usage and configuration errors exit with 2, as the product contract says.

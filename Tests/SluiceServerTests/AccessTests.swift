@@ -364,18 +364,21 @@ struct KeyDirectoryTests {
 
     /// A refresh from the store never forgets spend the store does not hold yet, and takes in what others spent.
     @Test func spendMergesTheStoresTotalsWithTheLocalCount() {
-        let directory = KeyDirectory(masterKey: nil, loaded: true)
-        directory.addSpend(keyID: "k", cost: 1)
-        directory.addSpend(keyID: "unbudgeted", cost: 5)
-        directory.mergeSpend([:], budgeted: ["k"])
-        #expect(directory.spent(keyID: "k") == 1)
-        #expect(directory.spent(keyID: "unbudgeted") == 0)
-        directory.mergeSpend(["k": 3], budgeted: ["k"])
-        #expect(directory.spent(keyID: "k") == 3)
-        directory.addSpend(keyID: "k", cost: 0.5)
-        directory.mergeSpend(["k": 3.25], budgeted: ["k"])
-        #expect(directory.spent(keyID: "k") == 3.5)
-        directory.mergeSpend(["k": 4], budgeted: ["k"])
-        #expect(directory.spent(keyID: "k") == 4)
+        let directory = KeyDirectory(
+            masterKey: nil, keys: [APIKeyRecord(id: "k", name: "k", hash: "h", prefix: "p", createdAt: 0, budgetUSD: 10)], loaded: true)
+        func spend(_ amount: Double) -> KeyDirectory.Spend { KeyDirectory.Spend(periodStart: 0, amount: amount) }
+        directory.addSpend(keyID: "k", cost: 1, now: 5)
+        directory.mergeSpend(["k": spend(0)])
+        #expect(directory.spent(keyID: "k", now: 5) == 1)
+        directory.mergeSpend(["k": spend(3)])
+        #expect(directory.spent(keyID: "k", now: 5) == 3)
+        directory.addSpend(keyID: "k", cost: 0.5, now: 5)
+        directory.mergeSpend(["k": spend(3.25)])
+        #expect(directory.spent(keyID: "k", now: 5) == 3.5)
+        directory.mergeSpend(["k": spend(4)])
+        #expect(directory.spent(keyID: "k", now: 5) == 4)
+        // Budgets no longer tracked are forgotten.
+        directory.mergeSpend([:])
+        #expect(directory.spent(keyID: "k", now: 5) == 0)
     }
 }

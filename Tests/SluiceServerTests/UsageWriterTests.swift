@@ -128,12 +128,22 @@ final class FakeUsageStore: GatewayStore {
     func key(hash: String) async throws -> APIKeyRecord? { nil }
     func key(id: String) async throws -> APIKeyRecord? { nil }
     func listKeys() async throws -> [APIKeyRecord] { [] }
+    func insertTeam(_ team: TeamRecord) async throws { throw StoreError("unused") }
+    func listTeams() async throws -> [TeamRecord] { [] }
     func revokeKey(id: String) async throws -> Bool { false }
     func touchKeys(_ lastUsed: [String: Double]) async throws {}
     func keysRevision() async throws -> Int64 { 0 }
     func reportInstance(id: String, keyRevision: Int64, at time: Double) async throws {}
     func removeInstance(id: String) async throws {}
     func instancesBehind(keyRevision: Int64, reportedSince since: Double) async throws -> Int { 0 }
+    func liveInstances(reportedSince since: Double) async throws -> Int { 1 }
+    func exchangeRateLeases(_ requests: [RateLeaseRequest], instances: Int, now: Double) async throws -> [RateLease] { [] }
+    func forgetFullRateBuckets(now: Double) async throws -> Int { 0 }
+    func periodSpend(keyIDs: [String], since: Double) async throws -> [String: Double] { [:] }
+    func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool { true }
+    func publishReservations(instanceID: String, reserved: [BudgetReservation], settled: [String], now: Double) async throws {}
+    func reservedByOthers(keyIDs: [String], instanceID: String, now: Double) async throws -> [String: Double] { [:] }
+    func deleteRollups(before: Double, limit: Int) async throws -> Int { 0 }
     func endSession(digest: String, expiresAt: Double, now: Double) async throws {
         if update({ $0.failing }) { throw StoreError("fake store is down") }
     }

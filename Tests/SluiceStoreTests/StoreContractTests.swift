@@ -319,7 +319,7 @@ struct StoreContractTests {
             try await database.withStore(migrate: false) { store in
                 try await store.migrate(through: 1)
                 #expect(try await store.appliedMigrations() == [1])
-                try await store.insertKey(apiKey("key_old", createdAt: day0))
+                try await database.insertOldKey("key_old")
             }
             try await database.withStore { store in
                 #expect(try await store.appliedMigrations() == Migration.all.map(\.version))

@@ -130,11 +130,32 @@ struct TestDatabase: Sendable {
         }
     }
 
+    /// Inserts a key with only the first schema's columns, as an older release would have.
+    func insertOldKey(_ id: String) async throws {
+        try await execute(
+            """
+            INSERT INTO api_keys (id, name, hash, prefix, created_at, allowed_models, updated_at)
+            VALUES ('\(id)', '\(id)', 'hash-\(id)', 'sk-sluice-\(id)', \(day0), '[]', \(day0))
+            """)
+    }
+
+    /// Inserts a usage record and its key's running total as a release before rollups would have.
+    func insertOldUsage(_ id: String, key: String, cost: Double) async throws {
+        let bool = backend == .sqlite ? "0" : "FALSE"
+        try await execute(
+            """
+            INSERT INTO usage_records (id, time, request_id, key_id, route, status, stream, cache_hit, prompt_tokens,
+                completion_tokens, tokens_estimated, latency_ms, cost_usd, saved_usd)
+            VALUES ('\(id)', \(day0), 'req-\(id)', '\(key)', '/v1/chat/completions', 200, \(bool), \(bool), 0, 0, \(bool), 1, \(cost), 0)
+            """)
+        try await execute("INSERT INTO key_spend (key_id, spent_usd) VALUES ('\(key)', \(cost))")
+    }
+
     /// Drops every table the migrations create, so the next store starts from an empty schema.
     private func reset() async throws {
         try await Self.withPostgresStore(url: self.location) { store in
             _ = try await store.client.query(
-                "DROP TABLE IF EXISTS usage_records, api_keys, key_revision, gateway_instances, ended_sessions, key_spend, stored_responses, schema_migrations", logger: testLogger)
+                "DROP TABLE IF EXISTS usage_records, api_keys, key_revision, gateway_instances, ended_sessions, key_spend, stored_responses, rate_buckets, teams, usage_rollups, budget_alerts, budget_reservations, schema_migrations", logger: testLogger)
         }
     }
 }

@@ -24,7 +24,8 @@ extension StoreContractTests {
         try await TestDatabase.withFresh(backend) { database in
             try await database.withStore(migrate: false) { store in
                 try await store.migrate(through: previous)
-                try await store.insertKey(apiKey("key_old", createdAt: day0))
+                try await database.insertOldKey("key_old")
+                try await database.insertOldUsage("u1", key: "key_old", cost: 0.5)
                 await #expect(throws: StoreError.self) {
                     try await store.response(id: "resp_1", keyID: "key_old", now: day0)
                 }
@@ -32,6 +33,7 @@ extension StoreContractTests {
             try await database.withStore { store in
                 #expect(try await store.appliedMigrations() == Migration.all.map(\.version))
                 #expect(try await store.listKeys().map(\.id) == ["key_old"])
+                #expect(try await store.spend(keyID: "key_old") == 0.5)
                 #expect(try await store.response(id: "resp_1", keyID: "key_old", now: day0) == nil)
                 #expect(try await store.deleteExpiredResponses(before: .greatestFiniteMagnitude, limit: 10) == 0)
                 let stored = Self.storedResponse("resp_1", key: "key_old")

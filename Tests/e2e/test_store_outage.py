@@ -7,81 +7,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import threading
 
 import httpx
 import pytest
 
-from e2e_support import chat_body, free_port, nonce, wait_until
+from e2e_support import OutageProxy, chat_body, nonce, wait_until
 
 MASTER = "master-" + "b" * 32
 POSTGRES = os.environ.get("SLUICE_TEST_POSTGRES_URL")
 
 pytestmark = pytest.mark.skipif(not POSTGRES, reason="needs SLUICE_TEST_POSTGRES_URL (scripts/start-postgres)")
-
-
-class OutageProxy:
-    """Forwards 127.0.0.1:port to a target port until `down()`, which cuts every connection and stops listening."""
-
-    def __init__(self, target_port: int):
-        self.target_port = target_port
-        self.port = free_port()
-        self._listener: socket.socket | None = None
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def up(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def down(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            _shutdown(listener)
-            listener.close()
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for s in sockets:
-            _shutdown(s)
-            s.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            _shutdown(sink)
-
-
-def _shutdown(s: socket.socket) -> None:
-    try:
-        s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def metric(text: str, name: str) -> float:

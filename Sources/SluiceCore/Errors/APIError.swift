@@ -178,10 +178,10 @@ extension APIError {
             message: "This API key is not allowed to use the model '\(model)'.", param: "model")
     }
 
-    public static func budgetExceeded() -> APIError {
+    public static func budgetExceeded(team: Bool = false) -> APIError {
         APIError(
             status: 403, type: "insufficient_quota", code: "budget_exceeded",
-            message: "This API key has spent its budget.")
+            message: team ? "This API key's team has spent its budget." : "This API key has spent its budget.")
     }
 
     public static func adminOnly() -> APIError {

@@ -19,6 +19,12 @@ public struct APIKeyRecord: Sendable, Equatable, Codable {
     public var tpm: Int?
     /// Spending cap in USD; nil means none.
     public var budgetUSD: Double?
+    /// When the budget starts again (`total`: never).
+    public var budgetPeriod: BudgetPeriod
+    /// Fraction of the budget (0.8 for `80%`) at which a soft alert fires once per period.
+    public var budgetAlert: Double?
+    /// The team whose budget and limits also apply; nil for none.
+    public var teamID: String?
     public var revoked: Bool
     /// Whether its requests may go to a hosted `overflow` upstream when no local one can take them in time.
     public var allowOverflow = false
@@ -28,7 +34,7 @@ public struct APIKeyRecord: Sendable, Equatable, Codable {
     public init(
         id: String, name: String, hash: String, prefix: String, createdAt: Double, lastUsedAt: Double? = nil,
         expiresAt: Double? = nil, allowedModels: [String] = [], rpm: Int? = nil, tpm: Int? = nil, budgetUSD: Double? = nil,
-        revoked: Bool = false
+        revoked: Bool = false, budgetPeriod: BudgetPeriod = .total, budgetAlert: Double? = nil, teamID: String? = nil
     ) {
         self.id = id
         self.name = name
@@ -42,5 +48,8 @@ public struct APIKeyRecord: Sendable, Equatable, Codable {
         self.tpm = tpm
         self.budgetUSD = budgetUSD
         self.revoked = revoked
+        self.budgetPeriod = budgetPeriod
+        self.budgetAlert = budgetAlert
+        self.teamID = teamID
     }
 }

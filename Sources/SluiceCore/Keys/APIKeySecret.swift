@@ -16,9 +16,9 @@ public enum APIKeySecret {
     }
 
     /// A new public key id, `key_` + 16 hex digits, safe to log.
-    public static func generateID() -> String {
+    public static func generateID(prefix: String = "key_") -> String {
         let key = SymmetricKey(size: SymmetricKeySize(bitCount: 64))
-        return "key_" + key.withUnsafeBytes { hex(Array($0)) }
+        return prefix + key.withUnsafeBytes { hex(Array($0)) }
     }
 
     /// Lowercase hex SHA-256 of the secret: what the store keeps and looks keys up by.
@@ -102,14 +102,15 @@ public struct IssuedKey: Sendable {
     /// Makes a new key with a fresh secret and id.
     public init(
         name: String, now: Double, expiresAt: Double? = nil, allowedModels: [String] = [], rpm: Int? = nil, tpm: Int? = nil,
-        budgetUSD: Double? = nil
+        budgetUSD: Double? = nil, budgetPeriod: BudgetPeriod = .total, budgetAlert: Double? = nil, teamID: String? = nil
     ) {
         let secret = APIKeySecret.generate()
         self.secret = secret
         self.record = APIKeyRecord(
             id: APIKeySecret.generateID(), name: name, hash: APIKeySecret.hash(secret),
             prefix: String(secret.prefix(APIKeySecret.visiblePrefixLength)), createdAt: now, expiresAt: expiresAt,
-            allowedModels: allowedModels, rpm: rpm, tpm: tpm, budgetUSD: budgetUSD)
+            allowedModels: allowedModels, rpm: rpm, tpm: tpm, budgetUSD: budgetUSD, budgetPeriod: budgetPeriod,
+            budgetAlert: budgetAlert, teamID: teamID)
     }
 }
 

@@ -15,6 +15,12 @@ public struct TokenBucket: Sendable, Equatable {
         self.updatedAt = now
     }
 
+    /// A bucket holding `tokens` now (at most its capacity), e.g. what was left of a lease.
+    public init(capacity: Double, refillPerSecond: Double, tokens: Double, now: Double) {
+        self.init(capacity: capacity, refillPerSecond: refillPerSecond, now: now)
+        self.tokens = min(capacity, tokens)
+    }
+
     /// A bucket for "N per minute": bursts of N, refilled evenly over a minute.
     public static func perMinute(_ limit: Int, now: Double) -> TokenBucket {
         TokenBucket(capacity: Double(limit), refillPerSecond: Double(limit) / 60, now: now)
@@ -30,6 +36,14 @@ public struct TokenBucket: Sendable, Equatable {
         public var resetSeconds: Double
         /// Seconds until the refused request could be admitted; 0 when allowed.
         public var retryAfterSeconds: Double
+
+        public init(allowed: Bool, limit: Int, remaining: Int, resetSeconds: Double, retryAfterSeconds: Double) {
+            self.allowed = allowed
+            self.limit = limit
+            self.remaining = remaining
+            self.resetSeconds = resetSeconds
+            self.retryAfterSeconds = retryAfterSeconds
+        }
     }
 
     mutating func refill(now: Double) {

@@ -4,13 +4,13 @@ import SluiceCore
 /// (to the ``UsageWriter`` in the gateway, to a collecting recorder in tests).
 public struct AccountingRecorder: UsageRecorder {
     let next: any UsageRecorder
-    let limiter: RateLimiter
+    let limiter: any RequestLimiter
     let directory: KeyDirectory
     let pricer: @Sendable (inout UsageRecord) -> Void
     let now: @Sendable () -> Double
 
     public init(
-        next: any UsageRecorder, limiter: RateLimiter, directory: KeyDirectory,
+        next: any UsageRecorder, limiter: any RequestLimiter, directory: KeyDirectory,
         pricer: @escaping @Sendable (inout UsageRecord) -> Void, now: @escaping @Sendable () -> Double
     ) {
         self.next = next
@@ -26,9 +26,12 @@ public struct AccountingRecorder: UsageRecorder {
         if let keyID = record.keyID {
             // Cache hits cost the upstream nothing, so they do not count against tokens per minute or budget.
             if !record.cacheHit {
-                limiter.chargeTokens(keyID: keyID, tokens: record.promptTokens + record.completionTokens, now: now())
+                limiter.chargeTokens(
+                    keyID: keyID, teamID: directory.teamID(ofKey: keyID), tokens: record.promptTokens + record.completionTokens, now: now())
             }
-            directory.addSpend(keyID: keyID, cost: record.costUSD)
+            directory.addSpend(keyID: keyID, cost: record.costUSD, now: now())
+            // Counted as spend now: the worst case held for the call goes.
+            directory.reservations.settle(requestID: record.requestID)
         }
         next.record(record)
     }

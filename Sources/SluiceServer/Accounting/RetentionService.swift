@@ -12,6 +12,7 @@ import SluiceStore
 public struct RetentionService: Service {
     private let store: any GatewayStore
     private let retentionDays: Int
+    private let rollupRetentionDays: Int
     private let interval: Duration
     private let initialDelay: Duration
     private let batchSize: Int
@@ -30,12 +31,13 @@ public struct RetentionService: Service {
     ///   - metrics: where `sluice_usage_records_deleted_total` and `sluice_stored_responses_deleted_total` are counted.
     ///   - now: the current Unix time in seconds; tests pass a fake clock.
     public init(
-        store: any GatewayStore, retentionDays: Int, interval: Duration = .seconds(3600),
+        store: any GatewayStore, retentionDays: Int, rollupRetentionDays: Int = 400, interval: Duration = .seconds(3600),
         initialDelay: Duration = .seconds(30), batchSize: Int = 1000, responseBatchSize: Int = 100, logger: Logger,
         metrics: GatewayMetrics? = nil, now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
     ) {
         self.store = store
         self.retentionDays = max(0, retentionDays)
+        self.rollupRetentionDays = max(0, rollupRetentionDays)
         self.interval = interval
         self.initialDelay = initialDelay
         self.batchSize = max(1, batchSize)
@@ -58,6 +60,15 @@ public struct RetentionService: Service {
             } catch {
                 logger.warning(
                     "Deleting expired usage records failed; will try again next interval",
+                    metadata: ["error": "\(Self.loggable(error))"]
+                )
+            }
+            if Task.isShuttingDownGracefully || Task.isCancelled { return }
+            do {
+                try await deleteExpiredRollups()
+            } catch {
+                logger.warning(
+                    "Deleting expired usage rollups failed; will try again next interval",
                     metadata: ["error": "\(Self.loggable(error))"]
                 )
             }
@@ -91,6 +102,25 @@ public struct RetentionService: Service {
         }
         if total > 0 {
             logger.info("Deleted expired usage records", metadata: ["deleted": "\(total)", "retention_days": "\(retentionDays)"])
+        }
+        return total
+    }
+
+    /// Deletes hourly rollups older than `rollup-retention-days` (0 keeps them all); returns how many it deleted.
+    /// Record retention never touches them: long reports and budget periods outlive the records.
+    @discardableResult
+    public func deleteExpiredRollups() async throws -> Int {
+        guard rollupRetentionDays > 0 else { return 0 }
+        let cutoff = now() - Double(rollupRetentionDays) * 86_400
+        var total = 0
+        while true {
+            let deleted = try await store.deleteRollups(before: cutoff, limit: batchSize)
+            total += deleted
+            if deleted < batchSize || Task.isShuttingDownGracefully || Task.isCancelled { break }
+            await Task.yield()
+        }
+        if total > 0 {
+            logger.info("Deleted expired usage rollups", metadata: ["deleted": "\(total)", "rollup_retention_days": "\(rollupRetentionDays)"])
         }
         return total
     }

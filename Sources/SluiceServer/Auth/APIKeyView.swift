@@ -12,6 +12,9 @@ public struct APIKeyView: Codable, Sendable {
     public var rpm: Int?
     public var tpm: Int?
     public var budgetUSD: Double?
+    public var budgetPeriod: String
+    public var budgetAlert: Double?
+    public var teamID: String?
     /// What the key has spent in all (the figure its budget is checked against); absent in a create's answer.
     public var spentUSD: Double?
     public var revoked: Bool
@@ -30,6 +33,9 @@ public struct APIKeyView: Codable, Sendable {
         case models, rpm, tpm
         case budgetUSD = "budget_usd"
         case spentUSD = "spent_usd"
+        case budgetPeriod = "budget_period"
+        case budgetAlert = "budget_alert"
+        case teamID = "team_id"
         case revoked, key
         case allowOverflow = "allow_overflow"
         case priority
@@ -47,6 +53,9 @@ public struct APIKeyView: Codable, Sendable {
         rpm = record.rpm
         tpm = record.tpm
         budgetUSD = record.budgetUSD
+        budgetPeriod = record.budgetPeriod.rawValue
+        budgetAlert = record.budgetAlert
+        teamID = record.teamID
         revoked = record.revoked
         allowOverflow = record.allowOverflow
         priority = record.priority.rawValue

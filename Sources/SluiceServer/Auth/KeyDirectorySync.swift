@@ -16,11 +16,15 @@ public struct KeyDirectorySync: Service {
     let logger: Logger
     let instanceID: String
     let now: @Sendable () -> Double
+    /// Where budgets past their soft alert are reported; nil: no alerts.
+    let alerts: BudgetAlerts?
 
     public init(
         directory: KeyDirectory, store: any GatewayStore, interval: Duration = .milliseconds(250), logger: Logger,
-        instanceID: String = UUID().uuidString, now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+        instanceID: String = UUID().uuidString, alerts: BudgetAlerts? = nil,
+        now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
     ) {
+        self.alerts = alerts
         self.directory = directory
         self.store = store
         self.interval = interval
@@ -49,6 +53,7 @@ public struct KeyDirectorySync: Service {
         while !Task.isCancelled {
             do {
                 try await refresh()
+                try await publishReservations()
                 // Budgets need the store's totals, since other instances spend too: one read of the running totals
                 // per poll keeps a budget's overshoot across instances to what they spend between polls and flushes.
                 try await refreshSpend()
@@ -68,10 +73,55 @@ public struct KeyDirectorySync: Service {
         }
     }
 
-    /// Reloads what each budgeted key has spent, in one query.
+    /// Publishes this instance's new budget reservations and deletes settled ones, so other instances count them.
+    public func publishReservations() async throws {
+        let now = self.now()
+        directory.reservations.expire(now: now)
+        let (reserved, settled) = directory.reservations.takeChanges()
+        do {
+            try await store.publishReservations(instanceID: instanceID, reserved: reserved, settled: settled, now: now)
+        } catch {
+            directory.reservations.restore(reserved: reserved, settled: settled)
+            throw error
+        }
+    }
+
+    /// Reloads what each budget's keys have spent in its current period: one query per distinct period start
+    /// (the running totals for `total` budgets, the hourly rollups for the others), then reports budgets past
+    /// their soft alert.
     public func refreshSpend() async throws {
-        let budgeted = directory.budgetedKeyIDs
-        directory.mergeSpend(budgeted.isEmpty ? [:] : try await store.spend(keyIDs: budgeted), budgeted: budgeted)
+        let now = self.now()
+        let budgets = directory.budgets
+        guard !budgets.isEmpty else {
+            directory.mergeSpend([:])
+            return
+        }
+        var keysBySince: [Double: Set<String>] = [:]
+        for budget in budgets {
+            keysBySince[budget.period.start(containing: now), default: []].formUnion(budget.keyIDs)
+        }
+        var spentBySince: [Double: [String: Double]] = [:]
+        for (since, keyIDs) in keysBySince {
+            let ids = keyIDs.sorted()
+            spentBySince[since] = since == 0 ? try await store.spend(keyIDs: ids) : try await store.periodSpend(keyIDs: ids, since: since)
+        }
+        var totals: [String: KeyDirectory.Spend] = [:]
+        for budget in budgets {
+            let since = budget.period.start(containing: now)
+            let spent = spentBySince[since] ?? [:]
+            totals[budget.subject] = KeyDirectory.Spend(periodStart: since, amount: budget.keyIDs.reduce(0) { $0 + (spent[$1] ?? 0) })
+        }
+        directory.mergeSpend(totals)
+        let budgetedKeys = Set(budgets.flatMap(\.keyIDs)).sorted()
+        directory.mergeReservedElsewhere(try await store.reservedByOthers(keyIDs: budgetedKeys, instanceID: instanceID, now: now))
+        guard let alerts else { return }
+        for budget in budgets {
+            guard let alert = budget.alert else { continue }
+            let spent = directory.spent(subject: budget.subject, now: now)
+            if spent >= alert * budget.limitUSD {
+                alerts.notice(budget, spent: spent, periodStart: budget.period.start(containing: now))
+            }
+        }
     }
 
     /// One poll: reload keys when the revision moved, then write last-used times.
@@ -80,7 +130,8 @@ public struct KeyDirectorySync: Service {
         let revision = try await store.keysRevision()
         if revision != directory.revision || !directory.isReady {
             let keys = try await store.listKeys()
-            directory.replace(with: keys, revision: revision, load: load)
+            let teams = try await store.listTeams()
+            directory.replace(with: keys, teams: teams, revision: revision, load: load)
             logger.debug("loaded API keys", metadata: ["count": "\(keys.count)", "revision": "\(revision)"])
         }
         // The revision read before the keys were listed: whatever this instance serves is at least that new.

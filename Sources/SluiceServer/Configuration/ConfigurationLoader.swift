@@ -35,7 +35,8 @@ public struct ConfigurationLoader: Sendable {
         "breaker-failures", "breaker-cooldown", "probe-interval", "upstream-max-inflight", "upstream-queue", "upstream-queue-timeout",
         "client-header-timeout", "client-body-timeout", "client-idle-timeout", "max-connections",
         "client-write-timeout", "cache-coalesce-wait", "max-buffered-bytes", "affinity-ttl", "affinity-max",
-        "context-policy", "context-max", "overflow-after", "batch-share",
+        "context-policy", "context-max", "overflow-after", "batch-share", "rate-limit-sync-interval", "budget-webhook",
+        "rollup-retention-days",
     ]
     /// Keys only a config file can hold.
     static let fileOnlyKeys: Set<String> = ["upstreams", "prices", "aliases", "models"]
@@ -403,6 +404,7 @@ public struct ConfigurationLoader: Sendable {
         c.tlsKey = string("tls-key")
         if let v = try duration("shutdown-grace") { c.shutdownGrace = v }
         if let v = try int("retention-days", 0...36_500) { c.retentionDays = v }
+        if let v = try int("rollup-retention-days", 0...36_500) { c.rollupRetentionDays = v }
         if let v = try duration("response-retention") { c.responseRetention = v }
         if let v = string("reference-model") { c.referenceModel = v }
         if let v = try int("breaker-failures", 1...1_000) { c.breakerFailures = v }
@@ -431,6 +433,17 @@ public struct ConfigurationLoader: Sendable {
                 throw fail("batch-share", "a fraction above 0 and at most 1, like 0.5")
             }
             c.batchShare = v
+        }
+        if let v = string("budget-webhook") {
+            guard let url = URL(string: v), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
+                throw fail("budget-webhook", "an http:// or https:// URL")
+            }
+            c.budgetWebhook = v
+        }
+        if let v = try duration("rate-limit-sync-interval") {
+            // The README's bound on shared limits assumes at most 250 ms between exchanges.
+            guard v >= .milliseconds(10), v <= .milliseconds(250) else { throw fail("rate-limit-sync-interval", "a duration from 10ms to 250ms") }
+            c.rateLimitSyncInterval = v
         }
         return c
     }
@@ -501,6 +514,7 @@ extension GatewayConfiguration {
             "log_bodies": .bool(logBodies), "store_bodies": .bool(storeBodies),
             "tls_cert": tlsCert.map { .string($0) } ?? .null, "tls_key": tlsKey.map { .string($0) } ?? .null,
             "shutdown_grace": .string("\(shutdownGrace)"), "retention_days": .int(retentionDays),
+           
             "response_retention": .string("\(responseRetention)"), "record_usage": .bool(recordUsage),
             "reference_model": .string(referenceModel),
             "breaker_failures": .int(breakerFailures), "breaker_cooldown": .string("\(breakerCooldown)"),
@@ -513,8 +527,16 @@ extension GatewayConfiguration {
             "context_policy": .string(contextPolicy.rawValue), "context_max": .int(contextMax),
             "overflow_after": .string("\(overflowAfter)"), "batch_share": .double(batchShare),
             "models": .object(virtualModels.mapValues(\.summary)),
+            "rate_limit_sync_interval": .string("\(rateLimitSyncInterval)"), "rollup_retention_days": .int(rollupRetentionDays),
+            "budget_webhook": budgetWebhook.map { .string(CredentialMasking.redacted($0)) } ?? .null,
             "aliases": .object(aliases.mapValues { .string($0) }),
-            "prices": .object(prices.mapValues { .object(["input": .double($0.inputPerMillion), "output": .double($0.outputPerMillion)]) }),
+            "prices": .object(
+                prices.mapValues { price in
+                    var entry: [String: JSONValue] = ["input": .double(price.inputPerMillion), "output": .double(price.outputPerMillion)]
+                    if let cached = price.cachedInputPerMillion { entry["cached_input"] = .double(cached) }
+                    if let write = price.cacheWritePerMillion { entry["cache_write"] = .double(write) }
+                    return .object(entry)
+                }),
         ]
     }
 

@@ -20,6 +20,12 @@ public struct GatewayConfiguration: Sendable {
     public var rateLimitRPS = 0.0
     public var rateLimitBurst = 0
     public var ipRateLimitRPM = 0
+    /// Time between exchanges of shared rate-limit leases with PostgreSQL (see ``SharedRateLimiter``).
+    public var rateLimitSyncInterval = Duration.milliseconds(250)
+    /// Hourly usage rollups older than this many days are deleted; 0 keeps them all.
+    public var rollupRetentionDays = 400
+    /// Where soft budget alerts are POSTed as JSON, once per period; nil: logged and counted only.
+    public var budgetWebhook: String?
     public var trustedProxies: [String] = []
     public var cacheTTL = Duration.seconds(300)
     public var cacheMaxBytes = 64 * 1024 * 1024

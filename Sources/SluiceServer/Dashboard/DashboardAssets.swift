@@ -159,6 +159,11 @@ enum DashboardAssets {
         <thead><tr><th>Name</th><th>Key</th><th>ID</th><th>Created</th><th>Last used</th><th>Limits</th><th>Models</th><th>Status</th><th></th></tr></thead>
         <tbody></tbody></table></div>
         </div>
+        <div class="card"><h2>Teams</h2>
+        <div class="table-wrap"><table id="teams-table">
+        <thead><tr><th>Name</th><th>ID</th><th>Keys</th><th>Limits</th><th>Models</th></tr></thead>
+        <tbody></tbody></table></div>
+        </div>
         </section>
         </main>
         </body>
@@ -279,7 +284,7 @@ enum DashboardAssets {
         (() => {
           const SVG_NS = 'http://www.w3.org/2000/svg';
           const REFRESH_MS = 30000;
-          const state = { window: '24h', keyNames: new Map(), recent: [], timer: null, loading: false };
+          const state = { window: '24h', keyNames: new Map(), teamNames: new Map(), recent: [], timer: null, loading: false };
           const $ = (selector, root = document) => root.querySelector(selector);
           const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
 
@@ -564,13 +569,28 @@ enum DashboardAssets {
             if (key.rpm) parts.push(`${fmtInt(key.rpm)} rpm`);
             if (key.tpm) parts.push(`${fmtInt(key.tpm)} tpm`);
             if (key.budget_usd !== null && key.budget_usd !== undefined) {
-              parts.push(`${fmtUSD(key.spent_usd || 0)} of ${fmtUSD(key.budget_usd)} budget`);
+              const period = key.budget_period && key.budget_period !== 'total' ? ` ${key.budget_period}` : '';
+              parts.push(`${fmtUSD(key.spent_usd || 0)} of ${fmtUSD(key.budget_usd)}${period} budget`);
             }
+            if (key.team_id) parts.push(`team ${state.teamNames.get(key.team_id) || key.team_id}`);
             return parts.join(' · ') || '—';
+          }
+
+          async function refreshTeams() {
+            const teams = (await api('/admin/teams')).data;
+            state.teamNames = new Map(teams.map((t) => [t.id, t.name]));
+            fillRows($('#teams-table'), teams.map((team) => el('tr', {},
+              el('td', {}, team.name),
+              el('td', { class: 'mono muted' }, team.id),
+              el('td', { class: 'num' }, fmtInt(team.keys)),
+              el('td', {}, limitsOf(team)),
+              el('td', { class: 'ellipsis', title: team.models.join(', ') }, team.models.length ? team.models.join(', ') : 'all'),
+            )), 'No teams yet');
           }
 
           async function refreshKeys() {
             try {
+              await refreshTeams();
               const keys = (await loadKeyNames()).slice().sort((a, b) => (a.revoked - b.revoked) || (b.created_at - a.created_at));
               fillRows($('#keys-table'), keys.map((key) => el('tr', {},
                 el('td', {}, key.name),

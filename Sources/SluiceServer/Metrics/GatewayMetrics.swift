@@ -145,10 +145,34 @@ public final class GatewayMetrics: Sendable {
             switch limit {
             case let l where l.contains("global"): "global"
             case let l where l.contains("address"): "ip"
+            case let l where l.contains("team") && l.contains("tokens"): "team_tokens"
+            case let l where l.contains("team"): "team_requests"
             case let l where l.contains("tokens"): "key_tokens"
             default: "key_requests"
             }
         Counter(label: "sluice_rate_limited_total", dimensions: [("limit", name)], factory: factory).increment()
+    }
+
+    /// A budgeted call refused because its worst-case cost did not fit what its budget had left.
+    func budgetReservationRefused() {
+        Counter(label: "sluice_budget_reservations_refused_total", dimensions: [], factory: factory).increment()
+    }
+
+    /// A soft budget alert sent (`sluice_budget_alerts_total{owner}`, owner `key` or `team`).
+    func budgetAlert(owner: String) {
+        Counter(label: "sluice_budget_alerts_total", dimensions: [("owner", owner)], factory: factory).increment()
+    }
+
+    /// One exchange of shared rate-limit leases with the store (`sluice_rate_limit_exchanges_total{result}`).
+    func rateLimitExchange(ok: Bool) {
+        Counter(label: "sluice_rate_limit_exchanges_total", dimensions: [("result", ok ? "ok" : "failed")], factory: factory).increment()
+    }
+
+    /// Shared rate limits switched to (true) or back from (false) the per-instance fallback of a store outage:
+    /// `sluice_rate_limit_fallback` is 1 while it lasts, `sluice_rate_limit_fallbacks_total` counts the switches.
+    func rateLimitFallback(_ on: Bool) {
+        Gauge(label: "sluice_rate_limit_fallback", dimensions: [], factory: factory).record(on ? 1 : 0)
+        if on { Counter(label: "sluice_rate_limit_fallbacks_total", dimensions: [], factory: factory).increment() }
     }
 
     /// The exposition text for `/metrics`.

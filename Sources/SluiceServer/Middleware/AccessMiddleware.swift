@@ -12,16 +12,26 @@ import SluiceCore
 public struct AccessMiddleware: RouterMiddleware {
     public typealias Context = SluiceRequestContext
     let directory: KeyDirectory
-    let limiter: RateLimiter
+    let limiter: any RequestLimiter
     let authMode: GatewayConfiguration.AuthMode
     let metrics: GatewayMetrics
     let now: @Sendable () -> Double
     let sessions: DashboardSessions?
+    /// Prices a budgeted call's worst case for its reservation (0 for models only local upstreams serve); nil: no
+    /// reservations.
+    let worstCase: (@Sendable (CallEstimate) -> Double)?
+    /// How long a reservation counts at most: the longest a call can run, plus a margin.
+    let reservationHold: Double
+    let maxBodyBytes: Int
 
     public init(
-        directory: KeyDirectory, limiter: RateLimiter, authMode: GatewayConfiguration.AuthMode, metrics: GatewayMetrics,
-        sessions: DashboardSessions? = nil, now: @escaping @Sendable () -> Double
+        directory: KeyDirectory, limiter: any RequestLimiter, authMode: GatewayConfiguration.AuthMode, metrics: GatewayMetrics,
+        sessions: DashboardSessions? = nil, worstCase: (@Sendable (CallEstimate) -> Double)? = nil, reservationHold: Double = 360,
+        maxBodyBytes: Int = 4 << 20, now: @escaping @Sendable () -> Double
     ) {
+        self.worstCase = worstCase
+        self.reservationHold = reservationHold
+        self.maxBodyBytes = maxBodyBytes
         self.directory = directory
         self.sessions = sessions
         self.limiter = limiter
@@ -56,19 +66,24 @@ public struct AccessMiddleware: RouterMiddleware {
             }
 
         var key: APIKeyRecord?
+        var team: TeamRecord?
         if case .key(let record) = identity {
             key = record
+            team = record.teamID.flatMap(directory.team(id:))
             // Budget and rate refusals are this key's usage too.
             context.trace.update { $0.keyID = record.id }
-            if let budget = record.budgetUSD, directory.spent(keyID: record.id) >= budget {
-                throw APIError.budgetExceeded()
-            }
+            if let refusal = directory.budgetRefusal(key: record, team: team, now: now) { throw refusal }
         }
-        let verdict = limiter.admit(clientIP: context.clientIP, key: key, now: now)
+        let verdict = limiter.admit(clientIP: context.clientIP, key: key, team: team, now: now)
         if let refusedBy = verdict.refusedBy {
             metrics.rateLimited(limit: refusedBy)
             context.logger.info("rate limited", metadata: ["limit": .string(refusedBy), "key_id": .string(key?.id ?? "")])
             throw APIError.rateLimited(refusedBy, retryAfter: verdict.retryAfter, headers: verdict.headers)
+        }
+
+        var request = request
+        if let key, let worstCase, key.budgetUSD != nil || team?.budgetUSD != nil, request.method == .post {
+            try await reserve(&request, key: key, team: team, worstCase: worstCase, context: context, now: now)
         }
 
         var context = context
@@ -82,6 +97,24 @@ public struct AccessMiddleware: RouterMiddleware {
             if let name = HTTPField.Name(name) { response.headers[name] = value }
         }
         return response
+    }
+
+    /// Holds the call's worst-case cost against its budgets before it is sent, or refuses it with 403 when that
+    /// does not fit; the call's usage record settles it. The body is read here once and handed on as read.
+    func reserve(
+        _ request: inout Request, key: APIKeyRecord, team: TeamRecord?, worstCase: @Sendable (CallEstimate) -> Double,
+        context: Context, now: Double
+    ) async throws {
+        let body = try await request.collectBody(upTo: maxBodyBytes)
+        guard let estimate = CallEstimate(body: body.readableBytesView) else { return }
+        let amount = worstCase(estimate)
+        guard amount > 0 else { return }
+        let reservation = BudgetReservation(
+            requestID: context.requestID, keyID: key.id, amountUSD: amount, expiresAt: now + reservationHold)
+        guard directory.reserve(reservation, key: key, team: team, now: now) else {
+            metrics.budgetReservationRefused()
+            throw APIError.budgetExceeded(team: key.budgetUSD == nil)
+        }
     }
 
     /// Who the request comes from, or the 401/403/503 that refuses it.

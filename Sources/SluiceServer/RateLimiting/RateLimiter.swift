@@ -17,6 +17,8 @@ public final class RateLimiter: Sendable {
         var ips: [String: TokenBucket] = [:]
         var keyRequests: [String: TokenBucket] = [:]
         var keyTokens: [String: TokenBucket] = [:]
+        var teamRequests: [String: TokenBucket] = [:]
+        var teamTokens: [String: TokenBucket] = [:]
         var decisionsSinceSweep = 0
     }
 
@@ -42,7 +44,7 @@ public final class RateLimiter: Sendable {
     }
 
     /// Decides on one request, taking from every applicable bucket only when all of them admit it.
-    public func admit(clientIP: String?, key: APIKeyRecord?, now: Double) -> Verdict {
+    public func admit(clientIP: String?, key: APIKeyRecord?, team: TeamRecord? = nil, now: Double) -> Verdict {
         state.withLock { state in
             state.decisionsSinceSweep += 1
             if state.decisionsSinceSweep >= max(1024, state.ips.count + state.keyRequests.count + state.keyTokens.count) {
@@ -58,6 +60,10 @@ public final class RateLimiter: Sendable {
             let requestsDecision = requests?.take(now: now)
             var tokens = key.flatMap { key in key.tpm.flatMap { $0 > 0 ? Self.bucket(state.keyTokens[key.id], perMinute: $0, now: now) : nil } }
             let tokensDecision = tokens?.check(now: now)
+            var teamRequests = team.flatMap { team in team.rpm.flatMap { $0 > 0 ? Self.bucket(state.teamRequests[team.id], perMinute: $0, now: now) : nil } }
+            let teamRequestsDecision = teamRequests?.take(now: now)
+            var teamTokens = team.flatMap { team in team.tpm.flatMap { $0 > 0 ? Self.bucket(state.teamTokens[team.id], perMinute: $0, now: now) : nil } }
+            let teamTokensDecision = teamTokens?.check(now: now)
 
             var verdict = Verdict()
             let refusals: [(TokenBucket.Decision?, String)] = [
@@ -65,6 +71,8 @@ public final class RateLimiter: Sendable {
                 (ipDecision, "requests per minute for this client address"),
                 (requestsDecision, "requests per minute for this API key"),
                 (tokensDecision, "tokens per minute for this API key"),
+                (teamRequestsDecision, LimitRole.teamRequests.refusal),
+                (teamTokensDecision, LimitRole.teamTokens.refusal),
             ]
             if let (decision, what) = refusals.first(where: { $0.0?.allowed == false }) {
                 verdict.refusedBy = what
@@ -74,18 +82,21 @@ public final class RateLimiter: Sendable {
                 if let ip = clientIP, let ipBucket { state.ips[ip] = ipBucket }
                 if let key, let requests { state.keyRequests[key.id] = requests }
                 if let key, let tokens { state.keyTokens[key.id] = tokens }
+                if let team, let teamRequests { state.teamRequests[team.id] = teamRequests }
+                if let team, let teamTokens { state.teamTokens[team.id] = teamTokens }
             }
             // The request headers describe the limit that binds: the one that refused, else the key's own, else the
             // client address's, so a client refused by any request limit learns when to come back.
-            let refusing = [globalDecision, ipDecision, requestsDecision].first { $0?.allowed == false } ?? nil
-            if let d = refusing ?? requestsDecision ?? ipDecision {
+            let refusing = [globalDecision, ipDecision, requestsDecision, teamRequestsDecision].first { $0?.allowed == false } ?? nil
+            if let d = refusing ?? requestsDecision ?? teamRequestsDecision ?? ipDecision {
                 verdict.headers += [
                     ("x-ratelimit-limit-requests", String(d.limit)),
                     ("x-ratelimit-remaining-requests", String(d.remaining)),
                     ("x-ratelimit-reset-requests", rateLimitResetString(d.resetSeconds)),
                 ]
             }
-            if let d = tokensDecision {
+            let refusingTokens = [tokensDecision, teamTokensDecision].first { $0?.allowed == false } ?? nil
+            if let d = refusingTokens ?? tokensDecision ?? teamTokensDecision {
                 verdict.headers += [
                     ("x-ratelimit-limit-tokens", String(d.limit)),
                     ("x-ratelimit-remaining-tokens", String(d.remaining)),
@@ -99,16 +110,17 @@ public final class RateLimiter: Sendable {
     /// Charges a key's tokens-per-minute budget with what a finished request really used.
     ///
     /// Only keys with a token limit have a bucket (made when their request was admitted); others cost nothing.
-    public func chargeTokens(keyID: String, tokens: Int, now: Double) {
+    public func chargeTokens(keyID: String, teamID: String? = nil, tokens: Int, now: Double) {
         guard tokens > 0 else { return }
         state.withLock { state in
             state.keyTokens[keyID]?.charge(Double(tokens), now: now)
+            if let teamID { state.teamTokens[teamID]?.charge(Double(tokens), now: now) }
         }
     }
 
     /// How many buckets are held (for tests of eviction and for metrics).
     public var trackedBuckets: Int {
-        state.withLock { $0.ips.count + $0.keyRequests.count + $0.keyTokens.count }
+        state.withLock { $0.ips.count + $0.keyRequests.count + $0.keyTokens.count + $0.teamRequests.count + $0.teamTokens.count }
     }
 
     /// Forgets every bucket that has refilled completely: keeping it would change no decision.
@@ -121,6 +133,8 @@ public final class RateLimiter: Sendable {
         state.ips = state.ips.filter { !$0.value.isIdle(now: now) }
         state.keyRequests = state.keyRequests.filter { !$0.value.isIdle(now: now) }
         state.keyTokens = state.keyTokens.filter { !$0.value.isIdle(now: now) }
+        state.teamRequests = state.teamRequests.filter { !$0.value.isIdle(now: now) }
+        state.teamTokens = state.teamTokens.filter { !$0.value.isIdle(now: now) }
     }
 
     /// The existing bucket, or a fresh one when there is none or the key's limit was edited.

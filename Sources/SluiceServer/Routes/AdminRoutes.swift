@@ -29,14 +29,45 @@ struct AdminRoutes {
         var expires: String?
         var allowOverflow: Bool?
         var priority: PriorityClass?
+        var budgetPeriod: BudgetPeriod?
+        /// `80%` or `0.8`.
+        var budgetAlert: String?
+        /// The team's name.
+        var team: String?
 
         enum CodingKeys: String, CodingKey {
             case name, rpm, tpm
             case budgetUSD = "budget_usd"
-            case models, expires
+            case models, expires, team
             case allowOverflow = "allow_overflow"
             case priority
+            case budgetPeriod = "budget_period"
+            case budgetAlert = "budget_alert"
         }
+    }
+
+    /// The body of `POST /admin/teams`.
+    struct CreateTeam: Decodable, HasIntegerFields {
+        static let integerFields = ["rpm", "tpm"]
+
+        var name: String
+        var rpm: Int?
+        var tpm: Int?
+        var budgetUSD: Double?
+        var budgetPeriod: BudgetPeriod?
+        var budgetAlert: String?
+        var models: [String]?
+
+        enum CodingKeys: String, CodingKey {
+            case name, rpm, tpm, models
+            case budgetUSD = "budget_usd"
+            case budgetPeriod = "budget_period"
+            case budgetAlert = "budget_alert"
+        }
+    }
+
+    struct TeamList: Codable {
+        var data: [TeamView]
     }
 
     struct KeyList: Codable {
@@ -58,7 +89,14 @@ struct AdminRoutes {
             var request = request
             let body = try await request.collectBody(upTo: 64 * 1024)
             let create = try RequestDecoding.decode(CreateKey.self, from: body)
-            let issued = try issue(create)
+            var teamID: String?
+            if let team = create.team {
+                guard let found = try await requireStore().listTeams().first(where: { $0.name == team }) else {
+                    throw APIError.invalidValue("team", "no team named '\(team)'.")
+                }
+                teamID = found.id
+            }
+            let issued = try issue(create, teamID: teamID)
             try await requireStore().insertKey(issued.record)
             context.logger.notice("API key created", metadata: ["key_id": .string(issued.record.id)])
             try await keysChanged(logger: context.logger)
@@ -72,6 +110,26 @@ struct AdminRoutes {
             context.logger.notice("API key revoked", metadata: ["key_id": .string(id)])
             try await keysChanged(logger: context.logger)
             return Response(status: .noContent)
+        }
+        group.get("teams") { _, _ in
+            try JSONResponse(TeamList(data: try await TeamView.all(store: requireStore()))).response(status: .ok)
+        }
+        group.post("teams") { request, context in
+            var request = request
+            let body = try await request.collectBody(upTo: 64 * 1024)
+            let create = try RequestDecoding.decode(CreateTeam.self, from: body)
+            let team = try TeamTerms(
+                name: create.name, rpm: create.rpm, tpm: create.tpm, budgetUSD: create.budgetUSD,
+                budgetPeriod: create.budgetPeriod ?? .total, budgetAlert: create.budgetAlert, models: create.models ?? []
+            ).issue(now: now())
+            let store = try requireStore()
+            guard try await !store.listTeams().contains(where: { $0.name == team.name }) else {
+                throw APIError(status: 409, type: "invalid_request_error", code: "team_exists", message: "A team named '\(team.name)' exists already.")
+            }
+            try await store.insertTeam(team)
+            context.logger.notice("team created", metadata: ["team_id": .string(team.id)])
+            try await keysChanged(logger: context.logger)
+            return try JSONResponse(TeamView(team, spentUSD: 0, keys: 0)).response(status: .created)
         }
         group.get("usage") { request, _ in
             let (query, grouping) = try usageQuery(request.uri.queryParameters)
@@ -120,10 +178,10 @@ struct AdminRoutes {
         return store
     }
 
-    func issue(_ create: CreateKey) throws -> IssuedKey {
+    func issue(_ create: CreateKey, teamID: String?) throws -> IssuedKey {
         var terms = KeyTerms(
             name: create.name, rpm: create.rpm, tpm: create.tpm, budgetUSD: create.budgetUSD, models: create.models ?? [],
-            expires: create.expires)
+            expires: create.expires, budgetPeriod: create.budgetPeriod ?? .total, budgetAlert: create.budgetAlert, teamID: teamID)
         terms.allowOverflow = create.allowOverflow ?? false
         terms.priority = create.priority ?? .interactive
         return try terms.issue(now: now())
@@ -145,7 +203,7 @@ struct AdminRoutes {
         }
         var grouping: UsageGrouping?
         if let by = parameters["by"] {
-            guard let value = UsageGrouping(rawValue: String(by)) else { throw APIError.invalidValue("by", "must be key, model, day or route.") }
+            guard let value = UsageGrouping(rawValue: String(by)) else { throw APIError.invalidValue("by", "must be key, team, model, day or route.") }
             grouping = value
         }
         let query = UsageQuery(

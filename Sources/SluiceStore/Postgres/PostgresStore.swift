@@ -103,10 +103,11 @@ public final class PostgresStore: GatewayStore, Service {
                 try await connection.query(
                     """
                     INSERT INTO api_keys (id, name, hash, prefix, created_at, last_used_at, expires_at, allowed_models,
-                        rpm, tpm, budget_usd, revoked, updated_at)
+                        rpm, tpm, budget_usd, revoked, updated_at, budget_period, budget_alert, team_id)
                     VALUES (\(key.id.sanitized), \(key.name.sanitized), \(key.hash.sanitized), \(key.prefix.sanitized),
                         \(key.createdAt), \(key.lastUsedAt), \(key.expiresAt), \(models.sanitized), \(key.rpm), \(key.tpm),
-                        \(key.budgetUSD), \(key.revoked), \(Date().timeIntervalSince1970))
+                        \(key.budgetUSD), \(key.revoked), \(Date().timeIntervalSince1970), \(key.budgetPeriod.rawValue),
+                        \(key.budgetAlert), \(key.teamID?.sanitized))
                     """,
                     logger: self.logger)
                 if let terms = KeyColumns.schedulingUpdate(key, dialect: .postgres) {
@@ -140,6 +141,34 @@ public final class PostgresStore: GatewayStore, Service {
             try await connection.query(
                 PostgresQuery(unsafeSQL: "SELECT \(KeyColumns.list) FROM api_keys ORDER BY created_at, id"), logger: self.logger
             ).collect().map(Self.decodeKey)
+        }
+    }
+
+    public func insertTeam(_ team: TeamRecord) async throws {
+        let models = try KeyColumns.encodeModels(team.allowedModels)
+        try await self.withConnection("insert a team") { connection in
+            try await connection.withTransaction(logger: self.logger) { connection in
+                let inserted = try await connection.query(
+                    """
+                    INSERT INTO teams (id, name, created_at, allowed_models, rpm, tpm, budget_usd, budget_period, budget_alert, updated_at)
+                    VALUES (\(team.id.sanitized), \(team.name.sanitized), \(team.createdAt), \(models.sanitized), \(team.rpm),
+                        \(team.tpm), \(team.budgetUSD), \(team.budgetPeriod.rawValue), \(team.budgetAlert), \(Date().timeIntervalSince1970))
+                    ON CONFLICT (name) DO NOTHING RETURNING id
+                    """,
+                    logger: self.logger
+                ).collect()
+                guard !inserted.isEmpty else { throw StoreError("a team named \(team.name) exists already") }
+                // Teams travel with the keys: every instance reloads both when the revision moves.
+                try await Self.bumpKeyRevision(connection, logger: self.logger)
+            }
+        }
+    }
+
+    public func listTeams() async throws -> [TeamRecord] {
+        try await self.withConnection("list teams") { connection in
+            try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT \(KeyColumns.teamList) FROM teams ORDER BY name"), logger: self.logger
+            ).collect().map(Self.decodeTeam)
         }
     }
 
@@ -203,6 +232,72 @@ public final class PostgresStore: GatewayStore, Service {
         }
     }
 
+    public func liveInstances(reportedSince since: Double) async throws -> Int {
+        try await self.withConnection("count the live instances") { connection in
+            try await connection.query(Self.query(RateBucketSQL.live(reportedSince: since, dialect: .postgres)), logger: self.logger)
+                .collect().first.map { try $0.decode(Int.self) } ?? 0
+        }
+    }
+
+    // MARK: Shared rate limits
+
+    public func exchangeRateLeases(_ requests: [RateLeaseRequest], instances: Int, now: Double) async throws -> [RateLease] {
+        guard !requests.isEmpty else { return [] }
+        // Rows are created or locked in scope order (the no-op update locks an existing row, so a concurrent
+        // sweep of full buckets cannot delete it between here and the update), and instances exchanging overlapping
+        // sets never deadlock.
+        let sorted = requests.sorted { $0.scope < $1.scope }
+        let scopes = sorted.map(\.scope.sanitized)
+        return try await self.withConnection("exchange rate-limit leases") { connection in
+            try await connection.withTransaction(logger: self.logger) { connection in
+                try await connection.query(
+                    """
+                    INSERT INTO rate_buckets (scope, capacity, refill_per_second, tokens, updated_at)
+                    SELECT scope, capacity, refill, capacity, \(now)
+                    FROM unnest(\(scopes)::TEXT[], \(sorted.map(\.capacity))::DOUBLE PRECISION[],
+                        \(sorted.map(\.refillPerSecond))::DOUBLE PRECISION[]) AS v(scope, capacity, refill)
+                    ORDER BY scope
+                    ON CONFLICT (scope) DO UPDATE SET capacity = rate_buckets.capacity
+                    """,
+                    logger: self.logger)
+                var stored: [String: (tokens: Double, updatedAt: Double)] = [:]
+                let rows = try await connection.query(
+                    "SELECT scope, tokens, updated_at FROM rate_buckets WHERE scope = ANY(\(scopes)::TEXT[]) ORDER BY scope FOR UPDATE",
+                    logger: self.logger)
+                for try await (scope, tokens, updatedAt) in rows.decode((String, Double, Double).self) {
+                    stored[scope] = (tokens, updatedAt)
+                }
+                var leases: [String: RateLease] = [:]
+                var balances: [Double] = []
+                for request in sorted {
+                    let (tokens, lease) = RateLeaseArithmetic.exchange(
+                        stored: stored[request.scope.sanitized], request, instances: instances, now: now)
+                    leases[request.scope] = lease
+                    balances.append(tokens)
+                }
+                try await connection.query(
+                    """
+                    UPDATE rate_buckets AS b SET capacity = v.capacity, refill_per_second = v.refill, tokens = v.tokens,
+                        updated_at = \(now)
+                    FROM unnest(\(scopes)::TEXT[], \(sorted.map(\.capacity))::DOUBLE PRECISION[],
+                        \(sorted.map(\.refillPerSecond))::DOUBLE PRECISION[], \(balances)::DOUBLE PRECISION[])
+                        AS v(scope, capacity, refill, tokens)
+                    WHERE b.scope = v.scope
+                    """,
+                    logger: self.logger)
+                return requests.compactMap { leases[$0.scope] }
+            }
+        }
+    }
+
+    public func forgetFullRateBuckets(now: Double) async throws -> Int {
+        try await self.withConnection("forget full rate-limit buckets") { connection in
+            var statement = RateBucketSQL.forgetFull(now: now, dialect: .postgres)
+            statement.append(" RETURNING 1")
+            return try await connection.query(Self.query(statement), logger: self.logger).collect().count
+        }
+    }
+
     // MARK: Dashboard sessions
 
     public func endSession(digest: String, expiresAt: Double, now: Double) async throws {
@@ -227,18 +322,59 @@ public final class PostgresStore: GatewayStore, Service {
         guard !records.isEmpty else { return }
         try await self.withConnection("insert usage records") { connection in
             try await connection.withTransaction(logger: self.logger) { connection in
+                // Only rows this batch inserted are rolled up: a retried batch that had committed adds nothing twice.
+                var inserted = Set<String>()
                 for start in stride(from: 0, to: records.count, by: UsageSQL.insertChunk) {
                     let chunk = records[start..<min(start + UsageSQL.insertChunk, records.count)]
-                    try await connection.query(Self.insertQuery(chunk), logger: self.logger)
+                    for try await id in try await connection.query(Self.insertQuery(chunk), logger: self.logger).decode(String.self) {
+                        inserted.insert(id)
+                    }
                     if let mark = UsageSQL.markOverflowed(Array(chunk), dialect: .postgres) {
                         try await connection.query(Self.query(mark), logger: self.logger)
                     }
                 }
+                let rows = RollupSQL.aggregate(records.filter { inserted.contains($0.id.sanitized) })
+                guard !rows.isEmpty else { return }
+                var binds = PostgresBindings(capacity: 14)
+                binds.append(rows.map(\.group.hour))
+                binds.append(rows.map(\.group.keyID))
+                binds.append(rows.map(\.group.model))
+                binds.append(rows.map(\.group.route))
+                binds.append(rows.map(\.group.upstream))
+                binds.append(rows.map(\.requests))
+                binds.append(rows.map(\.promptTokens))
+                binds.append(rows.map(\.completionTokens))
+                binds.append(rows.map(\.costUSD))
+                binds.append(rows.map(\.savedUSD))
+                binds.append(rows.map(\.errors))
+                binds.append(rows.map(\.cacheHits))
+                binds.append(rows.map(\.overflowRequests))
+                binds.append(rows.map(\.overflowCostUSD))
+                try await connection.query(PostgresQuery(unsafeSQL: RollupSQL.postgresUpsert, binds: binds), logger: self.logger)
             }
         }
     }
 
     public func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown {
+        let plan = RollupSQL.plan(query)
+        if let hours = plan.hours {
+            let parts = RollupSQL.statements(query, plan: plan, hours: hours, grouping: grouping, dialect: .postgres)
+            return try await self.withConnection("read usage totals") { connection in
+                try await connection.withTransaction(logger: self.logger) { connection in
+                    try await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: self.logger)
+                    var breakdowns: [UsageBreakdown] = []
+                    for (totals, groups) in parts {
+                        var part = UsageBreakdown()
+                        if let groups { part.groups = try await Self.groups(groups, on: connection, logger: self.logger) }
+                        if let totals {
+                            part.totals = try await Self.groups(totals, on: connection, logger: self.logger).first?.totals ?? UsageTotals()
+                        }
+                        breakdowns.append(part)
+                    }
+                    return RollupSQL.merge(breakdowns)
+                }
+            }
+        }
         let totals = UsageSQL.report(query, grouping: nil, dialect: .postgres)
         guard let grouping else {
             return try await self.withConnection("read usage totals") { connection in
@@ -276,6 +412,68 @@ public final class PostgresStore: GatewayStore, Service {
                 }
             }
             return spent
+        }
+    }
+
+    public func periodSpend(keyIDs: [String], since: Double) async throws -> [String: Double] {
+        try await self.withConnection("read what keys spent this period") { connection in
+            var spent: [String: Double] = [:]
+            for start in stride(from: 0, to: keyIDs.count, by: UsageSQL.spendChunk) {
+                let chunk = keyIDs[start..<min(start + UsageSQL.spendChunk, keyIDs.count)]
+                let rows = try await connection.query(
+                    Self.query(RollupSQL.periodSpend(keyIDs: chunk, since: since, dialect: .postgres)), logger: self.logger)
+                for try await (keyID, total) in rows.decode((String, Double).self) {
+                    spent[keyID] = total
+                }
+            }
+            return spent
+        }
+    }
+
+    public func publishReservations(instanceID: String, reserved: [BudgetReservation], settled: [String], now: Double) async throws {
+        try await self.withConnection("publish budget reservations") { connection in
+            try await connection.withTransaction(logger: self.logger) { connection in
+                for reservation in reserved {
+                    try await connection.query(
+                        Self.query(ReservationSQL.insert(reservation, instanceID: instanceID, dialect: .postgres)), logger: self.logger)
+                }
+                for requestID in settled {
+                    try await connection.query(
+                        Self.query(ReservationSQL.settle(requestID: requestID, instanceID: instanceID, dialect: .postgres)), logger: self.logger)
+                }
+                try await connection.query(Self.query(ReservationSQL.forgetExpired(now: now, dialect: .postgres)), logger: self.logger)
+            }
+        }
+    }
+
+    public func reservedByOthers(keyIDs: [String], instanceID: String, now: Double) async throws -> [String: Double] {
+        try await self.withConnection("read budget reservations") { connection in
+            var reserved: [String: Double] = [:]
+            for start in stride(from: 0, to: keyIDs.count, by: UsageSQL.spendChunk) {
+                let chunk = keyIDs[start..<min(start + UsageSQL.spendChunk, keyIDs.count)]
+                let statement = ReservationSQL.reservedByOthers(keyIDs: chunk, instanceID: instanceID, now: now, dialect: .postgres)
+                for try await (keyID, total) in try await connection.query(Self.query(statement), logger: self.logger).decode((String, Double).self) {
+                    reserved[keyID] = total
+                }
+            }
+            return reserved
+        }
+    }
+
+    public func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool {
+        try await self.withConnection("record a budget alert") { connection in
+            try await !connection.query(
+                Self.query(RollupSQL.claimAlert(subject: subject, periodStart: periodStart, at: time, dialect: .postgres)),
+                logger: self.logger
+            ).collect().isEmpty
+        }
+    }
+
+    public func deleteRollups(before: Double, limit: Int) async throws -> Int {
+        guard limit > 0 else { return 0 }
+        return try await self.withConnection("delete usage rollups") { connection in
+            try await connection.query(Self.query(RollupSQL.delete(before: before, limit: limit, dialect: .postgres)), logger: self.logger)
+                .collect().first.map { try $0.decode(Int.self) } ?? 0
         }
     }
 
@@ -463,11 +661,14 @@ public final class PostgresStore: GatewayStore, Service {
         """
         WITH inserted AS (
         \(insert)
-        RETURNING key_id, cost_usd
+        RETURNING id, key_id, cost_usd
         )
+        , spent AS (
         INSERT INTO key_spend (key_id, spent_usd)
         SELECT key_id, SUM(cost_usd) FROM inserted WHERE key_id IS NOT NULL GROUP BY key_id ORDER BY key_id
         ON CONFLICT (key_id) DO UPDATE SET spent_usd = key_spend.spent_usd + excluded.spent_usd
+        )
+        SELECT id FROM inserted
         """
     }
 
@@ -490,15 +691,25 @@ public final class PostgresStore: GatewayStore, Service {
     }
 
     private static func decodeKey(_ row: PostgresRow) throws -> APIKeyRecord {
-        let (id, name, hash, prefix, createdAt, lastUsedAt, expiresAt, models, rpm, tpm, budget, revoked, overflow, priority) =
-            try row.decode((String, String, String, String, Double, Double?, Double?, String, Int?, Int?, Double?, Bool, Bool, String).self)
+        let (id, name, hash, prefix, createdAt, lastUsedAt, expiresAt, models, rpm, tpm, budget, revoked, period, alert, team, overflow, priority) =
+            try row.decode(
+                (String, String, String, String, Double, Double?, Double?, String, Int?, Int?, Double?, Bool, String, Double?, String?, Bool, String)
+                    .self)
         var record = APIKeyRecord(
             id: id, name: name, hash: hash, prefix: prefix, createdAt: createdAt, lastUsedAt: lastUsedAt,
             expiresAt: expiresAt, allowedModels: try KeyColumns.decodeModels(models), rpm: rpm, tpm: tpm,
-            budgetUSD: budget, revoked: revoked)
+            budgetUSD: budget, revoked: revoked, budgetPeriod: KeyColumns.period(period), budgetAlert: alert, teamID: team)
         record.allowOverflow = overflow
         record.priority = PriorityClass(rawValue: priority) ?? .interactive
         return record
+    }
+
+    private static func decodeTeam(_ row: PostgresRow) throws -> TeamRecord {
+        let (id, name, createdAt, models, rpm, tpm, budget, period, alert) = try row.decode(
+            (String, String, Double, String, Int?, Int?, Double?, String, Double?).self)
+        return TeamRecord(
+            id: id, name: name, createdAt: createdAt, allowedModels: try KeyColumns.decodeModels(models), rpm: rpm, tpm: tpm,
+            budgetUSD: budget, budgetPeriod: KeyColumns.period(period), budgetAlert: alert)
     }
 
     private static func decodeUsage(_ row: PostgresRow) throws -> UsageRecord {

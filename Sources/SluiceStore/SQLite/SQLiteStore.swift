@@ -182,14 +182,15 @@ public final class SQLiteStore: GatewayStore, Service {
                 _ = try await connection.execute(
                     """
                     INSERT INTO api_keys (id, name, hash, prefix, created_at, last_used_at, expires_at, allowed_models,
-                        rpm, tpm, budget_usd, revoked, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        rpm, tpm, budget_usd, revoked, updated_at, budget_period, budget_alert, team_id)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                     [
                         .text(key.id), .text(key.name), .text(key.hash), .text(key.prefix), .float(key.createdAt),
                         Self.data(key.lastUsedAt), Self.data(key.expiresAt), .text(try KeyColumns.encodeModels(key.allowedModels)),
                         Self.data(key.rpm), Self.data(key.tpm), Self.data(key.budgetUSD), .integer(key.revoked ? 1 : 0),
-                        .float(Date().timeIntervalSince1970),
+                        .float(Date().timeIntervalSince1970), .text(key.budgetPeriod.rawValue), Self.data(key.budgetAlert),
+                        key.teamID.map { .text($0) } ?? .null,
                     ])
                 if let terms = KeyColumns.schedulingUpdate(key, dialect: .sqlite) { try await Self.run(terms, on: connection) }
                 try await Self.bumpKeyRevision(connection)
@@ -215,6 +216,34 @@ public final class SQLiteStore: GatewayStore, Service {
         try await self.withConnection { connection in
             try await connection.execute("SELECT \(KeyColumns.list) FROM api_keys ORDER BY created_at, id")
                 .map(Self.decodeKey)
+        }
+    }
+
+    public func insertTeam(_ team: TeamRecord) async throws {
+        try await self.withConnection { connection in
+            try await self.inTransaction(connection) {
+                let existing = try await connection.execute("SELECT 1 FROM teams WHERE name = ?", [.text(team.name.sanitized)])
+                guard existing.isEmpty else { throw StoreError("a team named \(team.name) exists already") }
+                _ = try await connection.execute(
+                    """
+                    INSERT INTO teams (id, name, created_at, allowed_models, rpm, tpm, budget_usd, budget_period, budget_alert, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    [
+                        .text(team.id.sanitized), .text(team.name.sanitized), .float(team.createdAt),
+                        .text(try KeyColumns.encodeModels(team.allowedModels)), Self.data(team.rpm), Self.data(team.tpm),
+                        Self.data(team.budgetUSD), .text(team.budgetPeriod.rawValue), Self.data(team.budgetAlert),
+                        .float(Date().timeIntervalSince1970),
+                    ])
+                // Teams travel with the keys: every instance reloads both when the revision moves.
+                try await Self.bumpKeyRevision(connection)
+            }
+        }
+    }
+
+    public func listTeams() async throws -> [TeamRecord] {
+        try await self.withConnection { connection in
+            try await connection.execute("SELECT \(KeyColumns.teamList) FROM teams ORDER BY name").map(Self.decodeTeam)
         }
     }
 
@@ -272,6 +301,47 @@ public final class SQLiteStore: GatewayStore, Service {
         }
     }
 
+    public func liveInstances(reportedSince since: Double) async throws -> Int {
+        try await self.withConnection { connection in
+            let rows = try await Self.run(RateBucketSQL.live(reportedSince: since, dialect: .sqlite), on: connection)
+            return Int(rows.first?.columns.first?.data.integer ?? 0)
+        }
+    }
+
+    // MARK: Shared rate limits
+
+    public func exchangeRateLeases(_ requests: [RateLeaseRequest], instances: Int, now: Double) async throws -> [RateLease] {
+        guard !requests.isEmpty else { return [] }
+        return try await self.withConnection { connection in
+            try await self.inTransaction(connection) {
+                var leases: [RateLease] = []
+                for request in requests {
+                    let scope = request.scope.sanitized
+                    let rows = try await connection.execute(
+                        "SELECT tokens, updated_at FROM rate_buckets WHERE scope = ?", [.text(scope)])
+                    let stored = rows.first.map { ($0.column("tokens")?.double ?? 0, $0.column("updated_at")?.double ?? now) }
+                    let (tokens, lease) = RateLeaseArithmetic.exchange(stored: stored, request, instances: instances, now: now)
+                    _ = try await connection.execute(
+                        """
+                        INSERT INTO rate_buckets (scope, capacity, refill_per_second, tokens, updated_at) VALUES (?, ?, ?, ?, ?)
+                        ON CONFLICT (scope) DO UPDATE SET capacity = excluded.capacity,
+                            refill_per_second = excluded.refill_per_second, tokens = excluded.tokens, updated_at = excluded.updated_at
+                        """,
+                        [.text(scope), .float(request.capacity), .float(request.refillPerSecond), .float(tokens), .float(now)])
+                    leases.append(lease)
+                }
+                return leases
+            }
+        }
+    }
+
+    public func forgetFullRateBuckets(now: Double) async throws -> Int {
+        try await self.withConnection { connection in
+            try await Self.run(RateBucketSQL.forgetFull(now: now, dialect: .sqlite), on: connection)
+            return try await Self.changes(connection)
+        }
+    }
+
     // MARK: Dashboard sessions
 
     public func endSession(digest: String, expiresAt: Double, now: Double) async throws {
@@ -296,24 +366,46 @@ public final class SQLiteStore: GatewayStore, Service {
         try await self.withConnection { connection in
             try await self.inTransaction(connection) {
                 // Only rows this batch inserted count: a retried batch that had committed adds nothing twice.
-                var spent: [String: Double] = [:]
+                var inserted = Set<String>()
                 for start in stride(from: 0, to: records.count, by: UsageSQL.insertChunk) {
                     let chunk = records[start..<min(start + UsageSQL.insertChunk, records.count)]
                     for row in try await Self.run(UsageSQL.sqliteInsert(chunk), on: connection) {
-                        guard let keyID = row.column("key_id")?.string else { continue }
-                        spent[keyID, default: 0] += row.column("cost_usd")?.double ?? 0
+                        if let id = row.column("id")?.string { inserted.insert(id) }
                     }
                     if let mark = UsageSQL.markOverflowed(Array(chunk), dialect: .sqlite) { try await Self.run(mark, on: connection) }
                 }
-                for (keyID, cost) in spent {
+                let new = records.filter { inserted.contains($0.id.sanitized) }
+                var spent: [String: Double] = [:]
+                for record in new {
+                    if let keyID = record.keyID { spent[keyID.sanitized, default: 0] += record.costUSD }
+                }
+                for (keyID, cost) in spent.sorted(by: { $0.key < $1.key }) {
                     try await Self.run(UsageSQL.addSpend(keyID: keyID, costUSD: cost), on: connection)
+                }
+                for row in RollupSQL.aggregate(new) {
+                    try await Self.run(RollupSQL.sqliteUpsert(row), on: connection)
                 }
             }
         }
     }
 
     public func usageReport(_ query: UsageQuery, by grouping: UsageGrouping?) async throws -> UsageBreakdown {
-        try await self.withConnection { connection in
+        let plan = RollupSQL.plan(query)
+        if let hours = plan.hours {
+            return try await self.withConnection { connection in
+                try await self.inTransaction(connection, begin: "BEGIN DEFERRED") {
+                    var parts: [UsageBreakdown] = []
+                    for (totals, groups) in RollupSQL.statements(query, plan: plan, hours: hours, grouping: grouping, dialect: .sqlite) {
+                        var part = UsageBreakdown()
+                        if let groups { part.groups = try await Self.groups(groups, on: connection) }
+                        if let totals { part.totals = try await Self.groups(totals, on: connection).first?.totals ?? UsageTotals() }
+                        parts.append(part)
+                    }
+                    return RollupSQL.merge(parts)
+                }
+            }
+        }
+        return try await self.withConnection { connection in
             let totals = UsageSQL.report(query, grouping: nil, dialect: .sqlite)
             guard let grouping else {
                 return UsageBreakdown(totals: try await Self.groups(totals, on: connection).first?.totals ?? UsageTotals())
@@ -345,6 +437,63 @@ public final class SQLiteStore: GatewayStore, Service {
                 }
             }
             return spent
+        }
+    }
+
+    public func periodSpend(keyIDs: [String], since: Double) async throws -> [String: Double] {
+        try await self.withConnection { connection in
+            var spent: [String: Double] = [:]
+            for start in stride(from: 0, to: keyIDs.count, by: UsageSQL.spendChunk) {
+                let chunk = keyIDs[start..<min(start + UsageSQL.spendChunk, keyIDs.count)]
+                for row in try await Self.run(RollupSQL.periodSpend(keyIDs: chunk, since: since, dialect: .sqlite), on: connection) {
+                    guard let keyID = row.columns.first?.data.string else { continue }
+                    spent[keyID] = row.columns.dropFirst().first?.data.double ?? 0
+                }
+            }
+            return spent
+        }
+    }
+
+    public func publishReservations(instanceID: String, reserved: [BudgetReservation], settled: [String], now: Double) async throws {
+        try await self.withConnection { connection in
+            try await self.inTransaction(connection) {
+                for reservation in reserved {
+                    try await Self.run(ReservationSQL.insert(reservation, instanceID: instanceID, dialect: .sqlite), on: connection)
+                }
+                for requestID in settled {
+                    try await Self.run(ReservationSQL.settle(requestID: requestID, instanceID: instanceID, dialect: .sqlite), on: connection)
+                }
+                try await Self.run(ReservationSQL.forgetExpired(now: now, dialect: .sqlite), on: connection)
+            }
+        }
+    }
+
+    public func reservedByOthers(keyIDs: [String], instanceID: String, now: Double) async throws -> [String: Double] {
+        try await self.withConnection { connection in
+            var reserved: [String: Double] = [:]
+            for start in stride(from: 0, to: keyIDs.count, by: UsageSQL.spendChunk) {
+                let chunk = keyIDs[start..<min(start + UsageSQL.spendChunk, keyIDs.count)]
+                let statement = ReservationSQL.reservedByOthers(keyIDs: chunk, instanceID: instanceID, now: now, dialect: .sqlite)
+                for row in try await Self.run(statement, on: connection) {
+                    guard let keyID = row.columns.first?.data.string else { continue }
+                    reserved[keyID] = row.columns.dropFirst().first?.data.double ?? 0
+                }
+            }
+            return reserved
+        }
+    }
+
+    public func claimBudgetAlert(subject: String, periodStart: Double, at time: Double) async throws -> Bool {
+        try await self.withConnection { connection in
+            try await !Self.run(RollupSQL.claimAlert(subject: subject, periodStart: periodStart, at: time, dialect: .sqlite), on: connection).isEmpty
+        }
+    }
+
+    public func deleteRollups(before: Double, limit: Int) async throws -> Int {
+        guard limit > 0 else { return 0 }
+        return try await self.withConnection { connection in
+            try await Self.run(RollupSQL.delete(before: before, limit: limit, dialect: .sqlite), on: connection)
+            return try await Self.changes(connection)
         }
     }
 
@@ -482,10 +631,22 @@ public final class SQLiteStore: GatewayStore, Service {
             id: text("id") ?? "", name: text("name") ?? "", hash: text("hash") ?? "", prefix: text("prefix") ?? "",
             createdAt: double("created_at") ?? 0, lastUsedAt: double("last_used_at"), expiresAt: double("expires_at"),
             allowedModels: try KeyColumns.decodeModels(text("allowed_models")), rpm: int("rpm"), tpm: int("tpm"),
-            budgetUSD: double("budget_usd"), revoked: int("revoked") == 1)
+            budgetUSD: double("budget_usd"), revoked: int("revoked") == 1, budgetPeriod: KeyColumns.period(text("budget_period")),
+            budgetAlert: double("budget_alert"), teamID: text("team_id"))
         record.allowOverflow = int("allow_overflow") == 1
         record.priority = text("priority").flatMap(PriorityClass.init) ?? .interactive
         return record
+    }
+
+    private static func decodeTeam(_ row: SQLiteRow) throws -> TeamRecord {
+        func text(_ name: String) -> String? { row.column(name)?.string }
+        func double(_ name: String) -> Double? { row.column(name).flatMap { $0.isNull ? nil : $0.double } }
+        func int(_ name: String) -> Int? { row.column(name).flatMap { $0.isNull ? nil : $0.integer.map { Int($0) } } }
+        return TeamRecord(
+            id: text("id") ?? "", name: text("name") ?? "", createdAt: double("created_at") ?? 0,
+            allowedModels: try KeyColumns.decodeModels(text("allowed_models")), rpm: int("rpm"), tpm: int("tpm"),
+            budgetUSD: double("budget_usd"), budgetPeriod: KeyColumns.period(text("budget_period")),
+            budgetAlert: double("budget_alert"))
     }
 
     private static func decodeUsage(_ row: SQLiteRow) -> UsageRecord {

@@ -59,3 +59,20 @@ enum SessionSQL {
         return statement
     }
 }
+
+/// SQL of the shared rate-limit buckets both stores use; the lease arithmetic itself is ``RateLeaseArithmetic``.
+enum RateBucketSQL {
+    static func live(reportedSince since: Double, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(dialect, "SELECT COUNT(*) FROM gateway_instances WHERE reported_at >= ")
+        statement.bind(since)
+        return statement
+    }
+
+    /// Buckets that have refilled completely: a missing row reads as a full bucket, so deleting them changes nothing.
+    static func forgetFull(now: Double, dialect: SQLDialect) -> SQLStatement {
+        var statement = SQLStatement(dialect, "DELETE FROM rate_buckets WHERE tokens + (")
+        statement.bind(now)
+        statement.append(" - updated_at) * refill_per_second >= capacity")
+        return statement
+    }
+}

@@ -4,7 +4,14 @@ import SluiceCore
 /// The `api_keys` columns both stores select, and the JSON text form of `allowed_models`.
 enum KeyColumns {
     static let list =
-        "id, name, hash, prefix, created_at, last_used_at, expires_at, allowed_models, rpm, tpm, budget_usd, revoked, allow_overflow, priority"
+        "id, name, hash, prefix, created_at, last_used_at, expires_at, allowed_models, rpm, tpm, budget_usd, revoked, budget_period, budget_alert, team_id, allow_overflow, priority"
+
+    /// The `teams` columns both stores select.
+    static let teamList = "id, name, created_at, allowed_models, rpm, tpm, budget_usd, budget_period, budget_alert"
+
+    static func period(_ text: String?) -> BudgetPeriod {
+        text.flatMap(BudgetPeriod.init(rawValue:)) ?? .total
+    }
 
     /// Sets a new key's scheduling terms, when they are not the defaults the columns start with: a statement of its
     /// own, so the insert stays the one every key without them uses.

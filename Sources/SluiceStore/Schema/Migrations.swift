@@ -227,7 +227,156 @@ extension Migration {
                 "ALTER TABLE usage_records ADD COLUMN reasoning_tokens BIGINT NOT NULL DEFAULT 0",
             ]
         ),
-        // Versions need not be contiguous: each runs once, in order (8 to 11 are kept for shared limits and teams).
+        Migration(
+            version: 8,
+            name: "rate limits shared by every instance, leased out in shares",
+            sqlite: [
+                """
+                CREATE TABLE rate_buckets (
+                    scope TEXT PRIMARY KEY NOT NULL,
+                    capacity REAL NOT NULL,
+                    refill_per_second REAL NOT NULL,
+                    tokens REAL NOT NULL,
+                    updated_at REAL NOT NULL
+                )
+                """
+            ],
+            postgres: [
+                """
+                CREATE TABLE rate_buckets (
+                    scope TEXT PRIMARY KEY,
+                    capacity DOUBLE PRECISION NOT NULL,
+                    refill_per_second DOUBLE PRECISION NOT NULL,
+                    tokens DOUBLE PRECISION NOT NULL,
+                    updated_at DOUBLE PRECISION NOT NULL
+                )
+                """
+            ]
+        ),
+        Migration(
+            version: 9,
+            name: "teams, whose keys share a budget, limits and models",
+            sqlite: [
+                """
+                CREATE TABLE teams (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    name TEXT NOT NULL UNIQUE,
+                    created_at REAL NOT NULL,
+                    allowed_models TEXT NOT NULL DEFAULT '[]',
+                    rpm INTEGER,
+                    tpm INTEGER,
+                    budget_usd REAL,
+                    budget_period TEXT NOT NULL DEFAULT 'total',
+                    budget_alert REAL,
+                    updated_at REAL NOT NULL
+                )
+                """,
+                "ALTER TABLE api_keys ADD COLUMN team_id TEXT",
+                "ALTER TABLE api_keys ADD COLUMN budget_period TEXT NOT NULL DEFAULT 'total'",
+                "ALTER TABLE api_keys ADD COLUMN budget_alert REAL",
+            ],
+            postgres: [
+                """
+                CREATE TABLE teams (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    created_at DOUBLE PRECISION NOT NULL,
+                    allowed_models TEXT NOT NULL DEFAULT '[]',
+                    rpm BIGINT,
+                    tpm BIGINT,
+                    budget_usd DOUBLE PRECISION,
+                    budget_period TEXT NOT NULL DEFAULT 'total',
+                    budget_alert DOUBLE PRECISION,
+                    updated_at DOUBLE PRECISION NOT NULL
+                )
+                """,
+                "ALTER TABLE api_keys ADD COLUMN team_id TEXT",
+                "ALTER TABLE api_keys ADD COLUMN budget_period TEXT NOT NULL DEFAULT 'total'",
+                "ALTER TABLE api_keys ADD COLUMN budget_alert DOUBLE PRECISION",
+            ]
+        ),
+        Migration(
+            version: 10,
+            name: "hourly usage rollups, written with each usage batch, and budget alerts sent once per period",
+            // SQLite keeps the rollups in primary-key order (WITHOUT ROWID), so a report's range of hours is one
+            // contiguous read instead of an index walk with a lookup per row.
+            sqlite: [
+                """
+                CREATE TABLE usage_rollups (
+                    hour REAL NOT NULL,
+                    key_id TEXT NOT NULL,
+                    team_id TEXT NOT NULL,
+                    model TEXT NOT NULL,
+                    route TEXT NOT NULL,
+                    upstream TEXT NOT NULL,
+                    requests INTEGER NOT NULL,
+                    prompt_tokens INTEGER NOT NULL,
+                    completion_tokens INTEGER NOT NULL,
+                    cost_usd REAL NOT NULL,
+                    saved_usd REAL NOT NULL,
+                    errors INTEGER NOT NULL,
+                    cache_hits INTEGER NOT NULL,
+                    PRIMARY KEY (hour, key_id, team_id, model, route, upstream)
+                ) WITHOUT ROWID
+                """,
+                "CREATE INDEX usage_rollups_key_hour ON usage_rollups (key_id, hour)",
+                MigrationSQL.backfillRollups(hour: "CAST(time / 3600 AS INTEGER) * 3600.0"),
+                "CREATE TABLE budget_alerts (subject TEXT NOT NULL, period_start REAL NOT NULL, sent_at REAL NOT NULL, PRIMARY KEY (subject, period_start))",
+            ],
+            postgres: [
+                """
+                CREATE TABLE usage_rollups (
+                    hour DOUBLE PRECISION NOT NULL,
+                    key_id TEXT NOT NULL,
+                    team_id TEXT NOT NULL,
+                    model TEXT NOT NULL,
+                    route TEXT NOT NULL,
+                    upstream TEXT NOT NULL,
+                    requests BIGINT NOT NULL,
+                    prompt_tokens BIGINT NOT NULL,
+                    completion_tokens BIGINT NOT NULL,
+                    cost_usd DOUBLE PRECISION NOT NULL,
+                    saved_usd DOUBLE PRECISION NOT NULL,
+                    errors BIGINT NOT NULL,
+                    cache_hits BIGINT NOT NULL,
+                    PRIMARY KEY (hour, key_id, team_id, model, route, upstream)
+                )
+                """,
+                "CREATE INDEX usage_rollups_key_hour ON usage_rollups (key_id, hour)",
+                MigrationSQL.backfillRollups(hour: "floor(time / 3600) * 3600"),
+                "CREATE TABLE budget_alerts (subject TEXT NOT NULL, period_start DOUBLE PRECISION NOT NULL, sent_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (subject, period_start))",
+            ]
+        ),
+        Migration(
+            version: 11,
+            name: "budget reservations of calls in flight, by instance, expiring",
+            sqlite: [
+                """
+                CREATE TABLE budget_reservations (
+                    request_id TEXT NOT NULL,
+                    instance_id TEXT NOT NULL,
+                    key_id TEXT NOT NULL,
+                    amount_usd REAL NOT NULL,
+                    expires_at REAL NOT NULL,
+                    PRIMARY KEY (instance_id, request_id)
+                )
+                """,
+                "CREATE INDEX budget_reservations_key ON budget_reservations (key_id, expires_at)",
+            ],
+            postgres: [
+                """
+                CREATE TABLE budget_reservations (
+                    request_id TEXT NOT NULL,
+                    instance_id TEXT NOT NULL,
+                    key_id TEXT NOT NULL,
+                    amount_usd DOUBLE PRECISION NOT NULL,
+                    expires_at DOUBLE PRECISION NOT NULL,
+                    PRIMARY KEY (instance_id, request_id)
+                )
+                """,
+                "CREATE INDEX budget_reservations_key ON budget_reservations (key_id, expires_at)",
+            ]
+        ),
         Migration(
             version: 12,
             name: "keys that may overflow to hosted upstreams, and their priority class",
@@ -242,9 +391,18 @@ extension Migration {
         ),
         Migration(
             version: 13,
-            name: "usage records say whether the call overflowed to a hosted upstream",
-            sqlite: ["ALTER TABLE usage_records ADD COLUMN overflowed INTEGER NOT NULL DEFAULT 0"],
-            postgres: ["ALTER TABLE usage_records ADD COLUMN overflowed BOOLEAN NOT NULL DEFAULT FALSE"]
+            name: "usage records say whether the call overflowed to a hosted upstream, and rollups count them",
+            // Every record held before says no, so the rollups need no backfill.
+            sqlite: [
+                "ALTER TABLE usage_records ADD COLUMN overflowed INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE usage_rollups ADD COLUMN overflow_requests INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE usage_rollups ADD COLUMN overflow_cost_usd REAL NOT NULL DEFAULT 0",
+            ],
+            postgres: [
+                "ALTER TABLE usage_records ADD COLUMN overflowed BOOLEAN NOT NULL DEFAULT FALSE",
+                "ALTER TABLE usage_rollups ADD COLUMN overflow_requests BIGINT NOT NULL DEFAULT 0",
+                "ALTER TABLE usage_rollups ADD COLUMN overflow_cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0",
+            ]
         ),
     ]
 }
@@ -256,6 +414,20 @@ enum MigrationSQL {
         INSERT INTO key_spend (key_id, spent_usd)
         SELECT key_id, SUM(cost_usd) FROM usage_records WHERE key_id IS NOT NULL GROUP BY key_id
         """
+
+    /// Rollups of the records held when rollups began; from then on each inserted batch adds its own.
+    static func backfillRollups(hour: String) -> String {
+        """
+        INSERT INTO usage_rollups (hour, key_id, team_id, model, route, upstream, requests, prompt_tokens,
+            completion_tokens, cost_usd, saved_usd, errors, cache_hits)
+        SELECT \(hour) AS h, COALESCE(u.key_id, ''), COALESCE(k.team_id, ''), COALESCE(u.model, ''), u.route,
+            COALESCE(u.upstream, ''), COUNT(*), SUM(u.prompt_tokens), SUM(u.completion_tokens), SUM(u.cost_usd),
+            SUM(u.saved_usd), SUM(CASE WHEN u.status >= 400 OR u.error_code IS NOT NULL THEN 1 ELSE 0 END),
+            SUM(CASE WHEN u.cache_hit THEN 1 ELSE 0 END)
+        FROM usage_records u LEFT JOIN api_keys k ON k.id = u.key_id
+        GROUP BY h, COALESCE(u.key_id, ''), COALESCE(k.team_id, ''), COALESCE(u.model, ''), u.route, COALESCE(u.upstream, '')
+        """
+    }
 
     static let createVersionTable = """
         CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -76,7 +76,7 @@ enum UsageSQL {
         ]
     }
 
-    /// A multi-row insert that skips ids already stored and returns the key and cost of the rows it did insert
+    /// A multi-row insert that skips ids already stored and returns the ids of the rows it did insert
     /// (SQLite; PostgreSQL unnests arrays instead).
     static func sqliteInsert(_ records: ArraySlice<UsageRecord>) -> SQLStatement {
         var statement = SQLStatement(.sqlite)
@@ -89,7 +89,7 @@ enum UsageSQL {
             }
             statement.append(")")
         }
-        statement.append(" RETURNING key_id, cost_usd")
+        statement.append(" RETURNING id")
         return statement
     }
 
@@ -133,6 +133,7 @@ enum UsageSQL {
         case (.key, _): "COALESCE(key_id, '')"
         case (.model, _): "COALESCE(model, '')"
         case (.route, _): "route"
+        case (.team, _): "COALESCE((SELECT team_id FROM api_keys WHERE api_keys.id = usage_records.key_id), '')"
         case (.day, .sqlite): "strftime('%Y-%m-%d', time, 'unixepoch')"
         case (.day, .postgres): "to_char(to_timestamp(time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
         }
