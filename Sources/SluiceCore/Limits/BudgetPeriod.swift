@@ -7,36 +7,27 @@ public enum BudgetPeriod: String, Sendable, Codable, CaseIterable {
 
     /// The start of the period containing `time` (Unix seconds); 0 for `total`.
     public func start(containing time: Double) -> Double {
-        guard self != .total else { return 0 }
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        calendar.firstWeekday = 2
-        let date = Date(timeIntervalSince1970: time)
-        let component: Calendar.Component =
-            switch self {
-            case .daily: .day
-            case .weekly: .weekOfYear
-            case .monthly: .month
-            case .total: .era
-            }
-        return calendar.dateInterval(of: component, for: date)?.start.timeIntervalSince1970 ?? 0
+        interval(containing: time)?.start.timeIntervalSince1970 ?? 0
     }
 
     /// When the period containing `time` ends and the next begins; nil for `total`.
     public func end(containing time: Double) -> Double? {
-        guard self != .total else { return nil }
+        interval(containing: time)?.end.timeIntervalSince1970
+    }
+
+    /// The UTC calendar interval containing `time`, weeks starting on Monday; nil for `total`.
+    private func interval(containing time: Double) -> DateInterval? {
+        let component: Calendar.Component
+        switch self {
+        case .daily: component = .day
+        case .weekly: component = .weekOfYear
+        case .monthly: component = .month
+        case .total: return nil
+        }
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         calendar.firstWeekday = 2
-        let date = Date(timeIntervalSince1970: time)
-        let component: Calendar.Component =
-            switch self {
-            case .daily: .day
-            case .weekly: .weekOfYear
-            case .monthly: .month
-            case .total: .era
-            }
-        return calendar.dateInterval(of: component, for: date)?.end.timeIntervalSince1970
+        return calendar.dateInterval(of: component, for: Date(timeIntervalSince1970: time))
     }
 }
 

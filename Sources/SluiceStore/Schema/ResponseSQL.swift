@@ -16,10 +16,7 @@ enum ResponseSQL {
             .double(stored.expiresAt), .text(stored.model), .text(stored.inputItems), .text(stored.outputItems),
             .text(stored.response),
         ]
-        for (index, value) in values.enumerated() {
-            if index > 0 { statement.append(", ") }
-            statement.bind(value)
-        }
+        statement.bindList(values)
         statement.append(")")
         return statement
     }

@@ -87,10 +87,7 @@ enum RollupSQL {
             .int(row.completionTokens), .double(row.costUSD), .double(row.savedUSD), .int(row.errors), .int(row.cacheHits),
             .int(row.overflowRequests), .double(row.overflowCostUSD),
         ]
-        for (index, value) in values.enumerated() {
-            if index > 0 { statement.append(", ") }
-            statement.bind(value)
-        }
+        statement.bindList(values)
         statement.append(") " + onConflict)
         return statement
     }
@@ -113,10 +110,7 @@ enum RollupSQL {
         var statement = SQLStatement(dialect, "SELECT key_id, SUM(cost_usd) FROM usage_rollups WHERE hour >= ")
         statement.bind(since)
         statement.append(" AND key_id IN (")
-        for (index, keyID) in keyIDs.enumerated() {
-            if index > 0 { statement.append(", ") }
-            statement.bind(keyID)
-        }
+        statement.bindList(keyIDs)
         statement.append(") GROUP BY key_id")
         return statement
     }
@@ -175,10 +169,7 @@ enum ReservationSQL {
         statement.append(" AND expires_at >= ")
         statement.bind(now)
         statement.append(" AND key_id IN (")
-        for (index, keyID) in keyIDs.enumerated() {
-            if index > 0 { statement.append(", ") }
-            statement.bind(keyID)
-        }
+        statement.bindList(keyIDs)
         statement.append(") GROUP BY key_id")
         return statement
     }

@@ -43,6 +43,16 @@ struct SQLStatement: Sendable {
     mutating func bind(_ value: Double?) { self.bind(value.map(SQLValue.double) ?? .null) }
     mutating func bind(_ value: Int?) { self.bind(value.map(SQLValue.int) ?? .null) }
     mutating func bind(_ value: Bool) { self.bind(.bool(value)) }
+
+    /// Binds each value, comma-separated: the inside of `IN (…)` or `VALUES (…)`.
+    mutating func bindList(_ values: some Sequence<SQLValue>) {
+        for (index, value) in values.enumerated() {
+            if index > 0 { self.append(", ") }
+            self.bind(value)
+        }
+    }
+
+    mutating func bindList(_ values: some Sequence<String>) { bindList(values.map(SQLValue.text)) }
 }
 
 /// Usage-record SQL common to both stores; only the dialect-specific bits differ.
@@ -101,10 +111,7 @@ enum UsageSQL {
         var statement = SQLStatement(dialect, "UPDATE usage_records SET overflowed = ")
         statement.bind(true)
         statement.append(" WHERE id IN (")
-        for (index, id) in ids.enumerated() {
-            if index > 0 { statement.append(", ") }
-            statement.bind(id)
-        }
+        statement.bindList(ids)
         statement.append(")")
         return statement
     }
@@ -200,10 +207,7 @@ enum UsageSQL {
     /// records still held happen to add up to, and reading it costs one row however long the key's history.
     static func spend(keyIDs: ArraySlice<String>, dialect: SQLDialect) -> SQLStatement {
         var statement = SQLStatement(dialect, "SELECT key_id, spent_usd FROM key_spend WHERE key_id IN (")
-        for (index, keyID) in keyIDs.enumerated() {
-            if index > 0 { statement.append(", ") }
-            statement.bind(keyID)
-        }
+        statement.bindList(keyIDs)
         statement.append(")")
         return statement
     }
