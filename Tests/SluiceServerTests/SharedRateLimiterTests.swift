@@ -111,7 +111,9 @@ struct SharedRateLimiterTests {
 }
 
 extension SharedRateLimiterTests {
-    @Test func anOutageAfterIdleLeasesWereHandedBackStartsFromNothing() {
+    /// A limit handed back while idle is met again during an outage as a new one is: its instance's share, full,
+    /// and refilling (it used to start empty and, refusals not being kept, stay empty for the whole outage).
+    @Test func anOutageAfterIdleLeasesWereHandedBackStartsFromTheShare() {
         let bank = Bank()
         let gateways = instances(3)
         let key = key(rpm: 60)
@@ -124,6 +126,25 @@ extension SharedRateLimiterTests {
         let admitted = gateways.map { gateway in
             (0..<50).filter { _ in gateway.admit(clientIP: nil, key: key, now: Self.t0 + 1).refusedBy == nil }.count
         }
-        #expect(admitted == [0, 0, 0])
+        #expect(admitted == [20, 20, 20])
+        // Refused requests keep the fallback bucket's refill (20 a minute): three seconds later, one more each.
+        #expect(gateways.allSatisfy { $0.admit(clientIP: nil, key: key, now: Self.t0 + 4.1).refusedBy == nil })
+    }
+
+    /// A limit used slower than it goes idle (one request a second, exchanges every 250 ms) is met again each time
+    /// it has handed its lease back: every request is admitted, as the limit allows.
+    @Test func aSlowlyUsedLimitIsNeverRefusedBelowItsRate() {
+        let bank = Bank()
+        let limiter = instances(1)[0]
+        let key = key(rpm: 600)
+        var refused = 0
+        for second in 0..<10 {
+            let now = Self.t0 + Double(second)
+            if limiter.admit(clientIP: nil, key: key, now: now).refusedBy != nil { refused += 1 }
+            for quarter in 1...4 { bank.exchange(limiter, instances: 1, now: now + Double(quarter) / 4) }
+        }
+        #expect(refused == 0)
+        // What was admitted on credit was charged: ten requests out of the shared bucket, refilled since.
+        #expect((bank.buckets["key:k1:rpm"]?.tokens ?? 0) <= 600)
     }
 }

@@ -184,3 +184,16 @@ def test_a_teams_limit_holds_across_its_keys_and_instances(procs):
     assert count >= 20, count
     refused = next(r for r in statuses if r.status_code == 429)
     assert "team" in refused.json()["error"]["message"]
+
+
+def test_a_limit_used_slower_than_its_lease_lasts_is_never_refused_below_its_rate(procs):
+    """One request a second on a 600-a-minute key: each finds its instance's lease handed back as idle and meets
+    the limit again, so none is refused (it used to be refused for a minute after the first)."""
+    gateways = start_instances(procs, 2)
+    headers = {"authorization": f"Bearer {create_key(procs, '--rpm', '600')}"}
+    statuses = []
+    for i in range(6):
+        statuses.append(httpx.post(f"{gateways[i % 2].v1}/chat/completions", json=chat_body(nonce()), headers=headers,
+                                   timeout=30).status_code)
+        time.sleep(1)  # the pace under test, longer than two exchanges: not a wait for a condition
+    assert statuses == [200] * 6, statuses

@@ -25,8 +25,12 @@ public final class SharedRateLimiter: RequestLimiter {
     }
 
     /// This instance's part of one shared limit.
-    /// Requests an instance may admit for a limit it meets before its first lease of it arrives.
-    static let firstContactCredit: Double = 5
+    /// Requests an instance may admit for a limit it meets before its first lease of it arrives: a few, at most
+    /// the share it would be lent (one request of credit refused a new key's second request on an instance still
+    /// waiting for the store, a 429 no limit called for). The overdraft is charged at that exchange.
+    static func firstContactCredit(for limit: Limit, instances: Int) -> Double {
+        limit.role.countsTokens ? 1 : min(5, max(1, (limit.capacity / Double(max(1, instances))).rounded(.down)))
+    }
 
     struct Holding: Sendable {
         var limit: Limit
@@ -54,6 +58,9 @@ public final class SharedRateLimiter: RequestLimiter {
         }
 
         var balance: Double { granted + credit }
+
+        /// Unused for two exchanges, it handed its lease back and holds nothing.
+        var handedBack: Bool { idleExchanges >= 2 && granted <= 0 && credit <= 0 }
 
         mutating func consume(_ amount: Double) {
             let fromLease = min(max(0, granted), amount)
@@ -118,6 +125,8 @@ public final class SharedRateLimiter: RequestLimiter {
         guard !limits.isEmpty else { return RateLimiter.Verdict() }
         let (verdict, met) = state.withLock { state -> (RateLimiter.Verdict, Bool) in
             var met = false
+            // Each limit's holding before and after its decision: a refused request takes nothing from any limit.
+            var prepared: [Holding] = []
             var candidates: [Holding] = []
             var decisions: [(LimitRole, TokenBucket.Decision)] = []
             for limit in limits {
@@ -129,29 +138,36 @@ public final class SharedRateLimiter: RequestLimiter {
                         holding.limit = limit
                         holding.fallback = nil
                     }
+                    if holding.handedBack, !state.fallback {
+                        // Idle long enough to have handed its lease back: met again, as a limit met for the first
+                        // time is, or a slowly used limit would find no lease and be refused for a minute.
+                        holding.idleExchanges = 0
+                        holding.credit = Self.firstContactCredit(for: limit, instances: state.instances)
+                        met = true
+                    }
                 } else {
                     holding = Holding(limit: limit, now: now)
-                    // Until its first lease arrives, an instance may admit a few requests (at most the share it would
-                    // be lent): one request of credit refused a new key's second request on an instance still waiting
-                    // for the store, a 429 no limit called for. The overdraft is charged at that exchange.
-                    if !limit.role.countsTokens {
-                        holding.credit = min(Self.firstContactCredit, max(1, (limit.capacity / Double(max(1, state.instances))).rounded(.down)))
-                    }
+                    holding.credit = Self.firstContactCredit(for: limit, instances: state.instances)
                     met = true
                 }
+                prepared.append(holding)
                 decisions.append((limit.role, Self.decide(&holding, state: state, now: now)))
                 candidates.append(holding)
             }
             let refused = decisions.first { !$0.1.allowed }
-            for var holding in candidates {
+            for (index, var holding) in candidates.enumerated() {
                 let scope = holding.limit.scope
                 if refused == nil {
                     holding.lastUsed = now
                     holding.usedSinceExchange = true
                     state.holdings[scope] = holding
-                } else if state.holdings[scope] == nil {
-                    // Refused by another limit: nothing is taken, but the limit is known now and gets a lease.
-                    state.holdings[scope] = Holding(limit: holding.limit, now: now)
+                } else {
+                    // Refused: nothing is taken from any limit, but each is wanted, so each keeps (or gets) a lease at
+                    // the next exchange; a refusing limit's fallback bucket keeps refilling from where it is.
+                    var kept = prepared[index]
+                    kept.usedSinceExchange = true
+                    if !decisions[index].1.allowed { kept.fallback = holding.fallback }
+                    state.holdings[scope] = kept
                 }
             }
             return (Self.verdict(decisions, refused: refused), met)
@@ -169,7 +185,9 @@ public final class SharedRateLimiter: RequestLimiter {
             // It starts from what the instance still holds of its lease, so the outage adds nothing to what the
             // shared bucket had lent out; a limit first met during the outage starts full.
             let capacity = max(1, (limit.capacity / share).rounded(.down))
-            let start = holding.exchanged ? max(0, holding.granted) : capacity
+            // A limit handed back while idle holds no lease yet its share has refilled: it starts full, as one met
+            // for the first time during the outage does.
+            let start = holding.exchanged && holding.idleExchanges < 2 ? max(0, holding.granted) : capacity
             var bucket =
                 holding.fallback
                 ?? TokenBucket(capacity: capacity, refillPerSecond: limit.refillPerSecond / share, tokens: start, now: now)
