@@ -198,6 +198,13 @@ import Testing
         #expect(body["messages"]?.arrayValue?.first == ["role": "system", "content": "Be terse."])
     }
 
+    /// SDKs write unset fields as null: a null is the client leaving the field out, and the default fills it.
+    @Test func aNullIsLeftOutAndTheDefaultFillsIt() {
+        var body: [String: JSONValue] = ["model": "coder", "max_tokens": .null, "temperature": .null, "messages": []]
+        coder.apply(to: &body, shape: .openAIChat, ollama: true)
+        #expect(body["max_tokens"] == 512 && body["temperature"] == 0.2)
+    }
+
     @Test func pinnedDefaultsReplaceTheClients() {
         var pinned = coder
         pinned.overridable = false
@@ -251,7 +258,11 @@ import Testing
         guard case .warn(let message) = decide(.warn) else { Issue.record("expected a warning"); return }
         #expect(message.contains("5000") && message.contains("4096"))
         guard case .reject(let refusal) = decide(.reject) else { Issue.record("expected a refusal"); return }
-        #expect(ContextGuard.error(refusal).code == "context_length_exceeded")
+        #expect(ContextGuard.error(refusal, shape: .openAIChat).code == "context_length_exceeded")
+        // The error names where each API keeps its prompt.
+        #expect(ContextGuard.error(refusal, shape: .openAIResponses).param == "input")
+        #expect(ContextGuard.error(refusal, shape: .openAICompletion).param == "prompt")
+        #expect(ContextGuard.error(refusal, shape: .anthropicMessages).param == "messages")
         #expect(decide(.raise) == .raise(6144))
         guard case .reject = decide(.raise, estimate: 7500) else { Issue.record("past the maximum, raise refuses"); return }
         guard case .warn = decide(.raise, canRaise: false) else { Issue.record("where num_ctx cannot be sent, raise warns"); return }

@@ -86,7 +86,14 @@ public enum ContextGuard {
     }
 
     /// The 400 `context_length_exceeded` a rejected prompt gets.
-    public static func error(_ message: String) -> APIError {
-        APIError(status: 400, type: "invalid_request_error", code: "context_length_exceeded", message: message, param: "messages")
+    /// The 400 for a prompt too long for its model, naming the field that holds the prompt in the request's shape.
+    public static func error(_ message: String, shape: RequestShape) -> APIError {
+        let param: String
+        switch shape {
+        case .openAIChat, .ollamaChat, .anthropicMessages: param = "messages"
+        case .openAICompletion, .ollamaGenerate: param = "prompt"
+        case .openAIResponses: param = "input"
+        }
+        return APIError(status: 400, type: "invalid_request_error", code: "context_length_exceeded", message: message, param: param)
     }
 }

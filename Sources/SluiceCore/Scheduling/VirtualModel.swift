@@ -65,7 +65,8 @@ extension VirtualModel {
             case .openAIResponses: editor.set(["max_output_tokens"], .int(maxTokens))
             case .openAIChat:
                 // Either name is the client's choice; a pinned default replaces both.
-                if !overridable || (body["max_tokens"] == nil && body["max_completion_tokens"] == nil) {
+                // A null is the client leaving it out, as the SDKs write unset fields.
+                if !overridable || ((body["max_tokens"] ?? .null) == .null && (body["max_completion_tokens"] ?? .null) == .null) {
                     editor.body["max_completion_tokens"] = nil
                     editor.body["max_tokens"] = .int(maxTokens)
                 }

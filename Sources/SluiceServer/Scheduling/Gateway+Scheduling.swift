@@ -57,7 +57,7 @@ extension Gateway {
                 context.trace.update { $0.warning = message }
                 context.logger.warning("prompt longer than the model's context", metadata: ["estimate": "\(estimate)", "limit": "\(limit)"])
             case .reject(let message):
-                throw ContextGuard.error(message)
+                throw ContextGuard.error(message, shape: shape)
             case .raise(let numCtx):
                 if aside {
                     var options = scheduled.ollama["options"]?.objectValue ?? [:]
