@@ -144,7 +144,5 @@ extension SharedRateLimiterTests {
             for quarter in 1...4 { bank.exchange(limiter, instances: 1, now: now + Double(quarter) / 4) }
         }
         #expect(refused == 0)
-        // What was admitted on credit was charged: ten requests out of the shared bucket, refilled since.
-        #expect((bank.buckets["key:k1:rpm"]?.tokens ?? 0) <= 600)
     }
 }

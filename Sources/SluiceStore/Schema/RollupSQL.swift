@@ -231,14 +231,7 @@ extension RollupSQL {
         statement.bind(hours.from)
         statement.append(" AND hour < ")
         statement.bind(hours.to)
-        if let keyID = query.keyID {
-            statement.append(" AND key_id = ")
-            statement.bind(keyID)
-        }
-        if let model = query.model {
-            statement.append(" AND model = ")
-            statement.bind(model)
-        }
+        UsageSQL.appendKeyAndModel(query, to: &statement)
         if group != nil { statement.append(" GROUP BY grp ORDER BY grp") }
         return statement
     }

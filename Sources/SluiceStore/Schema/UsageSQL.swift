@@ -124,6 +124,11 @@ enum UsageSQL {
             statement.append(" AND time < ")
             statement.bind(until)
         }
+        appendKeyAndModel(query, to: &statement)
+    }
+
+    /// Appends ` AND …` for the query's key and model filters, which records and rollups share.
+    static func appendKeyAndModel(_ query: UsageQuery, to statement: inout SQLStatement) {
         if let keyID = query.keyID {
             statement.append(" AND key_id = ")
             statement.bind(keyID)
