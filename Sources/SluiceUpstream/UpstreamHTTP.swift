@@ -57,6 +57,15 @@ public enum UpstreamFailure {
                 return .upstreamFailed()
             }
         }
+        if let transportError = error as? UpstreamTransportError {
+            switch transportError {
+            case .readTimeout, .deadlineExceeded: return .upstreamTimeout()
+            case .remoteConnectionClosed: return .upstreamFailed("The upstream closed the connection before the answer was complete.")
+            }
+        }
+        if let channelError = error as? ChannelError, case .connectTimeout = channelError {
+            return .upstreamTimeout()
+        }
         if error is NIOConnectionError || error is IOError || error is ChannelError {
             return .upstreamUnavailable()
         }
@@ -71,35 +80,51 @@ struct UpstreamHTTP: Sendable {
     let timeouts: UpstreamTimeouts
     /// Answers larger than this are refused rather than buffered.
     let maxResponseBytes: Int
+    /// The data plane's own client for plain-HTTP upstreams; nil for TLS ones, which AsyncHTTPClient serves.
+    let pool: UpstreamConnectionPool?
+
+    init(client: HTTPClient, endpoint: UpstreamEndpoint, timeouts: UpstreamTimeouts, maxResponseBytes: Int) {
+        self.client = client
+        self.endpoint = endpoint
+        self.timeouts = timeouts
+        self.maxResponseBytes = maxResponseBytes
+        self.pool = UpstreamConnectionPool(baseURL: endpoint.baseURL, timeouts: timeouts)
+    }
 
     /// - Parameter headers: added as given; an Anthropic upstream gets `anthropic-version` from here (the client's)
     ///   or the default.
     func send(
         _ method: HTTPMethod, _ path: String, body: ByteBuffer?, headers: [(String, String)] = [], logger: Logger
     ) async throws -> HTTPClientResponse {
-        var request = HTTPClientRequest(url: endpoint.baseURL + path)
-        request.method = method
-        request.headers.add(name: "Accept", value: "application/json, text/event-stream, application/x-ndjson")
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(body)
-        }
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        var requestHeaders = HTTPHeaders()
+        requestHeaders.reserveCapacity(6 + headers.count)
+        requestHeaders.add(name: "Accept", value: "application/json, text/event-stream, application/x-ndjson")
+        if body != nil { requestHeaders.add(name: "Content-Type", value: "application/json") }
+        for (name, value) in headers { requestHeaders.add(name: name, value: value) }
         if let key = endpoint.apiKey, !key.isEmpty {
             switch endpoint.kind {
-            case .anthropic: request.headers.add(name: "x-api-key", value: key)
-            case .ollama, .openai: request.headers.add(name: "Authorization", value: "Bearer \(key)")
+            case .anthropic: requestHeaders.add(name: "x-api-key", value: key)
+            case .ollama, .openai: requestHeaders.add(name: "Authorization", value: "Bearer \(key)")
             }
         }
-        if endpoint.kind == .anthropic, !request.headers.contains(name: "anthropic-version") {
-            request.headers.add(name: "anthropic-version", value: Self.anthropicVersion)
+        if endpoint.kind == .anthropic, !requestHeaders.contains(name: "anthropic-version") {
+            requestHeaders.add(name: "anthropic-version", value: Self.anthropicVersion)
         }
         let response: HTTPClientResponse
         do {
-            // AHC logs at debug and trace only, yet stamps its own metadata on any logger it is given, on every
-            // request: below debug it gets none and takes its no-logging path.
-            response = try await client.execute(
-                request, deadline: .now() + timeouts.total, logger: logger.logLevel <= .debug ? logger : nil)
+            if let pool {
+                response = try await pool.execute(
+                    method: method, path: path, headers: requestHeaders, body: body, deadline: .now() + timeouts.total)
+            } else {
+                var request = HTTPClientRequest(url: endpoint.baseURL + path)
+                request.method = method
+                request.headers = requestHeaders
+                if let body { request.body = .bytes(body) }
+                // AHC logs at debug and trace only, yet stamps its own metadata on any logger it is given, on every
+                // request: below debug it gets none and takes its no-logging path.
+                response = try await client.execute(
+                    request, deadline: .now() + timeouts.total, logger: logger.logLevel <= .debug ? logger : nil)
+            }
         } catch {
             throw Self.mapError(error, logger: logger)
         }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+import SluiceUpstream
 
 /// Hummingbird's HTTP/1 child channel with a ``ConnectionGuard`` in it and `max-connections` enforced.
 ///
@@ -62,8 +63,12 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
+    /// The connection's task runs on the event loop that accepted it, so its upstream calls (``UpstreamConnectionPool``)
+    /// and its reads and writes stay on one thread.
     func handle(value: Value, logger: Logger) async {
-        await handleHTTP(asyncChannel: value, logger: logger)
+        await withTaskExecutorPreference(EventLoopTaskExecutor.of(value.channel.eventLoop)) {
+            await handleHTTP(asyncChannel: value, logger: logger)
+        }
     }
 }
 

@@ -55,8 +55,8 @@ extension Gateway {
             }
             var response = relay(reply, call: call, upstream: upstream, lease: lease, ticket: ticket, context: context)
             if cache != nil { response.headers[.xCache] = "MISS" }
-            // The answer's bytes stay charged until they are written.
-            if let buffered { response.body = response.body.onCompletion { buffered.release() } }
+            // The answer's bytes stay charged until they are written, unless the socket's buffer takes them at once.
+            if let buffered { response.body = response.body.onCompletion(heldBytes: 64 * 1024) { buffered.release() } }
             return response
         } catch {
             ticket?.finish(nil)

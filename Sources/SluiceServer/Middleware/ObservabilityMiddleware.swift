@@ -44,7 +44,7 @@ public struct ObservabilityMiddleware: RouterMiddleware {
         let status = Int(response.status.code)
         let method = request.method.rawValue
         let path = request.uri.path
-        response.body = response.body.onCompletion { [metrics, recorder, storeBodies, logBodies] in
+        let completion: @Sendable () -> Void = { [metrics, recorder, storeBodies, logBodies] in
             metrics.requestsInFlight.decrement()
             let elapsed = ContinuousClock.now - start
             let fields = context.trace.snapshot
@@ -91,6 +91,7 @@ public struct ObservabilityMiddleware: RouterMiddleware {
                     latencyMs: elapsed.milliseconds, timeToFirstTokenMs: fields.firstByteAt.map { ($0 - start).milliseconds },
                     overflowed: fields.overflowed, requestBody: storeBodies ? bodies?.request : nil, responseBody: storeBodies ? bodies?.response : nil))
         }
+        response.body = response.body.onCompletion(completion)
         return response
     }
 }
@@ -109,7 +110,16 @@ extension ResponseBody {
     ///
     /// Also when the body is never written because the head could not be (the client left or its connection was
     /// closed for a timeout): the response is then dropped, and with it the last reference to the callback.
-    func onCompletion(_ completion: @escaping @Sendable () -> Void) -> ResponseBody {
+    ///
+    /// A body already in memory (its length known: a complete answer, an error, a cache hit) counts as written now
+    /// and is returned as it is, so Hummingbird writes head, body and end in one batch and one flush instead of three
+    /// awaits and three flushes, about a tenth of a forwarded request's CPU. Up to `heldBytes`, which the caller
+    /// lowers when the completion frees memory that must stay charged while a slow client reads.
+    func onCompletion(heldBytes: Int = .max, _ completion: @escaping @Sendable () -> Void) -> ResponseBody {
+        if let length = contentLength, length <= heldBytes {
+            completion()
+            return self
+        }
         let body = self
         let once = CompletionOnce(completion)
         return ResponseBody(contentLength: body.contentLength) { writer in
