@@ -128,7 +128,7 @@ extension UsageRecord {
 
     /// A time-ordered UUID from the system's random source.
     public static func newID(time: Double) -> String {
-        var rng = SystemRandomNumberGenerator()
+        var rng = BatchedSystemRandom()
         return newID(time: time, using: &rng)
     }
 }

@@ -34,7 +34,7 @@ extension ResponseIdentity {
 
     /// A fresh id from the system's random source.
     public static func randomID(prefix: String) -> String {
-        var rng = SystemRandomNumberGenerator()
+        var rng = BatchedSystemRandom()
         return randomID(prefix: prefix, using: &rng)
     }
 }

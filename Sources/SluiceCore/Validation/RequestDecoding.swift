@@ -8,7 +8,11 @@ public enum RequestDecoding {
     ///
     /// Every body is first checked by ``JSONBodyCheck``: duplicate keys, numbers no float holds, broken strings and
     /// over-long arrays are refused with the field named, before a decoder builds anything from them.
-    public static func decode<T: Decodable>(_ type: T.Type, from body: ByteBuffer) throws(APIError) -> T {
+    /// - Parameter scanned: a reader of the common shape from the checked bytes (``CanonicalJSON/topLevelScalars(_:in:)``);
+    ///   when it returns nil, `JSONDecoder` decodes, and its errors name the field.
+    public static func decode<T: Decodable>(
+        _ type: T.Type, from body: ByteBuffer, scanned: ((ByteBuffer) -> T?)? = nil
+    ) throws(APIError) -> T {
         guard body.readableBytes > 0 else { throw .invalidJSON("the request body is empty.") }
         guard firstNonSpaceByte(body) == UInt8(ascii: "{") else {
             // Decoding would also fail, but a non-object body deserves its own sentence.
@@ -18,6 +22,7 @@ public enum RequestDecoding {
             throw .invalidJSON("the request body is not valid JSON.")
         }
         try check(body, arrayCaps: (type as? any HasItemLimits.Type)?.itemLimits ?? [:])
+        if let scanned, let value = scanned(body) { return value }
         do {
             return try JSONDecoder().decode(T.self, from: body)
         } catch let error as DecodingError {

@@ -48,6 +48,68 @@ struct PassThroughProbe: Decodable, HasItemLimits {
 protocol PassThroughProbing: Decodable {
     var model: String { get }
     var stream: Bool? { get }
+    /// The probe read by the byte scanner when every field has its common shape; nil sends the body to `JSONDecoder`.
+    static func scanned(_ body: ByteBuffer) -> Self?
+}
+
+/// Reading a probe's fields from ``JSONScalar``s; any shape but the plain one gives up, so the decoder and its
+/// field-named errors decide.
+enum ProbeField {
+    static func bool(_ value: JSONScalar?, into field: inout Bool?) -> Bool {
+        switch value {
+        case nil, .null?: return true
+        case .bool(let flag)?: field = flag; return true
+        default: return false
+        }
+    }
+
+    static func int(_ value: JSONScalar?, into field: inout Int?) -> Bool {
+        switch value {
+        case nil, .null?: return true
+        case .int(let int)?: field = int; return true
+        default: return false
+        }
+    }
+
+    static func double(_ value: JSONScalar?, into field: inout Double?) -> Bool {
+        switch value {
+        case nil, .null?: return true
+        case .int(let int)?: field = Double(int); return true
+        case .number(let number)?: field = number; return true
+        default: return false
+        }
+    }
+}
+
+extension PassThroughProbe {
+    static func scanned(_ body: ByteBuffer) -> PassThroughProbe? {
+        guard let values = CanonicalJSON.topLevelScalars(["model", "stream", "stream_options", "n", "temperature", "seed"], in: body),
+            case .string(let model)? = values[0]
+        else { return nil }
+        var probe = PassThroughProbe(model: model)
+        switch values[2] {
+        case nil, .null?: break
+        case .other(let range)?:
+            guard let options = try? JSONDecoder().decode(StreamOptions.self, from: body.getSlice(at: body.readerIndex + range.lowerBound, length: range.count)!)
+            else { return nil }
+            probe.streamOptions = options
+        default: return nil
+        }
+        guard ProbeField.bool(values[1], into: &probe.stream), ProbeField.int(values[3], into: &probe.n),
+            ProbeField.double(values[4], into: &probe.temperature), ProbeField.int(values[5], into: &probe.seed)
+        else { return nil }
+        return probe
+    }
+}
+
+extension AnthropicPassThroughProbe {
+    static func scanned(_ body: ByteBuffer) -> AnthropicPassThroughProbe? {
+        guard let values = CanonicalJSON.topLevelScalars(["model", "stream", "temperature"], in: body), case .string(let model)? = values[0]
+        else { return nil }
+        var probe = AnthropicPassThroughProbe(model: model)
+        guard ProbeField.bool(values[1], into: &probe.stream), ProbeField.double(values[2], into: &probe.temperature) else { return nil }
+        return probe
+    }
 }
 
 extension PassThroughProbe: PassThroughProbing {}
@@ -59,7 +121,7 @@ extension Gateway {
     func passThroughProbe<Probe: PassThroughProbing>(_ type: Probe.Type, kind: UpstreamKind, _ body: ByteBuffer, context: SluiceRequestContext) throws -> Probe? {
         guard upstreams.contains(where: { $0.endpoint.kind == kind }) else { return nil }
         // Still checked: JSON syntax, duplicate keys, number ranges, and the fields the gateway itself reads.
-        let probe = try RequestDecoding.decode(Probe.self, from: body)
+        let probe = try RequestDecoding.decode(Probe.self, from: body, scanned: Probe.scanned)
         if probe.model.isEmpty { throw APIError.invalidValue("model", "must not be empty.") }
         let model = aliasTarget(probe.model) ?? probe.model
         guard let servers = try? servers(for: model, requested: probe.model, context: context, stream: probe.stream ?? false),

@@ -410,7 +410,7 @@ final class UpstreamPool: Sendable {
         _ state: inout State, model: String, tried: Set<Int>, failOpen: Bool, preferred: Int? = nil, overflowNow: Bool = false,
         priority: PriorityClass = .interactive, at time: Double
     ) -> UpstreamChooser.Decision {
-        var rng = SystemRandomNumberGenerator()
+        var rng = BatchedSystemRandom()
         let candidates = upstreams.indices.map { i in
             var candidate = UpstreamChooser.Candidate(
                 models: upstreams[i].endpoint.models, weight: upstreams[i].endpoint.weight, inFlight: state.entries[i].inFlight,
