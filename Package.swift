@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "sluice", targets: ["sluice"]),
+        .executable(name: "sluice-stream-bench", targets: ["SluiceStreamBench"]),
         .library(name: "SluiceCore", targets: ["SluiceCore"]),
         .library(name: "SluiceServer", targets: ["SluiceServer"]),
     ],
@@ -98,6 +99,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "SluiceStreamBench",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Sources/SluiceStreamBench",
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -226,3 +226,32 @@ func chatTranslator(includeUsage: Bool) -> CanonicalStreamTranslator<OllamaChat.
     CanonicalStreamTranslator(
         decoder: OllamaChat.StreamDecoder(identity: identity), encoder: OpenAIChat.StreamEncoder(model: "m", identity: identity, includeUsage: includeUsage))
 }
+
+struct UTF8SearchTests {
+    func find(_ needle: String, in text: String) -> Range<Int>? {
+        var text = text
+        return text.withUTF8 { UTF8Search.range(of: Array(needle.utf8), in: $0) }
+    }
+
+    func valueAfter(_ key: String, in text: String) -> Character? {
+        var text = text
+        return text.withUTF8 { UTF8Search.valueAfter(Array(key.utf8), in: $0) }.map { Character(UnicodeScalar($0)) }
+    }
+
+    @Test func findsBytesAnywhereAndNothingElse() {
+        #expect(find("abc", in: "xxabcxx") == 2..<5)
+        #expect(find("abc", in: "abc") == 0..<3)
+        #expect(find("abc", in: "ababc") == 2..<5)
+        #expect(find("abc", in: "ab") == nil)
+        #expect(find("abd", in: "abcabc") == nil)
+        #expect(find("", in: "abc") == nil)
+    }
+
+    @Test func readsTheValueAfterAMemberName() {
+        #expect(valueAfter(#""finish_reason""#, in: #"{"finish_reason":null}"#) == "n")
+        #expect(valueAfter(#""finish_reason""#, in: #"{"finish_reason" :  "stop"}"#) == "\"")
+        #expect(valueAfter(#""finish_reason""#, in: #"{"content":"the \"finish_reason\" is"}"#) == nil)
+        #expect(valueAfter(#""finish_reason""#, in: #"{"finish_reason""#) == nil)
+        #expect(valueAfter(#""usage""#, in: #"{"a":1}"#) == nil)
+    }
+}
