@@ -4,10 +4,9 @@ import NIOPosix
 /// A task executor that runs jobs on one SwiftNIO event loop.
 ///
 /// The data plane runs each client connection's task with this executor preferred, on the event loop that accepted
-/// the connection. AsyncHTTPClient then picks that same loop for the upstream request (`EventLoopGroup.any()` returns
-/// the caller's loop), so a request is read, forwarded, answered and written back without leaving one thread: no
-/// hand-off to the global concurrent executor and back, which on the 2-core machine cost a wake-up of another thread
-/// at every `await` on channel I/O (see the README's performance section).
+/// the connection. ``UpstreamConnectionPool`` then takes an upstream connection of that same loop, so a request is
+/// read, forwarded, answered and written back without leaving one thread: no hand-off to the global concurrent
+/// executor and back at every `await` on channel I/O (see the README's performance section).
 ///
 /// Work on such a task must not block: it runs on the event loop itself, as a channel handler would.
 public final class EventLoopTaskExecutor: TaskExecutor {

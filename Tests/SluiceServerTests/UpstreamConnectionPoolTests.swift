@@ -14,7 +14,11 @@ final class ScriptedUpstream: Sendable {
         case body(String)
         /// 200, chunked: these chunks, then the connection closes before the last chunk.
         case cut([String])
-        /// Closes the connection without answering.
+        /// 200 with this body after this many milliseconds.
+        case late(String, milliseconds: Int64)
+        /// 200 with this body, then the connection closes although the answer said keep-alive.
+        case bodyThenClose(String)
+        /// Closes the connection without answering, having read the whole request.
         case close
         /// Never answers.
         case silent
@@ -68,6 +72,13 @@ final class ScriptedUpstream: Sendable {
     }
 
     private final class Handler: ChannelInboundHandler, @unchecked Sendable {  // touched on its channel's loop only
+        func answer(_ text: String, context: ChannelHandlerContext) {
+            let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: ["Content-Length": "\(text.utf8.count)"])
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
         let upstream: ScriptedUpstream
@@ -93,10 +104,15 @@ final class ScriptedUpstream: Sendable {
                 }
                 switch upstream.script(index) {
                 case .body(let text):
-                    let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: ["Content-Length": "\(text.utf8.count)"])
-                    context.write(wrapOutboundOut(.head(head)), promise: nil)
-                    context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
-                    context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                    answer(text, context: context)
+                case .late(let text, let milliseconds):
+                    let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                    context.eventLoop.scheduleTask(in: .milliseconds(milliseconds)) {
+                        loopBound.value.0.answer(text, context: loopBound.value.1)
+                    }
+                case .bodyThenClose(let text):
+                    answer(text, context: context)
+                    context.close(promise: nil)
                 case .cut(let chunks):
                     context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok))), promise: nil)
                     for chunk in chunks {
@@ -183,17 +199,44 @@ struct UpstreamConnectionPoolTests {
         try await upstream.stop()
     }
 
-    @Test func aParkedConnectionTheUpstreamClosedIsRetriedOnceOnANewOne() async throws {
-        // Each connection answers its first request, then drops the next unanswered: an upstream's keep-alive timeout
-        // meeting the gateway's next request. The upstream never read it, so sending it again is safe.
-        let upstream = try await ScriptedUpstream { index in index == 0 ? .body("fresh") : .close }
+    @Test func aParkedConnectionTheUpstreamClosesIsNotTakenAgain() async throws {
+        let upstream = try await ScriptedUpstream { _ in .bodyThenClose("answer") }
         let pool = try pool(upstream)
         try await onOneLoop {
             let first = try await call(pool)
+            try await eventually("the upstream's close reached the pool") { upstream.open == 0 }
             let second = try await call(pool)
-            #expect(first == "fresh" && second == "fresh")
+            #expect(first == "answer" && second == "answer")
         }
         #expect(upstream.accepted == 2)
+        try await upstream.stop()
+    }
+
+    @Test func aRequestTheUpstreamMayHaveReadIsNeverSentTwice() async throws {
+        // The upstream reads the second request, then drops the connection without a byte: it may have started the
+        // generation, so the pool fails the call (the gateway's retry policy decides) instead of sending it again.
+        let upstream = try await ScriptedUpstream { index in index == 0 ? .body("first") : .close }
+        let pool = try pool(upstream)
+        try await onOneLoop {
+            _ = try await call(pool)
+            await #expect(throws: UpstreamTransportError.remoteConnectionClosed) { try await call(pool) }
+        }
+        #expect(upstream.requests.count == 2 && upstream.accepted == 1)
+        try await upstream.stop()
+    }
+
+    @Test func aReusedConnectionCountsTheIdleTimeoutFromItsRequest() async throws {
+        // Idle for most of the timeout, then a request the upstream answers after a while: the timeout runs from the
+        // request, not from the connection's last byte.
+        let upstream = try await ScriptedUpstream { index in index == 0 ? .body("first") : .late("second", milliseconds: 300) }
+        let pool = try pool(upstream, timeouts: UpstreamTimeouts(total: .seconds(10), idle: .milliseconds(600), connect: .seconds(2)))
+        try await onOneLoop {
+            _ = try await call(pool)
+            try await Task.sleep(for: .milliseconds(450))
+            let second = try await call(pool)
+            #expect(second == "second")
+        }
+        #expect(upstream.accepted == 1)
         try await upstream.stop()
     }
 

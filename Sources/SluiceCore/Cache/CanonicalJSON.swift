@@ -35,7 +35,8 @@ extension CanonicalJSON {
     }
 
     /// The value ranges of several top-level members in one pass (the first of each name), nil where absent;
-    /// all nil when the text is not an object or breaks off before every name is found.
+    /// all nil when the text is not an object, breaks off before every name is found, or has a key spelled with
+    /// escapes before then.
     public static func topLevelMembers(_ names: [String], in json: UnsafeRawBufferPointer) -> [Range<Int>?] {
         var found = [Range<Int>?](repeating: nil, count: names.count)
         var scanner = Scanner(input: json.bindMemory(to: UInt8.self), dropping: [])
@@ -49,6 +50,9 @@ extension CanonicalJSON {
                 scanner.skipSpace()
                 guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: "\"") else { throw InvalidJSON() }
                 let key = try scanner.string()
+                // A key spelled with escapes (`"stre\u0061m"`) is a name decoders read after unescaping: no answer
+                // rather than a wrong one, so callers fall back to a decoder that reads it as the upstream will.
+                if scanner.input[key].contains(UInt8(ascii: "\\")) { throw InvalidJSON() }
                 scanner.skipSpace()
                 guard !scanner.atEnd, scanner.input[scanner.position] == UInt8(ascii: ":") else { throw InvalidJSON() }
                 scanner.position += 1

@@ -55,7 +55,8 @@ extension Gateway {
             }
             var response = relay(reply, call: call, upstream: upstream, lease: lease, ticket: ticket, context: context)
             if cache != nil { response.headers[.xCache] = "MISS" }
-            // The answer's bytes stay charged until they are written, unless the socket's buffer takes them at once.
+            // A large answer's bytes stay charged until they are written, so slow readers cannot pile them up; up to
+            // 64 KiB, about what a loopback socket's send buffer takes at once, is released as the response leaves.
             if let buffered { response.body = response.body.onCompletion(heldBytes: 64 * 1024) { buffered.release() } }
             return response
         } catch {

@@ -114,7 +114,9 @@ extension ResponseBody {
     /// A body already in memory (its length known: a complete answer, an error, a cache hit) counts as written now
     /// and is returned as it is, so Hummingbird writes head, body and end in one batch and one flush instead of three
     /// awaits and three flushes, about a tenth of a forwarded request's CPU. Up to `heldBytes`, which the caller
-    /// lowers when the completion frees memory that must stay charged while a slow client reads.
+    /// lowers when the completion frees memory that must stay charged while a slow client reads. For such bodies the
+    /// access log's `duration_ms`, the latency histogram and the usage record's latency end before the write to the
+    /// client's socket; a streamed body's still end after its last byte.
     func onCompletion(heldBytes: Int = .max, _ completion: @escaping @Sendable () -> Void) -> ResponseBody {
         if let length = contentLength, length <= heldBytes {
             completion()

@@ -30,11 +30,11 @@ public enum UpstreamTransportError: Error, Sendable, Equatable, CustomStringConv
 /// the group's next loop.
 ///
 /// Measured against AsyncHTTPClient in the README's performance section; AsyncHTTPClient stays for TLS upstreams
-/// (hosted APIs, where the network, not the hop, is the cost), probes and webhooks.
+/// (hosted APIs, where the network, not the hop, is the cost) and for budget webhooks.
 ///
-/// Connections are parked most recently used first; a parked connection closes after `UpstreamTimeouts.idle`
-/// without traffic (as an answer does without a byte). A request that meets a parked connection the upstream has
-/// just closed, before any answer byte, is sent once more on a new connection: the upstream never read it.
+/// The most recently parked connection is taken first; at most ``LoopConnections/parkedMax`` stay parked per loop, each
+/// for at most ``LoopConnections/parkedLimit``. A request that could not be wholly written to a parked connection
+/// the upstream had just closed is sent once more on a new one; a request the upstream may have read never is.
 public final class UpstreamConnectionPool: Sendable {
     let host: String
     let port: Int
@@ -131,7 +131,7 @@ public final class UpstreamConnectionPool: Sendable {
 /// pool may hold one per loop and hand it to that loop's tasks.
 final class LoopConnections: @unchecked Sendable {
     let eventLoop: any EventLoop
-    /// Parked connections, most recently used last.
+    /// Parked connections; the last is the most recently parked, and the next taken.
     private var idle: [UpstreamConnectionHandler] = []
 
     init(eventLoop: any EventLoop) {
@@ -165,7 +165,6 @@ final class LoopConnections: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHTTPClientHandlers()
-                    try sync.addHandler(IdleStateHandler(readTimeout: timeouts.idle))
                     try sync.addHandler(UpstreamConnectionHandler(connections: self, pool: pool))
                 }
             }
@@ -179,10 +178,22 @@ final class LoopConnections: @unchecked Sendable {
             }
     }
 
-    func park(_ connection: UpstreamConnectionHandler) {
+    /// Parks `connection` for the next call; false when the loop keeps enough already, and the caller closes it.
+    func park(_ connection: UpstreamConnectionHandler) -> Bool {
         eventLoop.preconditionInEventLoop()
+        guard idle.count < Self.parkedMax else { return false }
         idle.append(connection)
+        return true
     }
+
+    /// Parked connections one loop keeps per upstream, as nginx's `keepalive` per worker: a burst of calls leaves
+    /// this many open, not one per call.
+    static let parkedMax = 64
+
+    /// How long a connection stays parked unused. Below the 5 s keep-alive of uvicorn (vLLM) and cpp-httplib
+    /// (llama.cpp's server), so Sluice closes an idle connection before the upstream does, instead of racing the
+    /// upstream's close with its next request.
+    static let parkedLimit = TimeAmount.seconds(4)
 
     func remove(_ connection: UpstreamConnectionHandler) {
         eventLoop.preconditionInEventLoop()

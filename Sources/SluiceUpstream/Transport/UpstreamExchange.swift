@@ -37,12 +37,14 @@ final class UpstreamExchange: @unchecked Sendable {
     var isFinished: Bool { outcome != nil }
 
     func scheduleDeadline(_ at: NIODeadline) {
+        eventLoop.assertInEventLoop()
         deadline = eventLoop.scheduleTask(deadline: at) { [self] in
             fail(UpstreamTransportError.deadlineExceeded)
         }
     }
 
     func receive(_ head: HTTPResponseHead) {
+        eventLoop.assertInEventLoop()
         guard !headSettled else { return }
         headSettled = true
         headPromise.succeed(head)
@@ -50,6 +52,7 @@ final class UpstreamExchange: @unchecked Sendable {
 
     /// - Returns: whether the connection should stop reading until the caller catches up.
     func receive(_ chunk: ByteBuffer) -> Bool {
+        eventLoop.assertInEventLoop()
         guard outcome == nil else { return false }
         if let waiter {
             self.waiter = nil
@@ -62,6 +65,7 @@ final class UpstreamExchange: @unchecked Sendable {
     }
 
     func finish() {
+        eventLoop.assertInEventLoop()
         guard outcome == nil else { return }
         outcome = .success(())
         deadline?.cancel()
@@ -110,6 +114,7 @@ final class UpstreamExchange: @unchecked Sendable {
         }
     }
 
+    /// What the reader finds: a chunk, the end, the failure, or nothing yet.
     enum Poll {
         case chunk(ByteBuffer)
         case end
@@ -119,6 +124,7 @@ final class UpstreamExchange: @unchecked Sendable {
 
     /// The next chunk if one is here; on `eventLoop` only.
     func poll() -> Poll {
+        eventLoop.assertInEventLoop()
         if let chunk = pending.popFirst() {
             pendingBytes -= chunk.readableBytes
             if pendingBytes < Self.lowWater { connection?.resumeReading() }
