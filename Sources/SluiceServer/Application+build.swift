@@ -226,14 +226,14 @@ func buildRouter(
         },
         now: now)
     let router = Router(context: SluiceRequestContext.self)
-    // Outermost first: the client address and request ID must be set before anything logs, errors must become
-    // responses before observation and the header middleware see them, and access control runs on every API call
+    // Outermost first. The edge sets the client address and request ID before anything logs, and puts the path in
+    // its normal form before anything else reads it (limits, accounting, metrics), so each sees the form the router
+    // matched; on the way out it adds the security headers to every answer. Errors become responses before
+    // observation sees them, and access control, which decides from the matched route, runs on every API call
     // (cache hits included) with its rejections accounted.
-    router.add(middleware: ClientAddressMiddleware(resolver: ClientAddressResolver(trusted: configuration.trustedProxies.compactMap(IPRange.init))))
-    router.add(middleware: RequestIDMiddleware())
-    // Before anything else reads the path (limits, accounting, metrics): each must see the form the router matched,
-    // never a second reading of the raw target. Access itself decides from the matched route.
-    router.add(middleware: PathNormalizationMiddleware())
+    router.add(
+        middleware: EdgeMiddleware(
+            clientAddress: ClientAddressMiddleware(resolver: ClientAddressResolver(trusted: configuration.trustedProxies.compactMap(IPRange.init)))))
     router.add(
         middleware: ObservabilityMiddleware(
             metrics: metrics, recorder: accounting, storeBodies: configuration.storeBodies,
@@ -241,7 +241,6 @@ func buildRouter(
     if configuration.storeBodies || configuration.logBodies {
         router.add(middleware: BodyCaptureMiddleware())
     }
-    router.add(middleware: SecurityHeadersMiddleware())
     if !configuration.corsOrigins.isEmpty {
         router.add(middleware: CORSGate(origins: configuration.corsOrigins))
     }

@@ -5,7 +5,7 @@ import SluiceCore
 /// Sets the context's client IP, honouring `X-Forwarded-For` only from trusted proxies.
 ///
 /// Outermost, so logs, limits and usage records all see the same address.
-public struct ClientAddressMiddleware: RouterMiddleware {
+public struct ClientAddressMiddleware: Sendable {
     public typealias Context = SluiceRequestContext
     let resolver: ClientAddressResolver
 
@@ -13,11 +13,10 @@ public struct ClientAddressMiddleware: RouterMiddleware {
         self.resolver = resolver
     }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard !resolver.trusted.isEmpty else { return try await next(request, context) }
-        var context = context
+    /// Run by ``EdgeMiddleware`` before anything else.
+    func resolve(_ request: Request, into context: inout Context) {
+        guard !resolver.trusted.isEmpty else { return }
         context.clientIP = resolver.clientAddress(peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor])
-        return try await next(request, context)
     }
 }
 

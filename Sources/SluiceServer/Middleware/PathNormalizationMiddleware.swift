@@ -13,27 +13,7 @@ import SluiceCore
 ///   percent-encoded `/`, `\`, `.` or NUL (which a later decoder could turn into a different path) are refused with 400.
 ///
 /// The query string is kept as sent.
-public struct PathNormalizationMiddleware: RouterMiddleware {
-    public typealias Context = SluiceRequestContext
-
-    public init() {}
-
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let raw = request.head.path ?? "/"
-        switch Self.normalize(raw) {
-        case .canonical:
-            return try await next(request, context)
-        case .rewritten(let path):
-            var head = request.head
-            head.path = path
-            return try await next(Request(head: head, body: request.body), context)
-        case .refused(let reason):
-            context.logger.info("request path refused", metadata: ["reason": .string(reason)])
-            return APIError(status: 400, type: "invalid_request_error", code: "invalid_path", message: "The request path is not valid: \(reason).")
-                .response()
-        }
-    }
-
+public enum PathNormalizationMiddleware {
     public enum Outcome: Equatable, Sendable {
         /// Already in normal form: the common case, which allocates nothing.
         case canonical

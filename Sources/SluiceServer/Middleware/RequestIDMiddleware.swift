@@ -3,20 +3,14 @@ import Hummingbird
 import NIOCore
 
 /// Gives every request an ID (the client's `X-Request-ID` when sane), puts it in every log line and echoes it.
-public struct RequestIDMiddleware: RouterMiddleware {
-    public typealias Context = SluiceRequestContext
-
-    public init() {}
-
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        var context = context
+public enum RequestIDMiddleware {
+    /// Run by ``EdgeMiddleware``, which echoes the returned ID on the answer.
+    static func assign(_ request: Request, to context: inout SluiceRequestContext) -> String {
         let id = request.headers[.requestID].flatMap(Self.sanitized) ?? context.id
         context.requestID = id
         context.logger[metadataKey: "hb.request.id"] = nil
         context.logger[metadataKey: "request_id"] = .string(id)
-        var response = try await next(request, context)
-        response.headers[.requestID] = id
-        return response
+        return id
     }
 
     /// Accepts 1–128 characters of `[A-Za-z0-9._:-]`, so a client cannot inject anything into logs or headers.
