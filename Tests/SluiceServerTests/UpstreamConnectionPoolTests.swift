@@ -225,6 +225,32 @@ struct UpstreamConnectionPoolTests {
         try await upstream.stop()
     }
 
+    @Test func parkedConnectionsCloseAfterTheParkedLimitNotTheIdleTimeout() async throws {
+        let upstream = try await ScriptedUpstream { _ in .body("ok") }
+        let pool = try #require(
+            UpstreamConnectionPool(baseURL: "http://127.0.0.1:\(upstream.port)", timeouts: Self.quick, parkedLimit: .milliseconds(100)))
+        try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<4 { group.addTask { try await call(pool) } }
+            for try await answer in group { #expect(answer == "ok") }
+        }
+        // The idle timeout is 10 s: only the parked limit can close them this soon.
+        try await eventually("parked connections closed") { upstream.open == 0 }
+        try await upstream.stop()
+    }
+
+    @Test func aLoopKeepsAtMostItsCapParked() async throws {
+        let upstream = try await ScriptedUpstream { _ in .body("ok") }
+        let pool = try pool(upstream)
+        try await onOneLoop {
+            try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<(LoopConnections.parkedMax + 20) { group.addTask { try await call(pool) } }
+                for try await answer in group { #expect(answer == "ok") }
+            }
+        }
+        try await eventually("connections beyond the cap closed") { upstream.open <= LoopConnections.parkedMax }
+        try await upstream.stop()
+    }
+
     @Test func aReusedConnectionCountsTheIdleTimeoutFromItsRequest() async throws {
         // Idle for most of the timeout, then a request the upstream answers after a while: the timeout runs from the
         // request, not from the connection's last byte.

@@ -6,8 +6,8 @@ import NIOHTTP1
 ///
 /// One lazy timer per connection serves both limits: while an exchange is in flight, `UpstreamTimeouts.idle` since
 /// the request went out or the last byte arrived (as AsyncHTTPClient's read timeout), not counting time the reader
-/// holds reading paused; while parked, ``LoopConnections/parkedLimit``. Each read only stamps the time, so a chunk of
-/// a stream costs no timer of its own.
+/// holds reading paused; while parked, ``UpstreamConnectionPool/parkedLimit``. Each read only stamps the time, so a
+/// chunk of a stream costs no timer of its own.
 ///
 /// `@unchecked Sendable` (the pool's idle list and the completion of a connect hold it): all of its state is touched
 /// on its channel's event loop only, as for any channel handler.
@@ -31,6 +31,7 @@ final class UpstreamConnectionHandler: ChannelInboundHandler, RemovableChannelHa
     /// When the request went out, a byte arrived, or the connection was parked.
     private var lastActivity = NIODeadline.now()
     private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
 
     init(connections: LoopConnections, pool: UpstreamConnectionPool) {
         self.connections = connections
@@ -153,19 +154,25 @@ final class UpstreamConnectionHandler: ChannelInboundHandler, RemovableChannelHa
         context?.close(promise: nil)
     }
 
-    /// Restarts the limit from now, arming the timer if none is waiting.
+    /// Restarts the limit from now: arms the timer if none is waiting, or brings it forward when the limit is now the
+    /// shorter one (a connection parked after its first answer, whose timer still waits for the idle timeout).
     private func touch() {
         lastActivity = .now()
-        guard timer == nil, let context else { return }
-        arm(context.eventLoop, at: lastActivity + limit)
+        guard let context else { return }
+        let due = lastActivity + limit
+        if timer != nil, let armed = timerDeadline, armed <= due { return }
+        timer?.cancel()
+        arm(context.eventLoop, at: due)
     }
 
-    private var limit: TimeAmount { exchange == nil ? LoopConnections.parkedLimit : pool.timeouts.idle }
+    private var limit: TimeAmount { exchange == nil ? pool.parkedLimit : pool.timeouts.idle }
 
     private func arm(_ eventLoop: any EventLoop, at deadline: NIODeadline) {
+        timerDeadline = deadline
         timer = eventLoop.scheduleTask(deadline: deadline) { [weak self] in
             guard let self else { return }
             self.timer = nil
+            self.timerDeadline = nil
             self.timerFired(eventLoop)
         }
     }

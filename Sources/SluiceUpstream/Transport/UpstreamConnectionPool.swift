@@ -33,7 +33,7 @@ public enum UpstreamTransportError: Error, Sendable, Equatable, CustomStringConv
 /// (hosted APIs, where the network, not the hop, is the cost) and for budget webhooks.
 ///
 /// The most recently parked connection is taken first; at most ``LoopConnections/parkedMax`` stay parked per loop, each
-/// for at most ``LoopConnections/parkedLimit``. A request that could not be wholly written to a parked connection
+/// for at most ``parkedLimit``. A request that could not be wholly written to a parked connection
 /// the upstream had just closed is sent once more on a new one; a request the upstream may have read never is.
 public final class UpstreamConnectionPool: Sendable {
     let host: String
@@ -43,11 +43,17 @@ public final class UpstreamConnectionPool: Sendable {
     /// The base URL's path (`/ollama` in `http://box/ollama`), put before every request path.
     let pathPrefix: String
     let timeouts: UpstreamTimeouts
+    /// How long a connection stays parked unused: by default 4 s, below the 5 s keep-alive of uvicorn (vLLM) and
+    /// cpp-httplib (llama.cpp's server), so Sluice closes an idle connection before the upstream does, instead of
+    /// racing the upstream's close with its next request.
+    let parkedLimit: TimeAmount
     private let loops: [ObjectIdentifier: LoopConnections]
     private let group: MultiThreadedEventLoopGroup
 
     /// nil unless `baseURL` is `http://host[:port][/prefix]`.
-    public init?(baseURL: String, timeouts: UpstreamTimeouts, group: MultiThreadedEventLoopGroup = .singleton) {
+    public init?(
+        baseURL: String, timeouts: UpstreamTimeouts, parkedLimit: TimeAmount = .seconds(4), group: MultiThreadedEventLoopGroup = .singleton
+    ) {
         guard baseURL.lowercased().hasPrefix("http://") else { return nil }
         let rest = baseURL.dropFirst("http://".count)
         let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
@@ -76,6 +82,7 @@ public final class UpstreamConnectionPool: Sendable {
         self.authority = String(authority)
         self.pathPrefix = path.hasSuffix("/") ? String(path.dropLast()) : String(path)
         self.timeouts = timeouts
+        self.parkedLimit = parkedLimit
         self.group = group
         var loops: [ObjectIdentifier: LoopConnections] = [:]
         for loop in group.makeIterator() {
@@ -190,10 +197,7 @@ final class LoopConnections: @unchecked Sendable {
     /// this many open, not one per call.
     static let parkedMax = 64
 
-    /// How long a connection stays parked unused. Below the 5 s keep-alive of uvicorn (vLLM) and cpp-httplib
-    /// (llama.cpp's server), so Sluice closes an idle connection before the upstream does, instead of racing the
-    /// upstream's close with its next request.
-    static let parkedLimit = TimeAmount.seconds(4)
+
 
     func remove(_ connection: UpstreamConnectionHandler) {
         eventLoop.preconditionInEventLoop()
