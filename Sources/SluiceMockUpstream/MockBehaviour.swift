@@ -15,6 +15,8 @@ public enum MockBehaviour {
         public var die = false
         /// 100 ms between streamed chunks.
         public var slow = false
+        /// Two streamed chunks, then 30 s of silence before the rest: a model pausing mid-answer.
+        public var stall = false
         /// Answer HTTP 500.
         public var error = false
         /// Stream the answer's content 500 times over before its end: megabytes for a short prompt, to fill every
@@ -36,6 +38,7 @@ public enum MockBehaviour {
         public init(_ text: String) {
             die = text.contains("[[die]]")
             slow = text.contains("[[slow]]")
+            stall = text.contains("[[stall]]")
             error = text.contains("[[error]]")
             flood = text.contains("[[flood]]")
             tool = text.contains("[[tool]]")

@@ -422,6 +422,7 @@ struct MockServer: Sendable {
                 for (i, frame) in frames.enumerated() {
                     if triggers.die, i == 3 { throw MockConnectionDrop() }
                     if i > 0, let gap { try await Task.sleep(for: gap) }
+                    if triggers.stall, i == 2 { try await Task.sleep(for: .seconds(30)) }
                     try await writer.write(frame)
                 }
                 try await writer.finish(nil)

@@ -316,6 +316,23 @@ struct UpstreamConnectionPoolTests {
         try await upstream.stop()
     }
 
+    @Test func aClientThatLeavesEndsItsCallsAtOnce() async throws {
+        let upstream = try await ScriptedUpstream { _ in .silent }
+        let pool = try pool(upstream)
+        let departure = ClientDeparture()
+        let task = Task { try await ClientDeparture.$current.withValue(departure) { try await call(pool) } }
+        try await eventually("the request reached the upstream") { upstream.requests.count == 1 }
+        departure.clientLeft()
+        await #expect(throws: CancellationError.self) { try await task.value }
+        try await eventually("the upstream connection is closed") { upstream.open == 0 }
+        // A call made for a client already gone is not sent at all.
+        await #expect(throws: CancellationError.self) {
+            try await ClientDeparture.$current.withValue(departure) { try await call(pool) }
+        }
+        #expect(upstream.requests.count == 1)
+        try await upstream.stop()
+    }
+
     @Test func aRefusedConnectionFailsFast() async throws {
         let upstream = try await ScriptedUpstream { _ in .silent }
         let pool = try pool(upstream)

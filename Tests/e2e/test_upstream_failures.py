@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -135,6 +137,29 @@ def test_upstream_dies_mid_native_stream_ends_with_error_line(http):
 def test_upstream_dies_without_response_is_502(http):
     r = http.post("/v1/chat/completions", json=chat_body(f"die [[die]] {nonce()}"))
     assert_openai_error(r, 502)
+
+
+@pytest.mark.parametrize("kind", ["ollama", "openai"])
+def test_a_client_leaving_while_the_upstream_is_silent_ends_the_call_at_once(procs, kind):
+    # The mock sends two chunks, then pauses 30 s: the gateway must notice the client's close during the pause, not
+    # when the next chunk fails to reach it.
+    mock = procs.start_mock()
+    gw = procs.start_gateway(upstream=mock.url, args=["--upstream-kind", kind])
+    prompt = f"[[stall]] a long enough prompt to pause in the middle of {nonce()}"
+    with httpx.Client(base_url=gw.url, timeout=30) as client:
+        with client.stream("POST", "/v1/chat/completions", json=chat_body(prompt, stream=True)) as r:
+            assert r.status_code == 200
+            got = 0
+            for event in iter_sse(r.iter_lines()):
+                if event.data != "[DONE]" and event.json().get("choices"):
+                    got += 1
+                if got >= 2:
+                    break
+    left = time.monotonic()
+    wait_until(lambda: "client disconnected mid-stream" in gw.process.logs(), "the gateway to end the call when the client left",
+               deadline=10, on_timeout=gw.process.logs)
+    assert time.monotonic() - left < 10
+    assert mock.stats()["streams_completed"] == 0
 
 
 def test_gateway_still_serves_after_upstream_failures(http):

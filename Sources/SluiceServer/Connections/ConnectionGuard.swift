@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import SluiceUpstream
 
 /// Holds one client connection to the time limits of ``ConnectionLimits`` and closes it when HTTP says so.
 ///
@@ -68,6 +69,8 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var lastRead: NIODeadline
     private var timer: Scheduled<Void>?
     private var timerDeadline = NIODeadline.distantFuture
+    /// Told when the client goes while an answer is pending, so the upstream calls serving it stop at once.
+    let departure = ClientDeparture()
 
     init(limits: ConnectionLimits, metrics: GatewayMetrics, logger: Logger) {
         self.limits = limits
@@ -191,7 +194,15 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // Hummingbird keeps half-closed connections open; a client that closes its side before its answer has ended
+        // has gone, as nginx takes it.
+        if let event = event as? ChannelEvent, event == .inputClosed, pending > 0 { departure.clientLeft() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        departure.clientLeft()
         if case .body = reading {
             reading = .closing
             context.fireErrorCaught(ClientConnectionError.disconnected)

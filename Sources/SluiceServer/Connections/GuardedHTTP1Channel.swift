@@ -64,10 +64,13 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     }
 
     /// The connection's task runs on the event loop that accepted it, so its upstream calls (``UpstreamConnectionPool``)
-    /// and its reads and writes stay on one thread.
+    /// and its reads and writes stay on one thread; and those calls stop when the guard sees the client go.
     func handle(value: Value, logger: Logger) async {
         await withTaskExecutorPreference(EventLoopTaskExecutor.of(value.channel.eventLoop)) {
-            await handleHTTP(asyncChannel: value, logger: logger)
+            let departure = try? await value.channel.pipeline.handler(type: ConnectionGuard.self).map(\.departure).get()
+            await ClientDeparture.$current.withValue(departure) {
+                await handleHTTP(asyncChannel: value, logger: logger)
+            }
         }
     }
 }

@@ -78,6 +78,14 @@ extension Gateway {
                 $0.tokensEstimated = true
             }
         }
+        func clientLeft(_ translator: some StreamTranslator) {
+            account(translator)
+            context.trace.update {
+                $0.clientDisconnected = true
+                $0.errorCode = "client_disconnected"
+            }
+            context.logger.info("client disconnected mid-stream; upstream request cancelled")
+        }
         var kept = keep == nil && keepResponse == nil
         metrics.streamsInFlight.increment()
         defer { metrics.streamsInFlight.decrement() }
@@ -102,6 +110,10 @@ extension Gateway {
                 let chunk: ByteBuffer?
                 do {
                     chunk = try await iterator.next()
+                } catch is CancellationError {
+                    // The client went away while the upstream was silent (``ClientDeparture``): its call is closed.
+                    clientLeft(translator)
+                    throw CancellationError()
                 } catch {
                     failure = UpstreamFailure.apiError(for: error, logger: context.logger)
                     break
@@ -137,12 +149,7 @@ extension Gateway {
                         try await writer.write(output)
                     } catch {
                         // The client went away. Dropping the iterator cancels the upstream request.
-                        account(translator)
-                        context.trace.update {
-                            $0.clientDisconnected = true
-                            $0.errorCode = "client_disconnected"
-                        }
-                        context.logger.info("client disconnected mid-stream; upstream request cancelled")
+                        clientLeft(translator)
                         throw error
                     }
                 }

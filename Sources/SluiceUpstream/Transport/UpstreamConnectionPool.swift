@@ -102,7 +102,8 @@ public final class UpstreamConnectionPool: Sendable {
     /// caller iterates it (at most ``UpstreamExchange/highWater`` bytes are read ahead).
     ///
     /// - Throws: ``UpstreamTransportError``, NIO's connection errors (refused, connect timeout), or
-    ///   `CancellationError` when the calling task is cancelled.
+    ///   `CancellationError` when the calling task is cancelled or its client has left (``ClientDeparture``), then or
+    ///   while the body is read.
     public func execute(
         method: HTTPMethod, path: String, headers: HTTPHeaders, body: ByteBuffer?, deadline: NIODeadline
     ) async throws -> HTTPClientResponse {
@@ -114,7 +115,14 @@ public final class UpstreamConnectionPool: Sendable {
         } else if method == .POST || method == .PUT {
             head.headers.replaceOrAdd(name: "Content-Length", value: "0")
         }
-        let exchange = UpstreamExchange(eventLoop: connections.eventLoop, head: head, body: body)
+        let departure = ClientDeparture.current
+        if departure?.hasLeft == true { throw CancellationError() }
+        let exchange = UpstreamExchange(eventLoop: connections.eventLoop, head: head, body: body, departure: departure)
+        if let departure, !departure.watch(ObjectIdentifier(exchange), cancel: { exchange.cancel() }) {
+            // Gone in between: the exchange's promise is settled on its loop, never left pending.
+            exchange.cancel()
+            throw CancellationError()
+        }
         let answerHead = try await withTaskCancellationHandler {
             let future: EventLoopFuture<HTTPResponseHead>
             if connections.eventLoop.inEventLoop {
@@ -147,6 +155,8 @@ final class LoopConnections: @unchecked Sendable {
 
     func start(_ exchange: UpstreamExchange, pool: UpstreamConnectionPool, deadline: NIODeadline) -> EventLoopFuture<HTTPResponseHead> {
         eventLoop.preconditionInEventLoop()
+        // Cancelled before it reached its loop: nothing to send, and no deadline to keep it alive.
+        guard !exchange.isFinished else { return exchange.headFuture }
         exchange.scheduleDeadline(deadline)
         send(exchange, pool: pool, mayReuse: true)
         return exchange.headFuture

@@ -25,9 +25,12 @@ final class UpstreamExchange: @unchecked Sendable {
     private var deadline: Scheduled<Void>?
     /// The connection carrying the exchange until its answer ended.
     var connection: UpstreamConnectionHandler?
+    /// The client whose leaving cancels this call; told when the call ends, so it forgets the call.
+    let departure: ClientDeparture?
 
-    init(eventLoop: any EventLoop, head: HTTPRequestHead, body: ByteBuffer?) {
+    init(eventLoop: any EventLoop, head: HTTPRequestHead, body: ByteBuffer?, departure: ClientDeparture?) {
         self.eventLoop = eventLoop
+        self.departure = departure
         self.head = head
         self.body = body
         self.headPromise = eventLoop.makePromise()
@@ -68,6 +71,7 @@ final class UpstreamExchange: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         guard outcome == nil else { return }
         outcome = .success(())
+        departure?.unwatch(ObjectIdentifier(self))
         deadline?.cancel()
         deadline = nil
         if !headSettled {
@@ -86,6 +90,7 @@ final class UpstreamExchange: @unchecked Sendable {
         eventLoop.preconditionInEventLoop()
         guard outcome == nil else { return }
         outcome = .failure(error)
+        departure?.unwatch(ObjectIdentifier(self))
         deadline?.cancel()
         deadline = nil
         if let connection {
