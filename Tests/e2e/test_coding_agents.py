@@ -420,7 +420,8 @@ def test_a_client_leaving_mid_stream_cancels_the_upstream_call(procs, tmp_path, 
         request_id = r.headers["x-request-id"]
         seen = 0
         for line in r.iter_lines():
-            seen += delta in line
+            # Data lines only: a Responses event names its type on its `event:` line too.
+            seen += line.startswith("data:") and delta in line
             if seen >= 3:
                 break  # some of the answer has arrived
     wait_until(lambda: mock.stats()["streams_cancelled"] >= 1, "the upstream stream to be cancelled")
