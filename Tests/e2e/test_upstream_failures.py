@@ -139,13 +139,8 @@ def test_upstream_dies_without_response_is_502(http):
     assert_openai_error(r, 502)
 
 
-@pytest.mark.parametrize("kind", ["ollama", "openai"])
-def test_a_client_leaving_while_the_upstream_is_silent_ends_the_call_at_once(procs, kind):
-    # The mock sends two chunks, then pauses 30 s: the gateway must notice the client's close during the pause, not
-    # when the next chunk fails to reach it.
-    mock = procs.start_mock()
-    gw = procs.start_gateway(upstream=mock.url, args=["--upstream-kind", kind])
-    prompt = f"[[stall]] a long enough prompt to pause in the middle of {nonce()}"
+def read_two_chunks_then_leave(gw, prompt: str) -> None:
+    """Streams a chat answer, reads two content chunks, and closes the connection mid-stream."""
     with httpx.Client(base_url=gw.url, timeout=30) as client:
         with client.stream("POST", "/v1/chat/completions", json=chat_body(prompt, stream=True)) as r:
             assert r.status_code == 200
@@ -155,6 +150,16 @@ def test_a_client_leaving_while_the_upstream_is_silent_ends_the_call_at_once(pro
                     got += 1
                 if got >= 2:
                     break
+            assert got >= 2
+
+
+@pytest.mark.parametrize("kind", ["ollama", "openai"])
+def test_a_client_leaving_while_the_upstream_is_silent_ends_the_call_at_once(procs, kind):
+    # The mock sends two chunks, then pauses 30 s: the gateway must notice the client's close during the pause, not
+    # when the next chunk fails to reach it.
+    mock = procs.start_mock()
+    gw = procs.start_gateway(upstream=mock.url, args=["--upstream-kind", kind])
+    read_two_chunks_then_leave(gw, f"[[stall]] a long enough prompt to pause in the middle of {nonce()}")
     left = time.monotonic()
     wait_until(lambda: "client disconnected mid-stream" in gw.process.logs(), "the gateway to end the call when the client left",
                deadline=10, on_timeout=gw.process.logs)
@@ -172,18 +177,7 @@ def test_gateway_still_serves_after_upstream_failures(http):
 def test_client_disconnect_cancels_upstream_stream(procs):
     mock = procs.start_mock()
     gw = procs.start_gateway(upstream=mock.url)
-    prompt = f"[[slow]] a long enough prompt to have many words to stream slowly {nonce()}"
-    with httpx.Client(base_url=gw.url, timeout=30) as client:
-        with client.stream("POST", "/v1/chat/completions", json=chat_body(prompt, stream=True)) as r:
-            assert r.status_code == 200
-            got = 0
-            for event in iter_sse(r.iter_lines()):
-                if event.data != "[DONE]" and event.json().get("choices"):
-                    got += 1
-                if got >= 2:
-                    break
-            assert got >= 2
-        # Leaving the block closed the connection mid-stream.
+    read_two_chunks_then_leave(gw, f"[[slow]] a long enough prompt to have many words to stream slowly {nonce()}")
     wait_until(
         lambda: mock.stats()["streams_cancelled"] >= 1,
         "the mock to see its stream cancelled after the client went away",
