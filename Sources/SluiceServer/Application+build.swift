@@ -232,8 +232,7 @@ func buildRouter(
     // observation sees them, and access control, which decides from the matched route, runs on every API call
     // (cache hits included) with its rejections accounted.
     router.add(
-        middleware: EdgeMiddleware(
-            clientAddress: ClientAddressMiddleware(resolver: ClientAddressResolver(trusted: configuration.trustedProxies.compactMap(IPRange.init)))))
+        middleware: EdgeMiddleware(clientAddresses: ClientAddressResolver(trusted: configuration.trustedProxies.compactMap(IPRange.init))))
     router.add(
         middleware: ObservabilityMiddleware(
             metrics: metrics, recorder: accounting, storeBodies: configuration.storeBodies,

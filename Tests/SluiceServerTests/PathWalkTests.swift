@@ -107,7 +107,7 @@ struct PathWalkTests {
     }
 
     @Test(arguments: [
-        ("/v1/models", PathNormalizationMiddleware.Outcome.canonical),
+        ("/v1/models", PathNormalization.Outcome.canonical),
         ("/", .canonical),
         ("/v1/models?x=//y", .canonical),
         ("//v1/models", .rewritten("/v1/models")),
@@ -123,7 +123,7 @@ struct PathWalkTests {
         ("/.well-known", .canonical),
         ("/a/...", .canonical),
     ])
-    func normalization(_ target: String, _ expected: PathNormalizationMiddleware.Outcome) {
-        #expect(PathNormalizationMiddleware.normalize(target) == expected)
+    func normalization(_ target: String, _ expected: PathNormalization.Outcome) {
+        #expect(PathNormalization.normalize(target) == expected)
     }
 }

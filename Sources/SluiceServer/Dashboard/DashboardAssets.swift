@@ -1,6 +1,6 @@
 /// The dashboard's pages, stylesheet and script, compiled into the binary so it needs no files, CDN or build step.
 ///
-/// The pages carry no inline script or style: the Content-Security-Policy set by ``SecurityHeadersMiddleware``
+/// The pages carry no inline script or style: the Content-Security-Policy set by ``SecurityHeaders``
 /// allows only `/dashboard/app.css` and `/dashboard/app.js` from this origin. The script inserts data with
 /// `textContent` and SVG attributes only, never as markup.
 enum DashboardAssets {

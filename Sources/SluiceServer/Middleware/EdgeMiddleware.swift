@@ -2,28 +2,32 @@ import HTTPTypes
 import Hummingbird
 import SluiceCore
 
-/// The client's edge of every request, outermost: the client address (``ClientAddressMiddleware``), the request ID
-/// (``RequestIDMiddleware``) and the path's normal form (``PathNormalizationMiddleware``) on the way in; the request
-/// ID and the security headers (``SecurityHeadersMiddleware``) on every answer on the way out, errors and refused
+/// The client's edge of every request, outermost: the client address (`X-Forwarded-For` honoured only from trusted
+/// proxies, so logs, limits and usage records all see one address), the request ID
+/// (``RequestIDs``) and the path's normal form (``PathNormalization``) on the way in; the request
+/// ID and the security headers (``SecurityHeaders``) on every answer on the way out, errors and refused
 /// paths included.
 ///
 /// One layer instead of four: each router middleware is an async frame and a copy of the request context per
 /// request, and the four cost about 12 µs of CPU per request (a cache hit went from 98 to 112 µs with them).
 public struct EdgeMiddleware: RouterMiddleware {
     public typealias Context = SluiceRequestContext
-    let clientAddress: ClientAddressMiddleware
+    let clientAddresses: ClientAddressResolver
 
-    public init(clientAddress: ClientAddressMiddleware) {
-        self.clientAddress = clientAddress
+    public init(clientAddresses: ClientAddressResolver) {
+        self.clientAddresses = clientAddresses
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        clientAddress.resolve(request, into: &context)
-        let id = RequestIDMiddleware.assign(request, to: &context)
+        if !clientAddresses.trusted.isEmpty {
+            context.clientIP = clientAddresses.clientAddress(
+                peer: context.remoteAddress?.ipAddress, forwardedFor: request.headers[values: .xForwardedFor])
+        }
+        let id = RequestIDs.assign(request, to: &context)
         var response: Response
         do {
-            switch PathNormalizationMiddleware.normalize(request.head.path ?? "/") {
+            switch PathNormalization.normalize(request.head.path ?? "/") {
             case .canonical:
                 response = try await next(request, context)
             case .rewritten(let path):
@@ -40,8 +44,13 @@ public struct EdgeMiddleware: RouterMiddleware {
             // Errors that escaped as HTTP errors still get the headers.
             response = try error.response(from: request, context: context)
         }
-        SecurityHeadersMiddleware.apply(to: &response.headers)
+        SecurityHeaders.apply(to: &response.headers)
         response.headers[.requestID] = id
         return response
     }
+}
+
+extension HTTPField.Name {
+    static let xForwardedFor = Self("X-Forwarded-For")!
+    static let xAPIKey = Self("X-API-Key")!
 }

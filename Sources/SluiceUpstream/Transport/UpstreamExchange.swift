@@ -6,7 +6,7 @@ import NIOHTTP1
 /// buffered until read.
 ///
 /// `@unchecked Sendable`: the caller's task holds it, but every mutable member is touched on `eventLoop` only;
-/// methods that may be called elsewhere (`cancel`, `abandon`, `nextChunk`) hop there first.
+/// methods that may be called elsewhere (`cancel`, `nextChunk`) hop there first.
 final class UpstreamExchange: @unchecked Sendable {
     /// Bytes read ahead of the caller before the connection stops reading (end-to-end backpressure for streams).
     static let highWater = 256 * 1024
@@ -107,16 +107,11 @@ final class UpstreamExchange: @unchecked Sendable {
         }
     }
 
+    /// Ends the exchange from any thread: its caller was cancelled, its client left, or its reader dropped the body
+    /// before the end (then the rest of the answer is not wanted and the connection cannot be reused). No-op once the
+    /// answer has ended.
     func cancel() {
         eventLoop.execute { self.fail(CancellationError()) }
-    }
-
-    /// The reader went away before the end: the rest of the answer is not wanted, so the connection cannot be reused.
-    func abandon() {
-        eventLoop.execute {
-            guard self.outcome == nil else { return }
-            self.fail(CancellationError())
-        }
     }
 
     /// What the reader finds: a chunk, the end, the failure, or nothing yet.
@@ -165,7 +160,7 @@ struct UpstreamAnswerBody: AsyncSequence, Sendable {
     final class Owner: Sendable {
         let exchange: UpstreamExchange
         init(_ exchange: UpstreamExchange) { self.exchange = exchange }
-        deinit { exchange.abandon() }
+        deinit { exchange.cancel() }
     }
 
     let owner: Owner

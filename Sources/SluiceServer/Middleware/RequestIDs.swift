@@ -3,7 +3,7 @@ import Hummingbird
 import NIOCore
 
 /// Gives every request an ID (the client's `X-Request-ID` when sane), puts it in every log line and echoes it.
-public enum RequestIDMiddleware {
+public enum RequestIDs {
     /// Run by ``EdgeMiddleware``, which echoes the returned ID on the answer.
     static func assign(_ request: Request, to context: inout SluiceRequestContext) -> String {
         let id = request.headers[.requestID].flatMap(Self.sanitized) ?? context.id

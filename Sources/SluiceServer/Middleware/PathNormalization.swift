@@ -13,7 +13,7 @@ import SluiceCore
 ///   percent-encoded `/`, `\`, `.` or NUL (which a later decoder could turn into a different path) are refused with 400.
 ///
 /// The query string is kept as sent.
-public enum PathNormalizationMiddleware {
+public enum PathNormalization {
     public enum Outcome: Equatable, Sendable {
         /// Already in normal form: the common case, which allocates nothing.
         case canonical

@@ -2,7 +2,7 @@ import HTTPTypes
 import Hummingbird
 
 /// Adds the security headers every answer carries, and `Cache-Control: no-store` on API answers.
-public enum SecurityHeadersMiddleware {
+public enum SecurityHeaders {
     /// For HTML (the dashboard): everything from this origin only, no framing, no inline script.
     static let contentSecurityPolicy =
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
