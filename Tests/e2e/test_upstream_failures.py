@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 
 import time
 
@@ -165,6 +167,23 @@ def test_a_client_leaving_while_the_upstream_is_silent_ends_the_call_at_once(pro
                deadline=10, on_timeout=gw.process.logs)
     assert time.monotonic() - left < 10
     assert mock.stats()["streams_completed"] == 0
+
+
+def test_a_client_that_resets_right_after_its_request_is_never_served(procs):
+    # A reset can land before the connection's task has even started: its call must not run upstream for nobody.
+    mock = procs.start_mock("--latency-ms", "20000")
+    gw = procs.start_gateway(upstream=mock.url)
+    body = json.dumps(chat_body(f"reset at once {nonce()}")).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    for _ in range(10):
+        sock = socket.create_connection(("127.0.0.1", gw.port))
+        sock.sendall(head + body)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    wait_until(lambda: gw.process.logs().count('"status":499') >= 10, "every reset call recorded as a 499",
+               deadline=10, on_timeout=gw.process.logs)
+    assert '"status":200' not in gw.process.logs().split("POST")[-1]
 
 
 def test_gateway_still_serves_after_upstream_failures(http):

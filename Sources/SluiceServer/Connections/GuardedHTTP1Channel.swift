@@ -67,7 +67,9 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     /// and its reads and writes stay on one thread; and those calls stop when the guard sees the client go.
     func handle(value: Value, logger: Logger) async {
         await withTaskExecutorPreference(EventLoopTaskExecutor.of(value.channel.eventLoop)) {
-            let departure = try? await value.channel.pipeline.handler(type: ConnectionGuard.self).map(\.departure).get()
+            // No guard in the pipeline means the connection is already torn down (a client that reset right after its
+            // request): its calls must not run for nobody.
+            let departure = (try? await value.channel.pipeline.handler(type: ConnectionGuard.self).map(\.departure).get()) ?? .departed()
             await ClientDeparture.$current.withValue(departure) {
                 await handleHTTP(asyncChannel: value, logger: logger)
             }

@@ -20,6 +20,13 @@ public final class ClientDeparture: Sendable {
 
     public init() {}
 
+    /// One for a client already gone.
+    public static func departed() -> ClientDeparture {
+        let departure = ClientDeparture()
+        departure.clientLeft()
+        return departure
+    }
+
     public var hasLeft: Bool { state.withLock { $0.left } }
 
     /// The client has gone: cancels every watched call, and any call watched from now on.
